@@ -1,0 +1,86 @@
+/**
+ * Errors of koa-session-machine.
+ *
+ * The `InvalidSessionError` family mirrors pyramid_session_redis' `InvalidSession_*` exceptions: each
+ * says why a cookie did not lead to a usable session, and is handed to `onInvalid(ctx, err)`. They are
+ * reports, never thrown at the application (pyramid: func_invalid_logger).
+ */
+
+/** Base class: a cookie did not lead to a usable session, so the request got a fresh one. */
+export class InvalidSessionError extends Error {
+  override name = 'InvalidSessionError';
+  constructor(
+    message: string,
+    /** The session id the cookie named, when it got that far. */
+    readonly sessionId: string | null = null,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** A session cookie was sent but is unusable: malformed, of a wrong id format, or badly signed.
+ *  (pyramid: InvalidSession_NoSessionCookie, which also covers a bad signature.) Redis is not asked. */
+export class NoSessionCookieError extends InvalidSessionError {
+  override name = 'NoSessionCookieError';
+  constructor(
+    message: string,
+    /** Why the cookie was rejected. */
+    readonly reason: 'format' | 'signature',
+  ) {
+    super(message);
+  }
+}
+
+/** The cookie is validly signed but Redis has no such session (expired by TTL, deleted, evicted). */
+export class NotInBackendError extends InvalidSessionError {
+  override name = 'NotInBackendError';
+}
+
+/** The stored payload could not be decoded; only reported with `deserializedFailsNew`. */
+export class DeserializationError extends InvalidSessionError {
+  override name = 'DeserializationError';
+  constructor(
+    message: string,
+    sessionId: string,
+    /** The session data key whose value failed to decode. */
+    readonly key: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, sessionId, options);
+  }
+}
+
+/** The payload's own expiry (`x`) had passed; the key was deleted by the load. */
+export class PayloadTimeoutError extends InvalidSessionError {
+  override name = 'PayloadTimeoutError';
+}
+
+/** The payload was written by an older or foreign format; the key was deleted by the load. */
+export class PayloadLegacyError extends InvalidSessionError {
+  override name = 'PayloadLegacyError';
+}
+
+/**
+ * A stored session value could not be decoded and `deserializedFailsNew` is off (pyramid's default,
+ * its RawDeserializationError): the request fails with status 500. Set `deserializedFailsNew: true`
+ * to give such requests a fresh session instead.
+ */
+export class RawDeserializationError extends Error {
+  override name = 'RawDeserializationError';
+  readonly status = 500;
+  readonly expose = false;
+  constructor(
+    /** The session id whose payload failed. */
+    readonly sessionId: string,
+    /** The session data key whose value failed to decode. */
+    readonly key: string,
+    cause: unknown,
+  ) {
+    super(
+      `session ${sessionId}: the stored value of key "${key}" cannot be decoded by the serializer ` +
+        `(${cause instanceof Error ? cause.message : String(cause)}); set deserializedFailsNew to start a fresh session instead`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * The request-path form of the session machine.
+ *
+ * An XState actor per request costs about 18 µs (reference/stack_notes.md §1.2), more than the rest
+ * of the middleware. So the machine definition is compiled once, at import, into a table (leaf
+ * state × event type → candidate transitions, deepest state first) that a small interpreter runs.
+ * Guards, context updates and outputs are the very functions of `src/policy.ts` that the XState
+ * machine calls, looked up by the names the chart uses; `test/machine.test.ts` proves the two
+ * runtimes equivalent on every path the graph has and on random event sequences.
+ */
+import type { AnyStateMachine } from 'xstate';
+import { sessionMachine } from '../machines/session.machine.js';
+import {
+  assigners,
+  guards,
+  initialContext,
+  outputs,
+  type SessionContext,
+  type SessionEvent,
+  type SessionInput,
+  type SessionOutput,
+} from './policy.js';
+
+type GuardFn = (context: SessionContext, event: SessionEvent) => boolean;
+type AssignFn = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>;
+type OutputFn = (context: SessionContext, event: SessionEvent) => SessionOutput;
+
+interface CompiledTransition {
+  readonly guard: GuardFn | undefined;
+  /** Leaf index entered, or -1 for a targetless transition (context update only). */
+  readonly target: number;
+  readonly actions: readonly AssignFn[];
+}
+
+interface Leaf {
+  /** Dotted state path, e.g. `loaded.dirty`: what `snapshot.value` flattens to. */
+  readonly path: string;
+  readonly output: OutputFn | undefined;
+  readonly on: ReadonlyMap<string, readonly CompiledTransition[]>;
+}
+
+/** The compiled table of a machine. */
+export interface CompiledMachine {
+  readonly leaves: readonly Leaf[];
+  readonly initial: number;
+}
+
+/** The part of XState's StateNode that the compiler reads. */
+interface Node {
+  key: string;
+  type: string;
+  path: string[];
+  parent?: Node;
+  states: Record<string, Node>;
+  initial?: { target: Node[] };
+  transitions: Map<string, Array<{ target?: Node[]; guard?: unknown; actions: unknown[] }>>;
+  entry: unknown[];
+  exit: unknown[];
+  always?: unknown;
+  config: Record<string, unknown>;
+}
+
+function nameOf(ref: unknown, what: string): string {
+  if (typeof ref === 'string') return ref;
+  if (ref && typeof ref === 'object' && typeof (ref as { type?: unknown }).type === 'string') {
+    return (ref as { type: string }).type;
+  }
+  throw new TypeError(`session machine: only named ${what}s are supported, got ${String(ref)}`);
+}
+
+function lookup<T>(table: Record<string, T>, name: string, what: string): T {
+  if (!Object.hasOwn(table, name)) throw new TypeError(`session machine: unknown ${what} "${name}" (not in src/policy.ts)`);
+  return table[name] as T;
+}
+
+/** Walk `machine.root` once and build the table. Throws on anything outside the supported subset. */
+export function compileMachine(machine: AnyStateMachine): CompiledMachine {
+  const root = machine.root as unknown as Node;
+  const leaves: Leaf[] = [];
+  const leafIndex = new Map<Node, number>();
+  const nodes: Node[] = [];
+
+  const visit = (node: Node): void => {
+    if (node.type === 'parallel' || node.type === 'history') {
+      throw new TypeError(`session machine: ${node.type} state "${node.path.join('.')}" is not supported`);
+    }
+    if (node.entry.length > 0 || node.exit.length > 0 || node.always || node.config.after || node.config.invoke) {
+      throw new TypeError(`session machine: state "${node.path.join('.')}" uses entry/exit/always/after/invoke`);
+    }
+    if (node.type === 'final' && node.parent !== root) {
+      throw new TypeError(`session machine: final state "${node.path.join('.')}" must be top-level`);
+    }
+    nodes.push(node);
+    for (const child of Object.values(node.states)) visit(child);
+  };
+  visit(root);
+
+  const atomic = nodes.filter((n) => n.type === 'atomic' || n.type === 'final');
+  for (const node of atomic) leafIndex.set(node, leafIndex.size);
+
+  const enter = (node: Node): number => {
+    let n = node;
+    while (n.type === 'compound') {
+      const next = n.initial?.target[0];
+      if (!next) throw new TypeError(`session machine: compound state "${n.path.join('.')}" has no initial state`);
+      n = next;
+    }
+    const index = leafIndex.get(n);
+    if (index === undefined) throw new TypeError(`session machine: cannot enter "${n.path.join('.')}"`);
+    return index;
+  };
+
+  const compileTransitions = (node: Node): Map<string, CompiledTransition[]> => {
+    const on = new Map<string, CompiledTransition[]>();
+    for (const [eventType, list] of node.transitions) {
+      on.set(
+        eventType,
+        list.map((t) => {
+          if (t.target && t.target.length > 1) throw new TypeError('session machine: multiple targets are not supported');
+          const target = t.target?.[0];
+          return {
+            guard: t.guard === undefined ? undefined : lookup<GuardFn>(guards, nameOf(t.guard, 'guard'), 'guard'),
+            target: target ? enter(target) : -1,
+            actions: t.actions.map((a) => lookup<AssignFn>(assigners, nameOf(a, 'action'), 'action')),
+          };
+        }),
+      );
+    }
+    return on;
+  };
+
+  for (const node of atomic) {
+    // Deepest first, as XState selects transitions: a leaf's own candidates, then its ancestors'.
+    const on = new Map<string, CompiledTransition[]>();
+    for (let n: Node | undefined = node; n; n = n.parent) {
+      for (const [eventType, list] of compileTransitions(n)) {
+        on.set(eventType, [...(on.get(eventType) ?? []), ...list]);
+      }
+    }
+    leaves.push({
+      path: node.path.join('.'),
+      output: node.type === 'final' ? lookup<OutputFn>(outputs, node.key, 'final state output') : undefined,
+      on,
+    });
+  }
+
+  return { leaves, initial: enter(root) };
+}
+
+/** The session machine, compiled once at import. */
+export const sessionTable: CompiledMachine = compileMachine(sessionMachine);
+
+/** One request's run of the machine: the interpreter of a compiled table. */
+export class MachineRun {
+  /** Index of the current leaf state. */
+  state: number;
+  readonly context: SessionContext;
+  /** Set when a final state is reached. */
+  output: SessionOutput | undefined = undefined;
+
+  constructor(
+    input: SessionInput,
+    readonly table: CompiledMachine = sessionTable,
+  ) {
+    this.state = table.initial;
+    this.context = initialContext(input);
+  }
+
+  /** Dotted path of the current state, e.g. `loaded.dirty`. */
+  get value(): string {
+    return (this.table.leaves[this.state] as Leaf).path;
+  }
+
+  /** True once a final state is reached; later events are ignored, as an XState actor does. */
+  get done(): boolean {
+    return this.output !== undefined;
+  }
+
+  send(event: SessionEvent): void {
+    if (this.output !== undefined) return;
+    const candidates = (this.table.leaves[this.state] as Leaf).on.get(event.type);
+    if (candidates === undefined) return;
+    const context = this.context;
+    for (const t of candidates) {
+      if (t.guard !== undefined && !t.guard(context, event)) continue;
+      for (const action of t.actions) Object.assign(context, action(context, event));
+      if (t.target >= 0) {
+        this.state = t.target;
+        const leaf = this.table.leaves[t.target] as Leaf;
+        if (leaf.output !== undefined) this.output = leaf.output(context, event);
+      }
+      return;
+    }
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The Koa glue. Per request: read the cookie and tell the machine; send the one load when the
+ * machine is in `loading`; hand the handler its session; after `await next()`, tell the machine
+ * what the request did, and carry out the final state's output: one Redis command and one cookie
+ * action. Which command and which cookie is decided by the machine alone (SPEC §4).
+ */
+import { Redis } from 'ioredis';
+import type { Context, Middleware, Next } from 'koa';
+import { CookieCodec, toKeyRing, type KeyRing } from './cookie.js';
+import {
+  DeserializationError,
+  InvalidSessionError,
+  NoSessionCookieError,
+  NotInBackendError,
+  PayloadLegacyError,
+  PayloadTimeoutError,
+  RawDeserializationError,
+} from './errors.js';
+import { MachineRun, sessionTable } from './fsm.js';
+import { resolveOptions, type ResolvedOptions, type SessionOptions } from './options.js';
+import type { SessionInput } from './policy.js';
+import { SessionState } from './session.js';
+import { SessionStore, type RedisClient } from './store/commands.js';
+
+/** The middleware, with what it owns. */
+export interface SessionMiddleware extends Middleware {
+  /** Close the Redis client if this middleware created it (from a URL or options); a client passed
+   *  in is left open for its owner. */
+  close(): Promise<void>;
+  /** The Redis client in use. */
+  readonly redis: RedisClient;
+}
+
+const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.path === 'loading');
+
+function isClient(value: unknown): value is RedisClient {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Redis).defineCommand === 'function' &&
+    typeof (value as Redis).sendCommand === 'function'
+  );
+}
+
+function connect(option: SessionOptions['redis']): { client: RedisClient; owned: boolean } {
+  if (isClient(option)) return { client: option, owned: false };
+  if (option === undefined) return { client: new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'), owned: true };
+  return { client: typeof option === 'string' ? new Redis(option) : new Redis(option), owned: true };
+}
+
+/** Copy cookie headers onto an error, so Koa's `ctx.onerror` (which removes every header before
+ *  answering) still sends them: this is what `cookieOnException` promises. */
+function carryHeaders(ctx: Context, err: unknown, cookieName: string): void {
+  if (err === null || typeof err !== 'object') return;
+  const header = ctx.response.get('Set-Cookie') as string | string[];
+  const ours = (Array.isArray(header) ? header : [header]).filter((h) => h.startsWith(`${cookieName}=`));
+  if (ours.length === 0) return;
+  const e = err as { headers?: Record<string, unknown> };
+  e.headers = { ...e.headers, 'Set-Cookie': ours, ...(ours.some((h) => !h.startsWith(`${cookieName}=;`)) ? { Vary: 'Cookie' } : {}) };
+}
+
+/**
+ * Create the session middleware. Options are validated now: a mistake throws a TypeError that names
+ * the option. Pass the app to check `app.keys` now too; otherwise a missing key ring fails the first
+ * request with the same message.
+ */
+export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unknown; context?: object }): SessionMiddleware {
+  const opts: ResolvedOptions = resolveOptions(options);
+  let keys: KeyRing | undefined = opts.keys;
+  if (!keys && app) keys = resolveAppKeys(app);
+  const { client, owned } = connect(opts.redis);
+  const store = new SessionStore(client, opts);
+  const input: SessionInput = {
+    invalidateEmptySession: opts.invalidateEmptySession,
+    cookieOnException: opts.cookieOnException,
+    deserializedFailsNew: opts.deserializedFailsNew,
+  };
+  const settings = {
+    serializer: opts.serializer,
+    detectChanges: opts.detectChanges,
+    timeout: opts.timeout,
+    genId: opts.genId,
+    idPattern: opts.idPattern,
+  };
+  const { cookie } = opts;
+  const cookieName = cookie.name;
+  const stateKey = Symbol(`koa-session-machine:${opts.contextKey}`);
+  const prototypes = new WeakSet<object>();
+  let codec: CookieCodec | undefined = keys ? new CookieCodec(cookieName, keys, opts.idPattern) : undefined;
+
+  /** Define `ctx[contextKey]` once on the app's context prototype: a getter that makes the
+   *  session's Proxy on first use, and a setter for koa-session's idioms (`= null`, `= {...}`). */
+  const install = (ctx: Context): void => {
+    const proto = Object.getPrototypeOf(ctx) as object;
+    if (prototypes.has(proto)) return;
+    prototypes.add(proto);
+    Object.defineProperty(proto, opts.contextKey, {
+      configurable: true,
+      enumerable: false,
+      get(this: Record<symbol, SessionState | undefined>) {
+        return this[stateKey]?.proxy;
+      },
+      set(this: Record<symbol, SessionState | undefined>, value: unknown) {
+        const state = this[stateKey];
+        if (!state) throw new TypeError(`ctx.${opts.contextKey} can only be set after the session middleware ran`);
+        if (value === null || value === undefined) state.invalidate();
+        else if (typeof value === 'object' && !Array.isArray(value)) state.replace(value as Record<string, unknown>);
+        else throw new TypeError(`ctx.${opts.contextKey} can be set to null (invalidate) or a plain object (replace the data)`);
+      },
+    });
+  };
+
+  const report = (ctx: Context, err: InvalidSessionError): void => {
+    opts.onInvalid?.(ctx, err);
+  };
+
+  const setCookie = (ctx: Context, id: string): void => {
+    ctx.cookies.set(cookieName, (codec as CookieCodec).encode(id), {
+      ...cookie,
+      secure: cookie.secure ?? ctx.secure,
+      signed: false,
+      overwrite: true,
+    });
+    ctx.vary('Cookie');
+  };
+
+  const clearCookie = (ctx: Context): void => {
+    ctx.cookies.set(cookieName, '', {
+      path: cookie.path,
+      domain: cookie.domain,
+      secure: cookie.secure ?? ctx.secure,
+      httpOnly: cookie.httpOnly,
+      sameSite: cookie.sameSite,
+      partitioned: cookie.partitioned,
+      signed: false,
+      overwrite: true,
+    });
+  };
+
+  const middleware = async function koaRedisSession(ctx: Context, next: Next): Promise<void> {
+    if (!codec) {
+      keys = resolveAppKeys(ctx.app);
+      codec = new CookieCodec(cookieName, keys, opts.idPattern);
+    }
+    install(ctx);
+    const now = Math.floor(Date.now() / 1000);
+    const run = new MachineRun(input);
+
+    // 1. The cookie.
+    const parsed = codec.decode(ctx.cookies.get(cookieName));
+    let id: string | null = null;
+    if (parsed.kind === 'missing') {
+      run.send({ type: 'cookie.missing' });
+    } else if (parsed.kind === 'invalid') {
+      run.send({ type: 'cookie.invalid' });
+      report(ctx, new NoSessionCookieError(`session cookie rejected: bad ${parsed.reason}`, parsed.reason));
+    } else {
+      id = parsed.id;
+      run.send({ type: 'cookie.verified', keyIndex: parsed.keyIndex });
+    }
+
+    // 2. The load, when the machine asks for it.
+    let state: SessionState | null = null;
+    if (run.state === LOADING) {
+      const storedId = id as string;
+      let result;
+      try {
+        result = await store.load(storedId, now);
+      } catch (err) {
+        if (!(err instanceof RawDeserializationError)) throw err;
+        run.send({ type: 'load.undecodable' });
+        if (run.done) throw err; // deserializedFailsNew is off: the request fails, naming the key
+        report(ctx, new DeserializationError(err.message, storedId, err.key, { cause: err.cause }));
+        result = null;
+      }
+      if (result?.status === 'found') {
+        run.send({ type: 'load.found', refreshed: result.refreshed });
+        state = new SessionState(settings, run, now, storedId, result.payload);
+      } else if (result) {
+        run.send({ type: 'load.stale' });
+        report(
+          ctx,
+          result.status === 'expired'
+            ? new PayloadTimeoutError('session payload expired', storedId)
+            : result.status === 'legacy'
+              ? new PayloadLegacyError('session payload of an older or foreign format', storedId)
+              : new NotInBackendError('session not found in Redis', storedId),
+        );
+      }
+    }
+    state ??= new SessionState(settings, run, now, null, null);
+    (ctx as unknown as Record<symbol, SessionState>)[stateKey] = state;
+
+    // 3. The handler.
+    let error: unknown;
+    let errored = false;
+    try {
+      await next();
+    } catch (err) {
+      error = err;
+      errored = true;
+    }
+
+    // 4. The end: one event, one final state, one command, one cookie action.
+    try {
+      const changes = state.changes();
+      run.send({
+        type: 'request.ended',
+        hasData: state.hasData(),
+        changed: changes.set.length + changes.del.length > 0,
+        cookieAllowed: opts.allowCookies ? opts.allowCookies(ctx) !== false : true,
+        errored,
+      });
+      const output = run.output;
+      if (output === undefined) throw new Error(`session machine: no final state after request.ended (in ${run.value})`);
+      const result = await store.write(output.redis, state, now);
+      if (!result.stored) {
+        // The session was deleted meanwhile (logout elsewhere, expiry): it stays deleted.
+        report(ctx, new NotInBackendError('session deleted while the request ran; its changes were not stored', state.storedId));
+        clearCookie(ctx);
+      } else if (output.cookie === 'set' && result.id !== null) {
+        setCookie(ctx, result.id);
+      } else if (output.cookie === 'clear') {
+        clearCookie(ctx);
+      }
+    } catch (err) {
+      if (!errored) throw err;
+      // The handler's error is the one the client should see.
+    }
+    if (errored) {
+      carryHeaders(ctx, error, cookieName);
+      throw error;
+    }
+  } as SessionMiddleware;
+
+  Object.defineProperty(middleware, 'redis', { value: client, enumerable: true });
+  middleware.close = async () => {
+    if (owned && client.status !== 'end') await client.quit().catch(() => client.disconnect());
+  };
+  return middleware;
+}
+
+/** The key ring from `app.keys`, when the option `keys` is not given. */
+function resolveAppKeys(app: { keys?: unknown }): KeyRing {
+  if (app.keys === undefined || app.keys === null) {
+    throw new TypeError('koaRedisSession: no signing keys; set option "keys" or app.keys (newest key first)');
+  }
+  return toKeyRing(app.keys, 'koaRedisSession: option "keys" (from app.keys)');
+}

@@ -1,0 +1,147 @@
+/**
+ * The only module that talks to Redis. Before `await next()` it sends the load; after, it turns the
+ * final state's output into exactly one ioredis call (an exhaustive switch: a new command means a
+ * new final state). Scripts are registered with ioredis `defineCommand`, which sends `EVAL` the first
+ * time on each connection and `EVALSHA` after that: one command either way.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { FORMAT_VERSION, decodeHash, type LoadedPayload, type Serializer } from '../payload.js';
+import type { RedisCommand } from '../policy.js';
+import { createLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
+
+/** The custom commands this module defines on the client. Versioned names: a changed script gets a
+ *  new name, so two versions of this package can share one client. */
+interface SessionCommands {
+  ksmLoadV1(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, string[]?]>;
+  ksmCreateV1(key: string, ttl: number, ...fields: string[]): Promise<number>;
+  ksmPatchV1(key: string, ttl: number, pairs: number, ...fields: string[]): Promise<number>;
+  ksmRotateV1(oldKey: string, newKey: string, ttl: number, ...fields: string[]): Promise<number>;
+}
+
+export type RedisClient = Redis | Cluster;
+
+/** Result of the load. */
+export type LoadResult =
+  | { readonly status: 'found'; readonly refreshed: boolean; readonly payload: LoadedPayload }
+  | { readonly status: 'missing' | 'expired' | 'legacy' };
+
+const MISSING: LoadResult = { status: 'missing' };
+const EXPIRED: LoadResult = { status: 'expired' };
+const LEGACY: LoadResult = { status: 'legacy' };
+
+/** What a write needs from the session, computed only for the command that needs it. */
+export interface WriteSource {
+  /** Id of the stored session (patch, delete, rotate's old key). */
+  readonly storedId: string | null;
+  readonly created: number;
+  readonly timeout: number | null;
+  /** Every data field as `:key, value` pairs (create, rotate). */
+  allFields(): string[];
+  /** Changed fields as `:key, value` pairs, and removed fields (patch). */
+  changes(): { set: string[]; del: string[] };
+  /** The id a create or rotate stores under: a fresh draw on each call after a collision. */
+  drawId(attempt: number): string;
+}
+
+/** What the write did. `id` is the id the session now lives under, or null if it has none. */
+export type WriteResult =
+  | { readonly stored: true; readonly id: string | null }
+  | { readonly stored: false; readonly id: null; readonly reason: 'gone' };
+
+export interface StoreSettings {
+  prefix: string;
+  timeoutTrigger: number | null;
+  setRedisTtl: boolean;
+  serializer: Serializer;
+}
+
+/** How many fresh ids a create may draw before giving up. With 256-bit ids a second draw is
+ *  already a once-in-the-universe event; a custom genId that repeats itself fails loudly. */
+const MAX_ID_DRAWS = 3;
+
+export class SessionStore {
+  readonly #redis: RedisClient & SessionCommands;
+  readonly #settings: StoreSettings;
+  readonly #trigger: number;
+  readonly #ttlFlag: string;
+
+  constructor(redis: RedisClient, settings: StoreSettings) {
+    redis.defineCommand('ksmLoadV1', { numberOfKeys: 1, lua: loadLua });
+    redis.defineCommand('ksmCreateV1', { numberOfKeys: 1, lua: createLua });
+    redis.defineCommand('ksmPatchV1', { numberOfKeys: 1, lua: patchLua });
+    redis.defineCommand('ksmRotateV1', { numberOfKeys: 2, lua: rotateLua });
+    this.#redis = redis as RedisClient & SessionCommands;
+    this.#settings = settings;
+    this.#trigger = settings.timeoutTrigger ?? -1;
+    this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
+  }
+
+  key(id: string): string {
+    return this.#settings.prefix + id;
+  }
+
+  /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
+   *  Throws `RawDeserializationError` when a value cannot be decoded. */
+  async load(id: string, now: number): Promise<LoadResult> {
+    const reply = await this.#redis.ksmLoadV1(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION);
+    switch (reply[0]) {
+      case 1:
+        return { status: 'found', refreshed: reply[1] === 1, payload: decodeHash(id, reply[2] ?? [], this.#settings.serializer) };
+      case 2:
+        return EXPIRED;
+      case 3:
+        return LEGACY;
+      default:
+        return MISSING;
+    }
+  }
+
+  /** The command of a final state. Exactly one ioredis call, except a create or rotate whose fresh
+   *  id collided with an existing key, which draws again. */
+  async write(command: RedisCommand, source: WriteSource, now: number): Promise<WriteResult> {
+    switch (command) {
+      case 'none':
+        return { stored: true, id: source.storedId };
+      case 'create':
+        return this.#create(source, now, null);
+      case 'rotate':
+        return this.#create(source, now, source.storedId);
+      case 'patch': {
+        const id = source.storedId as string;
+        const { set, del } = source.changes();
+        const t = source.timeout;
+        if (t !== null) set.push('x', String(now + t));
+        const applied = await this.#redis.ksmPatchV1(this.key(id), this.#ttl(t), set.length / 2, ...set, ...del);
+        return applied === 1 ? { stored: true, id } : { stored: false, id: null, reason: 'gone' };
+      }
+      case 'delete':
+        await this.#redis.del(this.key(source.storedId as string));
+        return { stored: true, id: null };
+      default: {
+        const unknown: never = command;
+        throw new TypeError(`session store: unknown command ${String(unknown)}`);
+      }
+    }
+  }
+
+  #ttl(timeout: number | null): number {
+    return timeout !== null && this.#settings.setRedisTtl ? timeout : 0;
+  }
+
+  async #create(source: WriteSource, now: number, oldId: string | null): Promise<WriteResult> {
+    const t = source.timeout;
+    const fields = ['c', String(source.created), 'v', String(FORMAT_VERSION)];
+    if (t !== null) fields.push('t', String(t), 'x', String(now + t));
+    for (const f of source.allFields()) fields.push(f);
+    const ttl = this.#ttl(t);
+    for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
+      const id = source.drawId(attempt);
+      const created =
+        oldId !== null && attempt === 0
+          ? await this.#redis.ksmRotateV1(this.key(oldId), this.key(id), ttl, ...fields)
+          : await this.#redis.ksmCreateV1(this.key(id), ttl, ...fields);
+      if (created === 1) return { stored: true, id };
+    }
+    throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
+  }
+}

@@ -1,0 +1,18 @@
+-- create.lua: store a new session, never over an existing one (SPEC §5: create-if-absent).
+--
+-- KEYS[1]  the new session key
+-- ARGV[1]  TTL in seconds, or 0 for none (no timeout, or LRU mode)
+-- ARGV[2..] field, value pairs: metadata (c, t, x, v) and every data field
+--
+-- Returns  1 created; 0 the key already existed (an id collision: the caller draws a new id)
+--
+-- Atomic so that two requests drawing the same id cannot both believe they created it.
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 1 then return 0 end
+-- HSET in slices: Lua's unpack() has a stack limit of a few thousand values.
+for i = 2, #ARGV, 1000 do
+  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+return 1

@@ -1,0 +1,55 @@
+-- load.lua: read one session and, when its expiry is due, move it: one round trip (SPEC §5).
+--
+-- KEYS[1]  the session key
+-- ARGV[1]  now, epoch seconds: the application's clock, as the machine's is (time arrives as data)
+-- ARGV[2]  timeoutTrigger in seconds, or -1 for none: with none, every load moves the expiry; with
+--          one, only a load with at most that many seconds left does (pyramid: timeout_trigger)
+-- ARGV[3]  "1" to keep a Redis TTL (setRedisTtl), "0" for LRU mode (expiry in the payload only)
+-- ARGV[4]  the current format version
+--
+-- Returns  {0}                      no such session
+--          {2}                      the payload's own expiry had passed: the key is deleted
+--          {3}                      legacy or foreign payload (no or older version, or not a
+--                                   hash): the key is deleted
+--          {1, refreshed, fields}   found; refreshed is 1 when the expiry moved; fields is HGETALL
+--
+-- Atomic so that the expiry check, the removal of a dead key and the refresh cannot interleave with
+-- another request's write: an expired session is never resurrected, and no second command is
+-- needed to remove it (fixing pyramid's B8, which left such keys behind).
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local meta = redis.pcall('HMGET', key, 'v', 't', 'x')
+if meta.err then
+  redis.call('DEL', key)
+  return {3}
+end
+local v = tonumber(meta[1])
+if not v then
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('DEL', key)
+    return {3}
+  end
+  return {0}
+end
+if v < tonumber(ARGV[4]) then
+  redis.call('DEL', key)
+  return {3}
+end
+local t = tonumber(meta[2])
+local x = tonumber(meta[3])
+if x and now > x then
+  redis.call('DEL', key)
+  return {2}
+end
+local refreshed = 0
+if t and t > 0 then
+  local trigger = tonumber(ARGV[2])
+  local due
+  if trigger < 0 then due = (x ~= now + t) else due = (not x) or (x - now <= trigger) end
+  if due then
+    redis.call('HSET', key, 'x', now + t)
+    if ARGV[3] == '1' then redis.call('EXPIRE', key, t) end
+    refreshed = 1
+  end
+end
+return {1, refreshed, redis.call('HGETALL', key)}

@@ -1,0 +1,85 @@
+/**
+ * What went over the wire: Redis MONITOR on the private server, bracketed by ECHO markers from a
+ * separate connection so that exactly the commands sent while a function ran are returned.
+ * Commands a Lua script ran are kept apart (`lua: true`): they cost no round trip.
+ */
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { createLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
+
+export interface WireCommand {
+  /** Command name, lower case; a script call is named after its script: load, create, patch, rotate. */
+  readonly op: string;
+  readonly args: readonly string[];
+  /** The key the command addresses (the first key). */
+  readonly key: string | undefined;
+  /** Run by a script, inside the command that called it. */
+  readonly lua: boolean;
+}
+
+const SCRIPTS = new Map<string, string>(
+  Object.entries({ load: loadLua, create: createLua, patch: patchLua, rotate: rotateLua }).flatMap(([name, lua]) => [
+    [createHash('sha1').update(lua).digest('hex'), name],
+  ]),
+);
+
+function describe(args: string[], lua: boolean): WireCommand {
+  const name = (args[0] ?? '').toLowerCase();
+  if (name === 'evalsha' || name === 'eval') {
+    // EVAL carries the script text (MONITOR shows it escaped): its header names the file.
+    const script = SCRIPTS.get(args[1] ?? '') ?? /-- (\w+)\.lua:/.exec(args[1] ?? '')?.[1] ?? `${name}?`;
+    return { op: script, args: args.slice(3), key: args[3], lua };
+  }
+  return { op: name, args: args.slice(1), key: args[1], lua };
+}
+
+export class Monitor {
+  #events: WireCommand[] = [];
+  #waiters = new Map<string, () => void>();
+  #seq = 0;
+
+  private constructor(
+    private readonly monitor: Redis,
+    private readonly marker: Redis,
+  ) {
+    monitor.on('error', () => undefined);
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (args[0]?.toLowerCase() === 'echo' && args[1]?.startsWith('ksm-marker-')) {
+        this.#waiters.get(args[1])?.();
+        return;
+      }
+      this.#events.push(describe(args, source === 'lua'));
+    });
+  }
+
+  static async start(url: string): Promise<Monitor> {
+    // The marker connection also starts the monitor (ioredis opens a dedicated connection for it).
+    const marker = new Redis(url);
+    const monitor = await marker.monitor();
+    return new Monitor(monitor, marker);
+  }
+
+  async #mark(): Promise<void> {
+    const label = `ksm-marker-${++this.#seq}`;
+    const seen = new Promise<void>((resolve) => this.#waiters.set(label, resolve));
+    await this.marker.echo(label);
+    await seen;
+    this.#waiters.delete(label);
+  }
+
+  /** Run fn and return the commands sent meanwhile, client commands only unless `withLua`. */
+  async capture(fn: () => Promise<unknown>, withLua = false): Promise<WireCommand[]> {
+    await this.#mark();
+    this.#events = [];
+    await fn();
+    await this.#mark();
+    const events = this.#events;
+    this.#events = [];
+    return withLua ? events : events.filter((e) => !e.lua);
+  }
+
+  async stop(): Promise<void> {
+    this.monitor.disconnect();
+    this.marker.disconnect();
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Private `redis-server` processes for tests: a free port each, nothing saved to disk, stopped by
+ * pid. The shared instance on 6379 is never touched.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, Socket } from 'node:net';
+
+export interface RedisServer {
+  readonly port: number;
+  readonly pid: number;
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** A port nobody listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.connect(port, '127.0.0.1', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
+  });
+}
+
+/** Start a private redis-server on a free port and wait until it answers PING. */
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+  const port = await freePort();
+  let child: ChildProcess;
+  try {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...extraArgs],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+  } catch (err) {
+    throw new Error(`cannot start redis-server (install it: apt-get install redis-server): ${String(err)}`);
+  }
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  child.once('error', () => undefined);
+  for (let i = 0; i < 100 && !exited; i++) {
+    if (await ping(port)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (exited || child.pid === undefined) {
+    throw new Error('redis-server did not start; is it installed? (apt-get install redis-server)');
+  }
+  const pid = child.pid;
+  return {
+    port,
+    pid,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      if (exited) return;
+      process.kill(pid, 'SIGTERM');
+      const timer = setTimeout(() => !exited && process.kill(pid, 'SIGKILL'), 3000);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+}
