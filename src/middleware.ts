@@ -52,7 +52,8 @@ function connect(option: SessionOptions['redis']): { client: RedisClient; owned:
  *  answering) still sends them: this is what `cookieOnException` promises. */
 function carryHeaders(ctx: Context, err: unknown, cookieName: string): void {
   if (err === null || typeof err !== 'object') return;
-  const header = ctx.response.get('Set-Cookie') as string | string[];
+  const header = ctx.response.get('Set-Cookie') as string | string[] | undefined;
+  if (!header) return;
   const ours = (Array.isArray(header) ? header : [header]).filter((h) => h.startsWith(`${cookieName}=`));
   if (ours.length === 0) return;
   const e = err as { headers?: Record<string, unknown> };
@@ -235,7 +236,10 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   Object.defineProperty(middleware, 'redis', { value: client, enumerable: true });
   middleware.close = async () => {
-    if (owned && client.status !== 'end') await client.quit().catch(() => client.disconnect());
+    if (!owned || client.status === 'end') return;
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+    await client.quit().catch(() => client.disconnect());
+    await ended;
   };
   return middleware;
 }

@@ -1,0 +1,541 @@
+/**
+ * Every option of SPEC §2: validated at koaRedisSession() time with a message naming it, and its
+ * effect on the wire (MONITOR), on the cookies and on what is stored.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import Keygrip from 'keygrip';
+import Koa from 'koa';
+import request from 'supertest';
+import type { Context } from 'koa';
+import type { Response } from 'supertest';
+import {
+  DeserializationError,
+  InvalidSessionError,
+  NoSessionCookieError,
+  NotInBackendError,
+  PayloadLegacyError,
+  PayloadTimeoutError,
+  koaRedisSession,
+  type SessionOptions,
+} from '../src/index.js';
+import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
+import { signedCookie, storedData, useRedis } from './helpers/fixture.js';
+
+const f = useRedis();
+
+/** Run two requests: one that stores `seed`, then `handler` with its cookie; capture the second. */
+async function twoRequests(
+  options: Omit<SessionOptions, 'redis'>,
+  seed: Record<string, unknown>,
+  handler: (ctx: Context) => unknown,
+  withLua = false,
+  between?: (key: string) => Promise<unknown>,
+) {
+  const app = makeApp(3, { ...options, redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, seed) : handler(ctx)));
+  await app.ready();
+  const first = await app.get('/seed');
+  const { cookie, id } = expectCookieSet(first, options.cookie?.name);
+  const key = `${options.prefix ?? 'sess:'}${id}`;
+  await between?.(key);
+  let res: Response | undefined;
+  const wire = await f.monitor.capture(async () => {
+    res = await app.get('/', cookie);
+  }, withLua);
+  await app.close();
+  return { first, res: res as Response, wire, cookie, id, key };
+}
+
+describe('option validation', () => {
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['an unknown option', { tiemout: 5 }, /unknown option "tiemout"/],
+    ['timeout that is not a whole number', { timeout: 1.5 }, /option "timeout" must be a whole number/],
+    ['a negative timeout', { timeout: -1 }, /option "timeout"/],
+    ['timeoutTrigger >= timeout', { timeout: 100, timeoutTrigger: 100 }, /option "timeoutTrigger" must be less than timeout \(100\)/],
+    ['timeoutTrigger without timeout', { timeout: 0, timeoutTrigger: 10 }, /option "timeoutTrigger"/],
+    ['setRedisTtl not a boolean', { setRedisTtl: 'yes' }, /option "setRedisTtl" must be a boolean/],
+    ['detectChanges not a boolean', { detectChanges: 1 }, /option "detectChanges"/],
+    ['deserializedFailsNew not a boolean', { deserializedFailsNew: 'true' }, /option "deserializedFailsNew"/],
+    ['invalidateEmptySession not a boolean', { invalidateEmptySession: null }, /option "invalidateEmptySession"/],
+    ['cookieOnException not a boolean', { cookieOnException: 0 }, /option "cookieOnException"/],
+    ['allowCookies not a function', { allowCookies: true }, /option "allowCookies" must be a function/],
+    ['onInvalid not a function', { onInvalid: 'log' }, /option "onInvalid" must be a function/],
+    ['genId not a function', { genId: 'uuid' }, /option "genId" must be a function/],
+    ['a serializer without parse', { serializer: { stringify: JSON.stringify } }, /option "serializer"/],
+    ['an empty prefix type', { prefix: 5 }, /option "prefix" must be a string/],
+    ['an empty contextKey', { contextKey: '' }, /option "contextKey"/],
+    ['empty keys', { keys: [] }, /option "keys" must be a non-empty array/],
+    ['keys of the wrong type', { keys: 'secret' }, /option "keys" must be an array/],
+    ['a redis URL of another scheme', { redis: 'http://localhost' }, /option "redis" must be a redis:\/\//],
+    ['a redis option of the wrong type', { redis: 6379 }, /option "redis"/],
+    ['an unknown cookie attribute', { cookie: { maxage: 5 } }, /unknown option "cookie.maxage"/],
+    ['a bad cookie name', { cookie: { name: 'my session' } }, /option "cookie.name"/],
+    ['a cookie maxAge of zero', { cookie: { maxAge: 0 } }, /option "cookie.maxAge" must be a number of milliseconds/],
+    ['a bad sameSite', { cookie: { sameSite: 'loose' } }, /option "cookie.sameSite"/],
+    ['sameSite none without secure', { cookie: { sameSite: 'none', secure: false } }, /option "cookie.sameSite"/],
+    ['partitioned without secure', { cookie: { partitioned: true, secure: false } }, /option "cookie.partitioned"/],
+    ['a bad priority', { cookie: { priority: 'urgent' } }, /option "cookie.priority"/],
+    ['a cookie path without a slash', { cookie: { path: 'app' } }, /option "cookie.path"/],
+  ];
+  for (const [what, options, message] of cases) {
+    it(`rejects ${what}`, () => {
+      assert.throws(() => koaRedisSession(options as SessionOptions), (err: Error) => err instanceof TypeError && message.test(err.message));
+    });
+  }
+
+  it('rejects an app without keys at creation when the app is given', () => {
+    const app = new Koa();
+    assert.throws(() => koaRedisSession({ redis: f.server.url }, app), /no signing keys; set option "keys" or app.keys/);
+  });
+
+  it('fails the first request with the same message when no keys exist at all', async () => {
+    const app = new Koa();
+    app.silent = true;
+    const mw = koaRedisSession({ redis: f.server.url });
+    let seen: unknown;
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        seen = err;
+        ctx.status = 500;
+      }
+    });
+    app.use(mw);
+    await request(app.callback()).get('/');
+    await mw.close();
+    assert.match(String(seen), /no signing keys/);
+  });
+});
+
+describe('timeout', () => {
+  it('stores t and x and sets the Redis TTL', async () => {
+    const { key } = await twoRequests({ timeout: 60 }, { a: 1 }, () => 'x');
+    const hash = await f.redis.hgetall(key);
+    assert.equal(hash.t, '60');
+    assert.ok(Math.abs(Number(hash.x) - Number(hash.c) - 60) <= 1);
+    const ttl = await f.redis.ttl(key);
+    assert.ok(ttl > 55 && ttl <= 60, `ttl ${ttl}`);
+  });
+
+  it('0 means never: no TTL, no expiry in the payload, and loads move nothing', async () => {
+    const { key, wire } = await twoRequests({ timeout: 0 }, { a: 1 }, () => 'x', true);
+    assert.equal(await f.redis.ttl(key), -1);
+    const hash = await f.redis.hgetall(key);
+    assert.equal(hash.t, undefined);
+    assert.equal(hash.x, undefined);
+    assert.deepEqual(wire.filter((c) => c.lua).map((c) => c.op), ['hmget', 'hgetall']);
+  });
+
+  it('moves the expiry inside the load on every request by default', async () => {
+    // One second later: the expiry the load computes differs from the stored one.
+    const { wire } = await twoRequests({}, { a: 1 }, () => 'x', true, (key) => f.redis.hincrby(key, 'x', -1));
+    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:hmget', 'lua:hset', 'lua:expire', 'lua:hgetall']);
+  });
+
+  it('sends no refresh when the expiry is already where it would move (same second)', async () => {
+    const { wire } = await twoRequests({}, { a: 1 }, () => 'x', true, async (key) => {
+      await f.redis.hset(key, 'x', Math.floor(Date.now() / 1000) + 1200);
+    });
+    assert.ok(['hmget,hgetall', 'hmget,hset,expire,hgetall'].includes(wire.filter((c) => c.lua).map((c) => c.op).join(',')));
+  });
+});
+
+describe('timeoutTrigger', () => {
+  it('leaves the expiry alone while more than the trigger remains', async () => {
+    const { wire, res } = await twoRequests({ timeout: 600, timeoutTrigger: 60 }, { a: 1 }, () => 'x', true);
+    assert.equal(res.status, 200);
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'hmget', 'hgetall']);
+  });
+
+  it('moves the expiry inside the load once at most the trigger remains', async () => {
+    const app = makeApp(3, { redis: f.server.url, timeout: 600, timeoutTrigger: 60 }, (ctx) => {
+      if (ctx.path === '/seed') ctx.session.a = 1;
+    });
+    await app.ready();
+    const { cookie, id } = expectCookieSet(await app.get('/seed'));
+    const key = `sess:${id}`;
+    const now = Math.floor(Date.now() / 1000);
+    await f.redis.hset(key, 'x', now + 30);
+    await f.redis.expire(key, 30);
+    const wire = await f.monitor.capture(() => app.get('/', cookie), true);
+    await app.close();
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'hmget', 'hset', 'expire', 'hgetall']);
+    const ttl = await f.redis.ttl(key);
+    assert.ok(ttl > 590, `ttl moved to the timeout (${ttl})`);
+    assert.ok(Number(await f.redis.hget(key, 'x')) >= now + 599);
+  });
+});
+
+describe('setRedisTtl false (LRU mode)', () => {
+  it('sends no TTL, keeps the expiry in the payload, and the load still moves it', async () => {
+    const { key, wire } = await twoRequests({ setRedisTtl: false }, { a: 1 }, () => 'x', true, (k) => f.redis.hincrby(k, 'x', -1));
+    assert.equal(await f.redis.ttl(key), -1);
+    assert.ok(Number(await f.redis.hget(key, 'x')) > Date.now() / 1000 + 1000);
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'hmget', 'hset', 'hgetall']);
+  });
+
+  it('deletes a payload whose own expiry has passed, inside the load', async () => {
+    const app = makeApp(3, { redis: f.server.url, setRedisTtl: false }, (ctx) => String(ctx.session.a));
+    await app.ready();
+    const cookie = signedCookie();
+    const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
+    const now = Math.floor(Date.now() / 1000);
+    await f.redis.hset(key, 'c', now - 2000, 'v', 1, 't', 1200, 'x', now - 1, ':a', '1');
+    let res: Response | undefined;
+    const wire = await f.monitor.capture(async () => {
+      res = await app.get('/', cookie);
+    }, true);
+    await app.close();
+    assert.equal(res?.text, 'undefined');
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'hmget', 'del']);
+    assert.equal(await f.redis.exists(key), 0);
+  });
+});
+
+describe('detectChanges', () => {
+  it('false: nested mutation without changed() is not written', async () => {
+    const { wire, key } = await twoRequests({ detectChanges: false }, { cart: { n: 1 } }, (ctx) => {
+      (ctx.session.cart as { n: number }).n = 2;
+    });
+    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(await storedData(f.redis, key), { cart: { n: 1 } });
+  });
+
+  it('false: changed() writes every value', async () => {
+    const { wire, key } = await twoRequests({ detectChanges: false }, { cart: { n: 1 }, b: 2 }, (ctx) => {
+      (ctx.session.cart as { n: number }).n = 2;
+      ctx.session.changed();
+    });
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(wire[1]?.args.slice(3, 7), [':cart', '{"n":2}', ':b', '2']);
+    assert.deepEqual(await storedData(f.redis, key), { cart: { n: 2 }, b: 2 });
+  });
+
+  it('true: only the keys whose encoding changed are sent', async () => {
+    const { wire } = await twoRequests({}, { a: { x: 1 }, b: { y: 2 }, c: 3 }, (ctx) => {
+      (ctx.session.b as { y: number }).y = 3;
+      ctx.session.c = 3;
+    });
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    const args = wire[1]?.args ?? [];
+    // key, TTL, pair count, then only b and the moved expiry
+    assert.deepEqual(args.slice(1), ['1200', '2', ':b', '{"y":3}', 'x', args[6]]);
+  });
+});
+
+describe('invalidateEmptySession', () => {
+  it('false: an emptied session is kept, its fields removed, its cookie kept', async () => {
+    const { wire, key, res } = await twoRequests({ invalidateEmptySession: false }, { a: 1 }, (ctx) => {
+      delete ctx.session.a;
+    });
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    expectNoCookie(res);
+    assert.equal(await f.redis.exists(key), 1);
+    assert.deepEqual(await storedData(f.redis, key), {});
+  });
+});
+
+describe('cookie attributes', () => {
+  it('are all sent on the session cookie, and kept when clearing', async () => {
+    const expires = new Date(Date.now() + 86_400_000);
+    const cookie = { name: 'sid', domain: 'example.com', path: '/app', maxAge: 3_600_000, secure: true, httpOnly: true, sameSite: 'strict', priority: 'high', partitioned: true } as const;
+    const app = makeApp(3, { redis: f.server.url, cookie: { ...cookie, maxAge: undefined as unknown as number, expires } }, (ctx) => {
+      if (ctx.path === '/app/in') ctx.session.a = 1;
+      else ctx.session.invalidate();
+    }, async (ctx, next) => {
+      ctx.cookies.secure = true;
+      await next();
+    });
+    const res = await app.get('/app/in');
+    const [set] = setCookies(res);
+    assert.equal(set?.name, 'sid');
+    assert.deepEqual(
+      { ...set?.attributes },
+      { path: '/app', expires: expires.toUTCString(), domain: 'example.com', priority: 'high', samesite: 'strict', secure: true, httponly: true, partitioned: true },
+    );
+    const cleared = expectCookieCleared(await app.get('/app/out', `sid=${set?.value}`), 'sid');
+    assert.equal(cleared.attributes.path, '/app');
+    assert.equal(cleared.attributes.domain, 'example.com');
+    assert.equal(cleared.attributes.partitioned, true);
+    await app.close();
+  });
+
+  it('maxAge sets Max-Age-derived expires', async () => {
+    const app = makeApp(3, { redis: f.server.url, cookie: { maxAge: 60_000 } }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    const [set] = setCookies(await app.get('/'));
+    await app.close();
+    const expires = Date.parse(String(set?.attributes.expires));
+    assert.ok(Math.abs(expires - (Date.now() + 60_000)) < 5_000);
+  });
+
+  it('defaults to path=/, HttpOnly, SameSite=Lax and not Secure on plain HTTP', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    const [set] = setCookies(await app.get('/'));
+    await app.close();
+    assert.deepEqual({ ...set?.attributes }, { path: '/', samesite: 'lax', httponly: true });
+  });
+
+  it('is Secure by default on HTTPS behind a trusted proxy', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      ctx.session.a = 1;
+    }, async (ctx, next) => {
+      ctx.app.proxy = true;
+      await next();
+    });
+    const res = await (app.get('/') as unknown as request.Test).set('X-Forwarded-Proto', 'https');
+    await app.close();
+    assert.equal(setCookies(res)[0]?.attributes.secure, true);
+  });
+});
+
+describe('keys and rotation', () => {
+  it('a cookie signed with an older key is accepted and re-signed with the newest, every attribute kept', async () => {
+    const expires = new Date(Date.now() + 86_400_000);
+    const oldApp = makeApp(3, { redis: f.server.url, keys: ['older-secret'], cookie: { expires, sameSite: 'strict' } }, (ctx) => {
+      ctx.session.user = 'ada';
+    });
+    const { cookie, id } = expectCookieSet(await oldApp.get('/'));
+    await oldApp.close();
+    const app = makeApp(3, { redis: f.server.url, keys: ['newest-secret', 'older-secret'], cookie: { expires, sameSite: 'strict' } }, (ctx) => String(ctx.session.user));
+    await app.ready();
+    let res: Response | undefined;
+    const wire = await f.monitor.capture(async () => {
+      res = await app.get('/', cookie);
+    });
+    await app.close();
+    assert.equal(res?.text, 'ada');
+    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    const reissued = expectCookieSet(res as Response);
+    assert.equal(reissued.id, id, 'same session');
+    assert.notEqual(reissued.cookie, cookie, 'new signature');
+    const expected = `session=${id}.${new Keygrip(['newest-secret']).sign(`session=${id}`)}`;
+    assert.equal(reissued.cookie, expected);
+    const [set] = setCookies(res as Response);
+    assert.deepEqual({ ...set?.attributes }, { path: '/', expires: expires.toUTCString(), samesite: 'strict', httponly: true });
+  });
+
+  it('a cookie signed with the newest key is not re-sent', async () => {
+    const { res } = await twoRequests({}, { a: 1 }, () => 'x');
+    expectNoCookie(res);
+  });
+
+  it('accepts a Keygrip instance', async () => {
+    const { res } = await twoRequests({ keys: new Keygrip(['k1'], 'sha256') }, { a: 1 }, (ctx) => String(ctx.session.a));
+    assert.equal(res.text, '1');
+  });
+
+  it('uses the keys option over app.keys', async () => {
+    const app = makeApp(3, { redis: f.server.url, keys: ['own-key'] }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    const { id, cookie } = expectCookieSet(await app.get('/'));
+    await app.close();
+    assert.equal(cookie, `session=${id}.${new Keygrip(['own-key']).sign(`session=${id}`)}`);
+    assert.notEqual(cookie, signedCookie(id, KEYS));
+  });
+});
+
+describe('cookieOnException', () => {
+  const boom = (ctx: Context) => {
+    ctx.session.user = 'ada';
+    ctx.throw(418, 'teapot');
+  };
+
+  it('true: an error response still sets the new session cookie, and the session is stored', async () => {
+    const app = makeApp(3, { redis: f.server.url }, boom);
+    await app.ready();
+    let res: Response | undefined;
+    const wire = await f.monitor.capture(async () => {
+      res = await app.get('/');
+    });
+    await app.close();
+    assert.equal(res?.status, 418);
+    assert.deepEqual(wire.map((c) => c.op), ['create']);
+    const { id } = expectCookieSet(res as Response);
+    assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' });
+  });
+
+  it('false: an error response sets no cookie and stores nothing', async () => {
+    const app = makeApp(3, { redis: f.server.url, cookieOnException: false }, boom);
+    await app.ready();
+    let res: Response | undefined;
+    const wire = await f.monitor.capture(async () => {
+      res = await app.get('/');
+    });
+    await app.close();
+    assert.equal(res?.status, 418);
+    assert.deepEqual(wire, []);
+    expectNoCookie(res as Response);
+    assert.equal(await f.redis.dbsize(), 0);
+  });
+
+  it('an existing session changed before the error is still written', async () => {
+    const { wire, key, res } = await twoRequests({}, { a: 1 }, (ctx) => {
+      ctx.session.a = 2;
+      throw new Error('downstream');
+    });
+    assert.equal(res.status, 500);
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(await storedData(f.redis, key), { a: 2 });
+  });
+});
+
+describe('allowCookies', () => {
+  it('is asked after the handler, with the response in hand', async () => {
+    const app = makeApp(3, { redis: f.server.url, allowCookies: (ctx) => !ctx.response.get('Cache-Control') }, (ctx) => {
+      ctx.session.a = 1;
+      if (ctx.path === '/cached') ctx.set('Cache-Control', 'public, max-age=60');
+    });
+    expectNoCookie(await app.get('/cached'));
+    expectCookieSet(await app.get('/private'));
+    await app.close();
+    assert.equal(await f.redis.dbsize(), 1);
+  });
+
+  it('false on a bad cookie: no Set-Cookie at all, not even a clear', async () => {
+    const app = makeApp(3, { redis: f.server.url, allowCookies: () => false }, () => 'x');
+    expectNoCookie(await app.get('/', 'session=garbage'));
+    await app.close();
+  });
+});
+
+describe('onInvalid', () => {
+  async function reasonFor(prepare: (key: string) => Promise<unknown>, options: Omit<SessionOptions, 'redis'> = {}, cookie = signedCookie()) {
+    const seen: InvalidSessionError[] = [];
+    const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
+    await prepare(key);
+    const app = makeApp(3, { ...options, redis: f.server.url, onInvalid: (_ctx, err) => seen.push(err) }, () => 'x');
+    await app.get('/', cookie);
+    await app.get('/');
+    await app.close();
+    assert.equal(seen.length, 1, 'called once, and not for a request without a cookie');
+    return seen[0] as InvalidSessionError;
+  }
+  const now = () => Math.floor(Date.now() / 1000);
+
+  it('reports a badly signed cookie as NoSessionCookieError (signature)', async () => {
+    const err = await reasonFor(async () => undefined, {}, `${signedCookie().slice(0, -2)}xx`);
+    assert.ok(err instanceof NoSessionCookieError);
+    assert.equal((err as NoSessionCookieError).reason, 'signature');
+  });
+  it('reports a malformed cookie as NoSessionCookieError (format)', async () => {
+    const err = await reasonFor(async () => undefined, {}, 'session=abc');
+    assert.ok(err instanceof NoSessionCookieError);
+    assert.equal((err as NoSessionCookieError).reason, 'format');
+  });
+  it('reports a missing key as NotInBackendError with the id', async () => {
+    const cookie = signedCookie();
+    const err = await reasonFor(async () => undefined, {}, cookie);
+    assert.ok(err instanceof NotInBackendError);
+    assert.equal(err.sessionId, cookie.slice(8, cookie.lastIndexOf('.')));
+  });
+  it('reports an expired payload as PayloadTimeoutError', async () => {
+    const err = await reasonFor((key) => f.redis.hset(key, 'c', now() - 90, 'v', 1, 't', 60, 'x', now() - 30));
+    assert.ok(err instanceof PayloadTimeoutError);
+  });
+  it('reports a legacy payload as PayloadLegacyError', async () => {
+    const err = await reasonFor((key) => f.redis.hset(key, 'c', now(), 'v', 0));
+    assert.ok(err instanceof PayloadLegacyError);
+  });
+  it('reports an undecodable payload as DeserializationError with deserializedFailsNew', async () => {
+    const err = await reasonFor((key) => f.redis.hset(key, 'c', now(), 'v', 1, ':bad', '{'), { deserializedFailsNew: true });
+    assert.ok(err instanceof DeserializationError);
+    assert.equal((err as DeserializationError).key, 'bad');
+  });
+});
+
+describe('contextKey', () => {
+  it('puts the session on the named property only', async () => {
+    const app = makeApp(3, { redis: f.server.url, contextKey: 'sess' }, (ctx) => {
+      (ctx as unknown as { sess: Record<string, unknown> }).sess.a = 1;
+      return String(ctx.session);
+    });
+    const res = await app.get('/');
+    await app.close();
+    assert.equal(res.text, 'undefined');
+    expectCookieSet(res);
+  });
+});
+
+describe('prefix', () => {
+  it('prefixes the Redis key', async () => {
+    const { key } = await twoRequests({ prefix: 'app1:s:' }, { a: 1 }, () => 'x');
+    assert.match(key, /^app1:s:/);
+    assert.deepEqual(await storedData(f.redis, key), { a: 1 });
+  });
+});
+
+describe('serializer', () => {
+  it('encodes each value with the given serializer', async () => {
+    const serializer = { stringify: (v: unknown) => `j:${JSON.stringify(v)}`, parse: (s: string) => JSON.parse(s.slice(2)) };
+    const { key, res } = await twoRequests({ serializer }, { a: { b: 1 } }, (ctx) => JSON.stringify(ctx.session.a));
+    assert.equal(await f.redis.hget(key, ':a'), 'j:{"b":1}');
+    assert.equal(res.text, '{"b":1}');
+  });
+});
+
+describe('genId', () => {
+  it('names new sessions', async () => {
+    let n = 0;
+    const app = makeApp(3, { redis: f.server.url, genId: () => `custom-${++n}` }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    const { id } = expectCookieSet(await app.get('/'));
+    await app.close();
+    assert.equal(id, 'custom-1');
+    assert.equal(await f.redis.exists('sess:custom-1'), 1);
+  });
+
+  it('draws again when an id is taken (create-if-absent)', async () => {
+    await f.redis.hset('sess:taken', 'c', 1, 'v', 1, ':owner', '"someone"');
+    const ids = ['taken', 'fresh'];
+    const app = makeApp(3, { redis: f.server.url, genId: () => ids.shift() as string }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    await app.ready();
+    let res: Response | undefined;
+    const wire = await f.monitor.capture(async () => {
+      res = await app.get('/');
+    });
+    await app.close();
+    assert.deepEqual(wire.map((c) => c.op), ['create', 'create']);
+    assert.equal(expectCookieSet(res as Response).id, 'fresh');
+    assert.deepEqual(await storedData(f.redis, 'sess:taken'), { owner: 'someone' }, 'the existing session is untouched');
+  });
+
+  it('an id that is not cookie-safe is a clear error', async () => {
+    const app = makeApp(3, { redis: f.server.url, genId: () => 'has space' }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    const res = await app.get('/');
+    await app.close();
+    assert.equal(res.status, 500);
+    assert.equal(await f.redis.dbsize(), 0);
+  });
+});
+
+describe('redis', () => {
+  it('a client passed in is used and not closed', async () => {
+    const { Redis } = await import('ioredis');
+    const client = new Redis(f.server.url);
+    const app = makeApp(3, { redis: client }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    expectCookieSet(await app.get('/'));
+    await app.close();
+    assert.equal(await client.ping(), 'PONG');
+    client.disconnect();
+  });
+
+  it('a client made from options is closed by close()', async () => {
+    const mw = koaRedisSession({ redis: { host: '127.0.0.1', port: f.server.port }, keys: KEYS });
+    assert.equal(await mw.redis.ping(), 'PONG');
+    await mw.close();
+    assert.equal(mw.redis.status, 'end');
+  });
+});
