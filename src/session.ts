@@ -7,7 +7,7 @@
  * encoding with the text that was loaded (`detectChanges`, pyramid: detect_changes). A value equal
  * to the loaded one is no change: assigning it sends no write.
  */
-import { inspect } from 'node:util';
+import { inspect, types } from 'node:util';
 import type { MachineRun } from './fsm.js';
 import { DATA_PREFIX, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteSource } from './store/commands.js';
@@ -164,7 +164,8 @@ export class SessionState implements WriteSource {
   /** The changed fields (`:key, value` pairs) and removed fields, computed once at the end. */
   changes(): { set: string[]; del: string[] } {
     if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
-    if (!this.accessed && !this.forced) return (this.#changes = NO_CHANGES);
+    // Untouched and never handed out: nothing can have changed, not even nested values.
+    if (!this.accessed && this.touched === null && !this.forced) return (this.#changes = NO_CHANGES);
     const set: string[] = [];
     const del: string[] = [];
     const candidates = new Set<string>(this.touched);
@@ -255,8 +256,10 @@ export class SessionState implements WriteSource {
     return bound[name];
   }
 
+  /** util.inspect / console.log show the data only. Node looks this up on the Proxy's target but
+   *  calls it with the Proxy as `this`, whose own keys are the data keys. */
   [inspect.custom](): object {
-    return { ...this.data };
+    return types.isProxy(this) ? { ...this } : { ...this.data };
   }
 }
 

@@ -1,0 +1,109 @@
+/**
+ * The cookie codec on fixed vectors, and what a bad cookie does over HTTP: a fresh session, not one
+ * Redis command, never an error.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import Keygrip from 'keygrip';
+import { CookieCodec, CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, defaultGenId } from '../src/cookie.js';
+import { KEYS, expectCookieCleared, expectNoCookie, makeApp } from './helpers/app.js';
+import { signedCookie, useRedis } from './helpers/fixture.js';
+
+const ID = 'A'.repeat(43);
+const codec = new CookieCodec('session', new Keygrip(KEYS), DEFAULT_ID_PATTERN);
+
+describe('CookieCodec', () => {
+  it('signs `name=id` with the newest key (fixed vector)', () => {
+    assert.equal(codec.encode(ID), `${ID}.nw-yc4QcPKQn13LyKlgBFLgTOpg`);
+  });
+
+  it('verifies a cookie signed with the newest key as key 0', () => {
+    assert.deepEqual(codec.decode(`${ID}.nw-yc4QcPKQn13LyKlgBFLgTOpg`), { kind: 'valid', id: ID, keyIndex: 0 });
+  });
+
+  it('verifies a cookie signed with an older key, reporting its index', () => {
+    assert.deepEqual(codec.decode(`${ID}.FZmeMKA2mt4ugo45TO3_NvM2XPk`), { kind: 'valid', id: ID, keyIndex: 1 });
+  });
+
+  it('binds the signature to the cookie name', () => {
+    const other = new CookieCodec('other', new Keygrip(KEYS), DEFAULT_ID_PATTERN);
+    assert.deepEqual(other.decode(`${ID}.nw-yc4QcPKQn13LyKlgBFLgTOpg`), { kind: 'invalid', reason: 'signature' });
+  });
+
+  const bad: Array<[string, string, 'format' | 'signature']> = [
+    ['no dot', ID, 'format'],
+    ['an empty id', '.nw-yc4QcPKQn13LyKlgBFLgTOpg', 'format'],
+    ['an empty signature', `${ID}.`, 'format'],
+    ['an id one character short', `${ID.slice(1)}.nw-yc4QcPKQn13LyKlgBFLgTOpg`, 'format'],
+    ['an id of a wrong alphabet', `${'+'.repeat(43)}.nw-yc4QcPKQn13LyKlgBFLgTOpg`, 'format'],
+    ['a signature of a wrong alphabet', `${ID}.nw-yc4QcPKQn13LyKl/BFLgTOpg`, 'format'],
+    ['a truncated signature', `${ID}.nw-yc4QcPKQn13LyKlgBFLgTO`, 'signature'],
+    ['a changed signature', `${ID}.nw-yc4QcPKQn13LyKlgBFLgTOpH`, 'signature'],
+    ['a signature for another id', `${'B'.repeat(43)}.nw-yc4QcPKQn13LyKlgBFLgTOpg`, 'signature'],
+    ['an 8 KiB value', 'x'.repeat(8192), 'format'],
+    ['non-ASCII', `${'é'.repeat(43)}.nw-yc4QcPKQn13LyKlgBFLgTOpg`, 'format'],
+  ];
+  for (const [what, value, reason] of bad) {
+    it(`rejects ${what} (${reason})`, () => {
+      assert.deepEqual(codec.decode(value), { kind: 'invalid', reason });
+    });
+  }
+
+  it('reads no cookie and an empty cookie as missing', () => {
+    assert.deepEqual(codec.decode(undefined), { kind: 'missing' });
+    assert.deepEqual(codec.decode(''), { kind: 'missing' });
+  });
+
+  it('makes 256-bit base64url ids', () => {
+    const ids = new Set(Array.from({ length: 1000 }, defaultGenId));
+    assert.equal(ids.size, 1000);
+    for (const id of ids) assert.match(id, DEFAULT_ID_PATTERN);
+    assert.equal(Buffer.from(defaultGenId(), 'base64url').length, 32);
+  });
+
+  it('accepts custom ids of cookie-safe characters without a dot', () => {
+    assert.match('user-42_x:y', CUSTOM_ID_PATTERN);
+    for (const bad of ['a.b', 'a b', 'a;b', 'a,b', 'a"b', 'a\\b', '', 'x'.repeat(201)]) assert.doesNotMatch(bad, CUSTOM_ID_PATTERN);
+  });
+});
+
+describe('bad cookies over HTTP', () => {
+  const f = useRedis();
+  const cases: Array<[string, string, boolean]> = [
+    ['an empty value', 'session=', false],
+    ['garbage', 'session=%00%ff<script>', true],
+    ['a wrong signature', `${signedCookie().slice(0, -4)}AAAA`, true],
+    ['a signature by an unknown key', signedCookie(defaultGenId(), ['someone-else']), true],
+    ['an 8 KiB value', `session=${'a'.repeat(8192)}`, true],
+    ['non-ASCII (latin-1) bytes', `session=${'\xe9'.repeat(43)}.abc`, true],
+    ['an id of a wrong length', `session=abc.${new Keygrip(KEYS).sign('session=abc')}`, true],
+  ];
+  for (const [what, cookie, cleared] of cases) {
+    it(`${what}: a fresh session, no Redis command, no error`, async () => {
+      const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ isNew: ctx.session.isNew, keys: Object.keys(ctx.session) }));
+      await app.ready();
+      let res: import('supertest').Response | undefined;
+      const wire = await f.monitor.capture(async () => {
+        res = await app.get('/', cookie);
+      });
+      await app.close();
+      assert.equal(res?.status, 200);
+      assert.deepEqual(JSON.parse(res?.text ?? ''), { isNew: true, keys: [] });
+      assert.deepEqual(wire, []);
+      if (cleared) expectCookieCleared(res as import('supertest').Response);
+      else expectNoCookie(res as import('supertest').Response);
+    });
+  }
+
+  it('with a duplicated cookie name, the first one counts', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      return String(ctx.session.user);
+    });
+    const seed = await app.get('/seed');
+    const good = String((seed.headers['set-cookie'] as unknown as string[])[0]).split(';')[0] as string;
+    assert.equal((await app.get('/', `${good}; session=garbage`)).text, 'ada');
+    assert.equal((await app.get('/', `session=garbage; ${good}`)).text, 'undefined');
+    await app.close();
+  });
+});

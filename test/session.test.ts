@@ -1,0 +1,229 @@
+/**
+ * ctx.session as the handler sees it: plain data, reserved members, and what each member does to
+ * the request's Redis command.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { inspect } from 'node:util';
+import type { Context } from 'koa';
+import type { Response } from 'supertest';
+import { RESERVED_MEMBERS } from '../src/index.js';
+import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
+import { storedData, useRedis } from './helpers/fixture.js';
+
+const f = useRedis();
+
+/** Seed `{ user: 'ada', cart: { n: 1 } }`, then run handler on a second request. */
+async function withSession(handler: (ctx: Context) => unknown) {
+  const app = makeApp(3, { redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, { user: 'ada', cart: { n: 1 } }) : handler(ctx)));
+  await app.ready();
+  const seeded = expectCookieSet(await app.get('/seed'));
+  let res: Response | undefined;
+  const wire = await f.monitor.capture(async () => {
+    res = await app.get('/', seeded.cookie);
+  });
+  await app.close();
+  return { res: res as Response, wire: wire.map((c) => c.op), id: seeded.id, key: `sess:${seeded.id}` };
+}
+
+describe('data', () => {
+  it('is plain property access: keys, in, JSON, spread', async () => {
+    const { res } = await withSession((ctx) =>
+      JSON.stringify({
+        keys: Object.keys(ctx.session),
+        has: 'cart' in ctx.session,
+        hasNot: 'nope' in ctx.session,
+        json: JSON.parse(JSON.stringify(ctx.session)),
+        spread: { ...ctx.session },
+        entries: Object.entries(ctx.session).length,
+      }),
+    );
+    assert.deepEqual(JSON.parse(res.text), {
+      keys: ['user', 'cart'],
+      has: true,
+      hasNot: false,
+      json: { user: 'ada', cart: { n: 1 } },
+      spread: { user: 'ada', cart: { n: 1 } },
+      entries: 2,
+    });
+  });
+
+  it('shows data only in util.inspect', async () => {
+    const { res } = await withSession((ctx) => inspect(ctx.session));
+    assert.equal(res.text, "{ user: 'ada', cart: { n: 1 } }");
+  });
+
+  it('assigning undefined deletes the key', async () => {
+    const { wire, key } = await withSession((ctx) => {
+      ctx.session.cart = undefined;
+    });
+    assert.deepEqual(wire, ['load', 'patch']);
+    assert.deepEqual(await storedData(f.redis, key), { user: 'ada' });
+  });
+
+  it('a key named like an Object.prototype member is plain data', async () => {
+    const { res, key } = await withSession((ctx) => {
+      ctx.session.constructor = 'c';
+      ctx.session.toString = 't';
+      return String(ctx.session.hasOwnProperty);
+    });
+    assert.equal(res.text, 'undefined');
+    assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 1 }, constructor: 'c', toString: 't' });
+  });
+
+  it('a value the serializer cannot encode fails the request naming the key, and nothing is written', async () => {
+    const { res, wire, key } = await withSession((ctx) => {
+      ctx.session.user = 'eve';
+      ctx.session.callback = () => 1;
+    });
+    assert.equal(res.status, 500);
+    assert.deepEqual(wire, ['load']);
+    assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 1 } });
+  });
+});
+
+describe('reserved members', () => {
+  for (const name of RESERVED_MEMBERS) {
+    it(`assigning data to ${name} throws a TypeError naming it`, async () => {
+      const { res } = await withSession((ctx) => {
+        try {
+          (ctx.session as Record<string, unknown>)[name] = 1;
+          return 'no error';
+        } catch (err) {
+          return `${(err as Error).name}: ${(err as Error).message}`;
+        }
+      });
+      assert.match(res.text, new RegExp(`^TypeError: ctx\\.session\\.${name} is a reserved member`));
+    });
+  }
+
+  it('are not data: not in keys or JSON, yet present', async () => {
+    const { res } = await withSession((ctx) =>
+      JSON.stringify({ keys: Object.keys(ctx.session), id: 'id' in ctx.session, type: typeof ctx.session.invalidate }),
+    );
+    assert.deepEqual(JSON.parse(res.text), { keys: ['user', 'cart'], id: true, type: 'function' });
+  });
+
+  it('cannot be deleted', async () => {
+    const { res } = await withSession((ctx) => {
+      try {
+        delete (ctx.session as Record<string, unknown>).id;
+        return 'deleted';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    assert.match(res.text, /ctx\.session\.id is a reserved member and cannot be deleted/);
+  });
+
+  it('id, isNew, created and timeout describe the loaded session', async () => {
+    const { res, id } = await withSession((ctx) => JSON.stringify({ id: ctx.session.id, isNew: ctx.session.isNew, created: ctx.session.created, timeout: ctx.session.timeout }));
+    const body = JSON.parse(res.text);
+    assert.equal(body.id, id);
+    assert.equal(body.isNew, false);
+    assert.equal(body.timeout, 1200);
+    assert.ok(Math.abs(body.created - Date.now() / 1000) < 5);
+  });
+
+  it('a new session has a null id until it is stored', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ id: ctx.session.id, isNew: ctx.session.isNew, timeout: ctx.session.timeout }));
+    const res = await app.get('/');
+    await app.close();
+    assert.deepEqual(JSON.parse(res.text), { id: null, isNew: true, timeout: 1200 });
+  });
+
+  it('invalidate() empties the data and the session becomes new', async () => {
+    const { res, wire } = await withSession((ctx) => {
+      ctx.session.invalidate();
+      return JSON.stringify({ keys: Object.keys(ctx.session), id: ctx.session.id, isNew: ctx.session.isNew });
+    });
+    assert.deepEqual(JSON.parse(res.text), { keys: [], id: null, isNew: true });
+    assert.deepEqual(wire, ['load', 'del']);
+    expectCookieCleared(res);
+  });
+
+  it('regenerate() shows the new id at once, and the cookie carries it', async () => {
+    const { res, id, key } = await withSession((ctx) => {
+      ctx.session.regenerate();
+      return String(ctx.session.id);
+    });
+    assert.notEqual(res.text, id);
+    assert.equal(expectCookieSet(res).id, res.text);
+    assert.equal(await f.redis.exists(key), 0);
+    assert.deepEqual(await storedData(f.redis, `sess:${res.text}`), { user: 'ada', cart: { n: 1 } });
+  });
+
+  it('regenerate() on a new session just stores it under a fresh id once it has data', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      ctx.session.regenerate();
+      ctx.session.user = 'ada';
+    });
+    await app.ready();
+    let res: Response | undefined;
+    const wire = await f.monitor.capture(async () => {
+      res = await app.get('/');
+    });
+    await app.close();
+    assert.deepEqual(wire.map((c) => c.op), ['create']);
+    expectCookieSet(res as Response);
+  });
+
+  it('invalidate() twice, then write: one rotate', async () => {
+    const { wire, res } = await withSession((ctx) => {
+      ctx.session.invalidate();
+      ctx.session.a = 1;
+      ctx.session.invalidate();
+      ctx.session.b = 2;
+    });
+    assert.deepEqual(wire, ['load', 'rotate']);
+    const { id } = expectCookieSet(res);
+    assert.deepEqual(await storedData(f.redis, `sess:${id}`), { b: 2 });
+  });
+
+  it('recookie() sends the same cookie again', async () => {
+    const { res, wire, id } = await withSession((ctx) => {
+      ctx.session.recookie();
+    });
+    assert.deepEqual(wire, ['load']);
+    assert.equal(expectCookieSet(res).id, id);
+  });
+
+  it('members work detached from the object', async () => {
+    const { wire } = await withSession((ctx) => {
+      const { invalidate } = ctx.session;
+      invalidate();
+    });
+    assert.deepEqual(wire, ['load', 'del']);
+  });
+});
+
+describe('ctx.session assignment', () => {
+  it('= null invalidates', async () => {
+    const { wire, res } = await withSession((ctx) => {
+      (ctx as { session: unknown }).session = null;
+    });
+    assert.deepEqual(wire, ['load', 'del']);
+    expectCookieCleared(res);
+  });
+
+  it('= {...} replaces the data under the same id', async () => {
+    const { wire, key, res } = await withSession((ctx) => {
+      (ctx as { session: unknown }).session = { user: 'grace' };
+    });
+    assert.deepEqual(wire, ['load', 'patch']);
+    expectNoCookie(res);
+    assert.deepEqual(await storedData(f.redis, key), { user: 'grace' });
+  });
+
+  it('= a non-object is a TypeError', async () => {
+    const { res } = await withSession((ctx) => {
+      try {
+        (ctx as { session: unknown }).session = 5;
+        return 'ok';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    assert.match(res.text, /can be set to null \(invalidate\) or a plain object/);
+  });
+});
