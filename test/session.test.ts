@@ -63,9 +63,10 @@ describe('data', () => {
 
   it('a key named like an Object.prototype member is plain data', async () => {
     const { res, key } = await withSession((ctx) => {
-      ctx.session.constructor = 'c';
-      ctx.session.toString = 't';
-      return String(ctx.session.hasOwnProperty);
+      const data = ctx.session as unknown as { [key: string]: unknown };
+      data['constructor'] = 'c';
+      data['toString'] = 't';
+      return String(data.hasOwnProperty);
     });
     assert.equal(res.text, 'undefined');
     assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 1 }, constructor: 'c', toString: 't' });
