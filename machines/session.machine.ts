@@ -38,9 +38,11 @@ const unstored = {
   },
 } as const;
 
-/** How a loaded session that keeps its id ends. */
+/** A loaded session left empty is deleted, whatever else the request did. */
+const emptied = { guard: 'isEmptied', target: '#session.destroyed' } as const;
+
+/** How a loaded session that keeps its id ends, once it is not empty. */
 const keepId = [
-  { guard: 'isEmptied', target: '#session.destroyed' },
   { guard: 'hasChanges', target: '#session.persisted', actions: 'planPatch' },
   { guard: 'wasRefreshed', target: '#session.refreshed' },
   { target: '#session.untouched' },
@@ -131,11 +133,7 @@ export const sessionMachine = setup({
         regenerated: {
           description: 'regenerate(): same data, new id, the old key deleted in the same command',
           on: {
-            'request.ended': [
-              { guard: 'isEmptied', target: '#session.destroyed' },
-              { guard: 'canRotate', target: '#session.persisted', actions: 'planRotate' },
-              ...keepId,
-            ],
+            'request.ended': [emptied, { guard: 'canRotate', target: '#session.persisted', actions: 'planRotate' }, ...keepId],
           },
         },
       },
@@ -143,7 +141,7 @@ export const sessionMachine = setup({
         'session.invalidated': '.invalidated',
         'session.regenerated': '.regenerated',
         'session.recookied': { actions: 'requestCookie' },
-        'request.ended': [...keepId],
+        'request.ended': [emptied, ...keepId],
       },
     },
     persisted: {

@@ -24,6 +24,7 @@ export {
   RawDeserializationError,
 } from './errors.js';
 export { sessionMachine } from '../machines/session.machine.js';
+export { toMermaid } from './chart.js';
 export type { SessionContext, SessionEvent, SessionOutput, RedisCommand, CookieAction } from './policy.js';
 
 declare module 'koa' {

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 
 const EXPECTED = [
   'DeserializationError', 'InvalidSessionError', 'NoSessionCookieError', 'NotInBackendError', 'PayloadLegacyError',
-  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'default', 'jsonSerializer', 'koaRedisSession', 'sessionMachine',
+  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'default', 'jsonSerializer', 'koaRedisSession', 'sessionMachine', 'toMermaid',
 ];
 
 function run(args: string[]): string {

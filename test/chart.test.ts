@@ -1,0 +1,27 @@
+/**
+ * The chart is generated from the machine, and the README shows the current one.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { toMermaid } from '../src/chart.js';
+
+describe('toMermaid', () => {
+  const chart = toMermaid();
+
+  it('draws every state of the machine and every final state leads out', () => {
+    for (const state of ['unloaded', 'loading', 'new', 'invalid', 'loaded', 'loaded_invalidated', 'loaded_replaced', 'loaded_regenerated']) {
+      assert.match(chart, new RegExp(`as ${state}\\b`));
+    }
+    for (const final of ['persisted', 'refreshed', 'untouched', 'destroyed', 'discarded']) {
+      assert.match(chart, new RegExp(`^  ${final} --> \\[\\*\\]$`, 'm'));
+    }
+    assert.match(chart, /new --> persisted: request\.ended \[canCreate\] \/ planCreate/);
+  });
+
+  it('is the chart the README shows', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.equal(block, chart, 'README chart is stale: paste the output of toMermaid()');
+  });
+});
