@@ -4,26 +4,14 @@
  */
 import type { AnyStateMachine } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
+import { nameOf, type MachineNode } from './fsm.js';
 
-interface ChartNode {
-  key: string;
-  type: string;
-  path: string[];
-  parent?: ChartNode;
-  states: Record<string, ChartNode>;
-  initial?: { target: ChartNode[] };
-  transitions: Map<string, Array<{ target?: ChartNode[]; guard?: unknown; actions: unknown[] }>>;
-}
-
-const nameOf = (ref: unknown): string =>
-  typeof ref === 'string' ? ref : String((ref as { type?: unknown } | undefined)?.type ?? ref);
-
-function nodeId(node: ChartNode): string {
+function nodeId(node: MachineNode): string {
   return node.path.join('_') || 'root';
 }
 
-function isWithin(node: ChartNode, ancestor: ChartNode): boolean {
-  for (let n: ChartNode | undefined = node; n; n = n.parent) if (n === ancestor) return true;
+function isWithin(node: MachineNode, ancestor: MachineNode): boolean {
+  for (let n: MachineNode | undefined = node; n; n = n.parent) if (n === ancestor) return true;
   return false;
 }
 
@@ -32,11 +20,11 @@ function isWithin(node: ChartNode, ancestor: ChartNode): boolean {
  * drawn as composites; each edge reads `event [guard] / action`; final states lead to `[*]`.
  */
 export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
-  const root = machine.root as unknown as ChartNode;
+  const root = machine.root as unknown as MachineNode;
   const lines = ['stateDiagram-v2'];
-  const edgesBy = new Map<ChartNode, string[]>();
-  const all: ChartNode[] = [];
-  const collect = (node: ChartNode) => {
+  const edgesBy = new Map<MachineNode, string[]>();
+  const all: MachineNode[] = [];
+  const collect = (node: MachineNode) => {
     all.push(node);
     for (const child of Object.values(node.states)) collect(child);
   };
@@ -50,8 +38,8 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
         let home = node.parent ?? root;
         while (home !== root && !(isWithin(target, home) && isWithin(node, home))) home = home.parent ?? root;
         if (target === node.parent || (target.parent === node && node !== root)) home = node;
-        const guard = t.guard === undefined ? '' : ` [${nameOf(t.guard)}]`;
-        const actions = t.actions.length ? ` / ${t.actions.map(nameOf).join(', ')}` : '';
+        const guard = t.guard === undefined ? '' : ` [${nameOf(t.guard, 'guard')}]`;
+        const actions = t.actions.length ? ` / ${t.actions.map((a) => nameOf(a, 'action')).join(', ')}` : '';
         const list2 = edgesBy.get(home) ?? [];
         list2.push(`${nodeId(node)} --> ${nodeId(target)}: ${event}${guard}${actions}`);
         edgesBy.set(home, list2);
@@ -59,7 +47,7 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
     }
   }
 
-  const draw = (node: ChartNode, indent: string) => {
+  const draw = (node: MachineNode, indent: string) => {
     const initial = node.initial?.target[0];
     if (initial) lines.push(`${indent}[*] --> ${nodeId(initial)}`);
     for (const child of Object.values(node.states)) {

@@ -45,22 +45,23 @@ export interface CompiledMachine {
   readonly initial: number;
 }
 
-/** The part of XState's StateNode that the compiler reads. */
-interface Node {
+/** The part of XState's StateNode that the compiler (and the chart exporter) reads. */
+export interface MachineNode {
   key: string;
   type: string;
   path: string[];
-  parent?: Node;
-  states: Record<string, Node>;
-  initial?: { target: Node[] };
-  transitions: Map<string, Array<{ target?: Node[]; guard?: unknown; actions: unknown[] }>>;
+  parent?: MachineNode;
+  states: Record<string, MachineNode>;
+  initial?: { target: MachineNode[] };
+  transitions: Map<string, Array<{ target?: MachineNode[]; guard?: unknown; actions: unknown[] }>>;
   entry: unknown[];
   exit: unknown[];
   always?: unknown;
   config: Record<string, unknown>;
 }
 
-function nameOf(ref: unknown, what: string): string {
+/** The name of a guard or action reference: XState keeps named ones as strings or `{ type }`. */
+export function nameOf(ref: unknown, what: string): string {
   if (typeof ref === 'string') return ref;
   if (ref && typeof ref === 'object' && typeof (ref as { type?: unknown }).type === 'string') {
     return (ref as { type: string }).type;
@@ -75,12 +76,12 @@ function lookup<T>(table: Record<string, T>, name: string, what: string): T {
 
 /** Walk `machine.root` once and build the table. Throws on anything outside the supported subset. */
 export function compileMachine(machine: AnyStateMachine): CompiledMachine {
-  const root = machine.root as unknown as Node;
+  const root = machine.root as unknown as MachineNode;
   const leaves: Leaf[] = [];
-  const leafIndex = new Map<Node, number>();
-  const nodes: Node[] = [];
+  const leafIndex = new Map<MachineNode, number>();
+  const nodes: MachineNode[] = [];
 
-  const visit = (node: Node): void => {
+  const visit = (node: MachineNode): void => {
     if (node.type === 'parallel' || node.type === 'history') {
       throw new TypeError(`session machine: ${node.type} state "${node.path.join('.')}" is not supported`);
     }
@@ -98,7 +99,7 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
   const atomic = nodes.filter((n) => n.type === 'atomic' || n.type === 'final');
   for (const node of atomic) leafIndex.set(node, leafIndex.size);
 
-  const enter = (node: Node): number => {
+  const enter = (node: MachineNode): number => {
     let n = node;
     while (n.type === 'compound') {
       const next = n.initial?.target[0];
@@ -110,7 +111,7 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
     return index;
   };
 
-  const compileTransitions = (node: Node): Map<string, CompiledTransition[]> => {
+  const compileTransitions = (node: MachineNode): Map<string, CompiledTransition[]> => {
     const on = new Map<string, CompiledTransition[]>();
     for (const [eventType, list] of node.transitions) {
       on.set(
@@ -132,7 +133,7 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
   for (const node of atomic) {
     // Deepest first, as XState selects transitions: a leaf's own candidates, then its ancestors'.
     const on = new Map<string, CompiledTransition[]>();
-    for (let n: Node | undefined = node; n; n = n.parent) {
+    for (let n: MachineNode | undefined = node; n; n = n.parent) {
       for (const [eventType, list] of compileTransitions(n)) {
         on.set(eventType, [...(on.get(eventType) ?? []), ...list]);
       }

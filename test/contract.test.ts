@@ -261,12 +261,9 @@ for (const version of KOA_VERSIONS) {
           const start = await prepare(version, row.prepare, options);
           const app = makeApp(version, options, row.handler);
           await app.ready();
-          let res: Response | undefined;
-          const wire = await f.monitor.capture(async () => {
-            res = await app.get('/', start.cookie);
-          });
+          const { res, wire } = await f.monitor.request(() => app.get('/', start.cookie));
           await app.close();
-          const response = res as Response;
+          const response = res;
 
           assert.deepEqual(wire.map((c) => c.op), row.redis, 'Redis commands on the wire');
           for (const c of wire) if (start.key && c.op === 'load') assert.equal(c.key, start.key);

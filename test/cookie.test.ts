@@ -82,16 +82,13 @@ describe('bad cookies over HTTP', () => {
     it(`${what}: a fresh session, no Redis command, no error`, async () => {
       const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ isNew: ctx.session.isNew, keys: Object.keys(ctx.session) }));
       await app.ready();
-      let res: import('supertest').Response | undefined;
-      const wire = await f.monitor.capture(async () => {
-        res = await app.get('/', cookie);
-      });
+      const { res, wire } = await f.monitor.request(() => app.get('/', cookie));
       await app.close();
-      assert.equal(res?.status, 200);
-      assert.deepEqual(JSON.parse(res?.text ?? ''), { isNew: true, keys: [] });
+      assert.equal(res.status, 200);
+      assert.deepEqual(JSON.parse(res.text), { isNew: true, keys: [] });
       assert.deepEqual(wire, []);
-      if (cleared) expectCookieCleared(res as import('supertest').Response);
-      else expectNoCookie(res as import('supertest').Response);
+      if (cleared) expectCookieCleared(res);
+      else expectNoCookie(res);
     });
   }
 

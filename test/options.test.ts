@@ -38,12 +38,9 @@ async function twoRequests(
   const { cookie, id } = expectCookieSet(first, options.cookie?.name);
   const key = `${options.prefix ?? 'sess:'}${id}`;
   await between?.(key);
-  let res: Response | undefined;
-  const wire = await f.monitor.capture(async () => {
-    res = await app.get('/', cookie);
-  }, withLua);
+  const { res, wire } = await f.monitor.request(() => app.get('/', cookie), withLua);
   await app.close();
-  return { first, res: res as Response, wire, cookie, id, key };
+  return { first, res, wire, cookie, id, key };
 }
 
 describe('option validation', () => {
@@ -182,12 +179,9 @@ describe('setRedisTtl false (LRU mode)', () => {
     const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
     const now = Math.floor(Date.now() / 1000);
     await f.redis.hset(key, 'c', now - 2000, 'v', 1, 't', 1200, 'x', now - 1, ':a', '1');
-    let res: Response | undefined;
-    const wire = await f.monitor.capture(async () => {
-      res = await app.get('/', cookie);
-    }, true);
+    const { res, wire } = await f.monitor.request(() => app.get('/', cookie), true);
     await app.close();
-    assert.equal(res?.text, 'undefined');
+    assert.equal(res.text, 'undefined');
     assert.deepEqual(wire.map((c) => c.op), ['load', 'hmget', 'del']);
     assert.equal(await f.redis.exists(key), 0);
   });
@@ -303,19 +297,16 @@ describe('keys and rotation', () => {
     await oldApp.close();
     const app = makeApp(3, { redis: f.server.url, keys: ['newest-secret', 'older-secret'], cookie: { expires, sameSite: 'strict' } }, (ctx) => String(ctx.session.user));
     await app.ready();
-    let res: Response | undefined;
-    const wire = await f.monitor.capture(async () => {
-      res = await app.get('/', cookie);
-    });
+    const { res, wire } = await f.monitor.request(() => app.get('/', cookie));
     await app.close();
-    assert.equal(res?.text, 'ada');
+    assert.equal(res.text, 'ada');
     assert.deepEqual(wire.map((c) => c.op), ['load']);
-    const reissued = expectCookieSet(res as Response);
+    const reissued = expectCookieSet(res);
     assert.equal(reissued.id, id, 'same session');
     assert.notEqual(reissued.cookie, cookie, 'new signature');
     const expected = `session=${id}.${new Keygrip(['newest-secret']).sign(`session=${id}`)}`;
     assert.equal(reissued.cookie, expected);
-    const [set] = setCookies(res as Response);
+    const [set] = setCookies(res);
     assert.deepEqual({ ...set?.attributes }, { path: '/', expires: expires.toUTCString(), samesite: 'strict', httponly: true });
   });
 
@@ -349,28 +340,22 @@ describe('cookieOnException', () => {
   it('true: an error response still sets the new session cookie, and the session is stored', async () => {
     const app = makeApp(3, { redis: f.server.url }, boom);
     await app.ready();
-    let res: Response | undefined;
-    const wire = await f.monitor.capture(async () => {
-      res = await app.get('/');
-    });
+    const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
-    assert.equal(res?.status, 418);
+    assert.equal(res.status, 418);
     assert.deepEqual(wire.map((c) => c.op), ['create']);
-    const { id } = expectCookieSet(res as Response);
+    const { id } = expectCookieSet(res);
     assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' });
   });
 
   it('false: an error response sets no cookie and stores nothing', async () => {
     const app = makeApp(3, { redis: f.server.url, cookieOnException: false }, boom);
     await app.ready();
-    let res: Response | undefined;
-    const wire = await f.monitor.capture(async () => {
-      res = await app.get('/');
-    });
+    const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
-    assert.equal(res?.status, 418);
+    assert.equal(res.status, 418);
     assert.deepEqual(wire, []);
-    expectNoCookie(res as Response);
+    expectNoCookie(res);
     assert.equal(await f.redis.dbsize(), 0);
   });
 
@@ -498,13 +483,10 @@ describe('genId', () => {
       ctx.session.a = 1;
     });
     await app.ready();
-    let res: Response | undefined;
-    const wire = await f.monitor.capture(async () => {
-      res = await app.get('/');
-    });
+    const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
     assert.deepEqual(wire.map((c) => c.op), ['create', 'create']);
-    assert.equal(expectCookieSet(res as Response).id, 'fresh');
+    assert.equal(expectCookieSet(res).id, 'fresh');
     assert.deepEqual(await storedData(f.redis, 'sess:taken'), { owner: 'someone' }, 'the existing session is untouched');
   });
 

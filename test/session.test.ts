@@ -18,12 +18,9 @@ async function withSession(handler: (ctx: Context) => unknown) {
   const app = makeApp(3, { redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, { user: 'ada', cart: { n: 1 } }) : handler(ctx)));
   await app.ready();
   const seeded = expectCookieSet(await app.get('/seed'));
-  let res: Response | undefined;
-  const wire = await f.monitor.capture(async () => {
-    res = await app.get('/', seeded.cookie);
-  });
+  const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
   await app.close();
-  return { res: res as Response, wire: wire.map((c) => c.op), id: seeded.id, key: `sess:${seeded.id}` };
+  return { res, wire: wire.map((c) => c.op), id: seeded.id, key: `sess:${seeded.id}` };
 }
 
 describe('data', () => {
@@ -160,13 +157,10 @@ describe('reserved members', () => {
       ctx.session.user = 'ada';
     });
     await app.ready();
-    let res: Response | undefined;
-    const wire = await f.monitor.capture(async () => {
-      res = await app.get('/');
-    });
+    const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
     assert.deepEqual(wire.map((c) => c.op), ['create']);
-    expectCookieSet(res as Response);
+    expectCookieSet(res);
   });
 
   it('invalidate() twice, then write: one rotate', async () => {

@@ -78,6 +78,15 @@ export class Monitor {
     return withLua ? events : events.filter((e) => !e.lua);
   }
 
+  /** Send one request and return its response with the client commands it caused. */
+  async request<T>(send: () => PromiseLike<T>, withLua = false): Promise<{ res: T; wire: WireCommand[] }> {
+    let res: T | undefined;
+    const wire = await this.capture(async () => {
+      res = await send();
+    }, withLua);
+    return { res: res as T, wire };
+  }
+
   async stop(): Promise<void> {
     this.monitor.disconnect();
     this.marker.disconnect();
