@@ -84,3 +84,18 @@ export class RawDeserializationError extends Error {
     );
   }
 }
+
+/** The session's stored data would exceed `maxSize`: nothing was written (status 500). */
+export class SessionSizeError extends RangeError {
+  override name = 'SessionSizeError';
+  readonly status = 500;
+  readonly expose = false;
+  constructor(
+    /** Bytes the session would take. */
+    readonly size: number,
+    /** The `maxSize` option. */
+    readonly maxSize: number,
+  ) {
+    super(`session data is ${size} bytes, over the maxSize option (${maxSize} bytes); nothing was written`);
+  }
+}

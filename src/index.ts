@@ -8,11 +8,12 @@ import type { Session, SessionData } from './session.js';
 export { koaRedisSession };
 export default koaRedisSession;
 export type { SessionMiddleware } from './middleware.js';
+export { csrfProtect, type CsrfOptions } from './csrf.js';
 export type { SessionOptions, SessionCookieOptions } from './options.js';
 export type { Session, SessionData, SessionMembers } from './session.js';
 export { RESERVED_MEMBERS } from './session.js';
 export type { Serializer } from './payload.js';
-export { jsonSerializer } from './payload.js';
+export { sessionSerializer } from './values.js';
 export type { KeyRing } from './cookie.js';
 export {
   InvalidSessionError,
@@ -22,6 +23,7 @@ export {
   PayloadTimeoutError,
   PayloadLegacyError,
   RawDeserializationError,
+  SessionSizeError,
 } from './errors.js';
 export { sessionMachine } from '../machines/session.machine.js';
 export { toMermaid } from './chart.js';

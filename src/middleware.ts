@@ -15,6 +15,7 @@ import {
   PayloadLegacyError,
   PayloadTimeoutError,
   RawDeserializationError,
+  SessionSizeError,
 } from './errors.js';
 import { MachineRun, sessionTable } from './fsm.js';
 import { resolveOptions, type ResolvedOptions, type SessionOptions } from './options.js';
@@ -115,13 +116,15 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     opts.onInvalid?.(ctx, err);
   };
 
-  const setCookie = (ctx: Context, id: string): void => {
-    ctx.cookies.set(cookieName, (codec as CookieCodec).encode(id), {
-      ...cookie,
-      secure: cookie.secure ?? ctx.secure,
-      signed: false,
-      overwrite: true,
-    });
+  const setCookie = (ctx: Context, id: string, maxAge: number | null | undefined): void => {
+    const attributes = { ...cookie, secure: cookie.secure ?? ctx.secure, signed: false, overwrite: true };
+    if (maxAge !== undefined) {
+      // adjustCookieMaxAge(): this response's lifetime replaces the options' (null: browser session).
+      delete attributes.expires;
+      delete attributes.maxAge;
+      if (maxAge !== null) attributes.maxAge = maxAge;
+    }
+    ctx.cookies.set(cookieName, (codec as CookieCodec).encode(id), attributes);
     ctx.vary('Cookie');
   };
 
@@ -214,13 +217,17 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       });
       const output = run.output;
       if (output === undefined) throw new Error(`session machine: no final state after request.ended (in ${run.value})`);
+      if (output.redis === 'create' || output.redis === 'patch' || output.redis === 'rotate') {
+        const size = state.storedSize();
+        if (size > opts.maxSize) throw new SessionSizeError(size, opts.maxSize);
+      }
       const result = await store.write(output.redis, state, now);
       if (!result.stored) {
         // The session was deleted meanwhile (logout elsewhere, expiry): it stays deleted.
         report(ctx, new NotInBackendError('session deleted while the request ran; its changes were not stored', state.storedId));
         clearCookie(ctx);
       } else if (output.cookie === 'set' && result.id !== null) {
-        setCookie(ctx, result.id);
+        setCookie(ctx, result.id, state.cookieMaxAge);
       } else if (output.cookie === 'clear') {
         clearCookie(ctx);
       }

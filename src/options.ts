@@ -7,7 +7,8 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Context } from 'koa';
 import { CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, defaultGenId, toKeyRing, type KeyRing } from './cookie.js';
 import type { InvalidSessionError } from './errors.js';
-import { jsonSerializer, type Serializer } from './payload.js';
+import type { Serializer } from './payload.js';
+import { sessionSerializer } from './values.js';
 
 /** Attributes of the session cookie, as Koa's `ctx.cookies.set()` takes them. Times in milliseconds. */
 export interface SessionCookieOptions {
@@ -65,10 +66,15 @@ export interface SessionOptions {
   allowCookies?: (ctx: Context) => boolean;
   /** Called whenever a cookie does not lead to a usable session, with the reason. */
   onInvalid?: (ctx: Context, err: InvalidSessionError) => void;
-  /** Encodes each session value. @default JSON with prototype-safe parsing */
+  /** Encodes each session value. @default `sessionSerializer`: JSON that also carries Date, Map,
+   *  Set, BigInt, NaN/±Infinity/-0 and undefined in arrays, and refuses anything else that is not
+   *  plain data; prototype-safe parsing */
   serializer?: Serializer;
   /** Session id generator. @default 32 random bytes, base64url */
   genId?: () => string;
+  /** Largest session, in bytes of stored fields; a larger one fails the request with a
+   *  `SessionSizeError` and nothing is written. @default 65536 */
+  maxSize?: number;
 }
 
 /** Options after validation, with defaults applied. */
@@ -90,12 +96,13 @@ export interface ResolvedOptions {
   serializer: Serializer;
   genId: () => string;
   idPattern: RegExp;
+  maxSize: number;
 }
 
 const OPTION_NAMES = new Set<string>([
   'redis', 'keys', 'prefix', 'contextKey', 'timeout', 'timeoutTrigger', 'setRedisTtl', 'detectChanges',
   'deserializedFailsNew', 'invalidateEmptySession', 'cookie', 'cookieOnException', 'allowCookies',
-  'onInvalid', 'serializer', 'genId',
+  'onInvalid', 'serializer', 'genId', 'maxSize',
 ]);
 
 const COOKIE_NAMES = new Set<string>([
@@ -202,12 +209,15 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
     if (timeoutTrigger >= timeout) fail('timeoutTrigger', `less than timeout (${timeout})`, timeoutTrigger);
   }
 
-  const serializer = (o.serializer ?? jsonSerializer) as Serializer;
+  const serializer = (o.serializer ?? sessionSerializer) as Serializer;
   if (serializer === null || typeof serializer !== 'object' || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
     fail('serializer', 'an object with stringify(value) and parse(text) functions', serializer);
   }
 
   const genId = func<() => string>(o, 'genId');
+
+  const maxSize = o.maxSize ?? 65536;
+  if (typeof maxSize !== 'number' || !Number.isInteger(maxSize) || maxSize <= 0) fail('maxSize', 'a whole number of bytes above 0', maxSize);
 
   return {
     redis: redis as SessionOptions['redis'],
@@ -227,5 +237,6 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
     serializer,
     genId: genId ?? defaultGenId,
     idPattern: genId ? CUSTOM_ID_PATTERN : DEFAULT_ID_PATTERN,
+    maxSize,
   };
 }

@@ -6,6 +6,8 @@
  *   x   payload expiry, epoch seconds; absent with t    (pyramid: x)
  *   v   format version                  (pyramid: v)
  *   :k  the data key k, its value encoded by the serializer on its own
+ *   f:q the flash queue q (pyramid keeps these in the data as `_f_q`; here they stay out of it)
+ *   k   the CSRF token (pyramid: `_csrft_`)
  *
  * One field per top-level data key is what lets a write send only the keys that changed, applied
  * in Redis without decoding or re-encoding anyone's values: two requests changing different keys
@@ -19,29 +21,18 @@ export const FORMAT_VERSION = 1;
 /** Prefix of data fields in the hash. */
 export const DATA_PREFIX = ':';
 
-/** Encodes one session value to a string and back. */
+/** Prefix of flash queue fields. */
+export const FLASH_PREFIX = 'f:';
+
+/** The CSRF token's field. */
+export const CSRF_FIELD = 'k';
+
+/** Encodes one session value to a string and back. `stringify` gets a path naming the value for
+ *  its error messages (e.g. `ctx.session.cart`). The default is `sessionSerializer` (src/values.ts). */
 export interface Serializer {
-  stringify(value: unknown): string;
+  stringify(value: unknown, path?: string): string;
   parse(text: string): unknown;
 }
-
-/** A decoder that never lets data reach an object prototype: `__proto__` keys are dropped, and so
- *  is a `constructor` key holding a `prototype` (SPEC §7; jshttp/cookie keeps a NullObject for the
- *  same reason). The reviver only runs on the rare text that mentions either name. */
-function safeReviver(this: unknown, key: string, value: unknown): unknown {
-  if (key === '__proto__') return undefined;
-  if (key === 'constructor' && value !== null && typeof value === 'object' && Object.hasOwn(value, 'prototype')) {
-    return undefined;
-  }
-  return value;
-}
-
-/** The default serializer: JSON with prototype-safe parsing. */
-export const jsonSerializer: Serializer = {
-  stringify: (value) => JSON.stringify(value),
-  parse: (text) =>
-    text.includes('__proto__') || text.includes('prototype') ? JSON.parse(text, safeReviver) : JSON.parse(text),
-};
 
 /** Session metadata as stored. */
 export interface Meta {
@@ -49,10 +40,14 @@ export interface Meta {
   timeout: number | null;
 }
 
-/** A loaded session: its metadata, its decoded data and the raw text of each value (for change
- *  detection: a value is written only when its encoding differs from what was loaded). */
+/** A loaded session: its metadata, its decoded data, flash queues and CSRF token, and the raw text
+ *  of each field (for change detection: a field is written only when its encoding differs from what
+ *  was loaded). */
 export interface LoadedPayload extends Meta {
   data: Record<string, unknown>;
+  /** Flash queues and the CSRF token, by field name. */
+  extras: Record<string, unknown>;
+  /** Raw text by field name. */
   raw: Map<string, string>;
 }
 
@@ -62,25 +57,28 @@ export interface LoadedPayload extends Meta {
  */
 export function decodeHash(id: string, fields: readonly string[], serializer: Serializer): LoadedPayload {
   const data: Record<string, unknown> = Object.create(null);
+  const extras: Record<string, unknown> = Object.create(null);
   const raw = new Map<string, string>();
   let created = 0;
   let timeout: number | null = null;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const field = fields[i] as string;
     const value = fields[i + 1] as string;
-    if (field.startsWith(DATA_PREFIX)) {
-      const key = field.slice(DATA_PREFIX.length);
+    const isData = field.startsWith(DATA_PREFIX);
+    if (isData || field.startsWith(FLASH_PREFIX) || field === CSRF_FIELD) {
       try {
-        data[key] = serializer.parse(value);
+        const decoded = serializer.parse(value);
+        if (isData) data[field.slice(DATA_PREFIX.length)] = decoded;
+        else extras[field] = decoded;
       } catch (err) {
-        throw new RawDeserializationError(id, key, err);
+        throw new RawDeserializationError(id, isData ? field.slice(DATA_PREFIX.length) : field, err);
       }
-      raw.set(key, value);
+      raw.set(field, value);
     } else if (field === 'c') {
       created = Number(value);
     } else if (field === 't') {
       timeout = Number(value);
     }
   }
-  return { created, timeout, data, raw };
+  return { created, timeout, data, extras, raw };
 }

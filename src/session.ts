@@ -7,9 +7,10 @@
  * encoding with the text that was loaded (`detectChanges`, pyramid: detect_changes). A value equal
  * to the loaded one is no change: assigning it sends no write.
  */
+import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
 import type { MachineRun } from './fsm.js';
-import { DATA_PREFIX, type LoadedPayload, type Serializer } from './payload.js';
+import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteSource } from './store/commands.js';
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
@@ -37,6 +38,23 @@ export interface SessionMembers {
   changed(): void;
   /** Send the cookie again on this response. */
   recookie(): void;
+  /** Add a message to a flash queue (default queue ''); with `allowDuplicate` false, a message
+   *  already queued is not added twice. Messages are any storable value. (pyramid: flash) */
+  flash(message: unknown, queue?: string, allowDuplicate?: boolean): void;
+  /** The messages of a queue, left in place. */
+  peekFlash(queue?: string): unknown[];
+  /** The messages of a queue, removed from the session; an empty queue costs no write. */
+  popFlash(queue?: string): unknown[];
+  /** Make and store a new CSRF token: 64 hex characters (32 random bytes). */
+  newCsrfToken(): string;
+  /** The session's CSRF token, made on first use; stable across requests. */
+  getCsrfToken(): string;
+  /** Set this session's own idle timeout in seconds (0 or null: never expires). Stored in the
+   *  session; the expiry moves with it at once (fixing pyramid's B5). */
+  adjustTimeout(seconds: number | null): void;
+  /** Send the cookie on this response with this max age in milliseconds (null: a browser-session
+   *  cookie), overriding the `cookie.maxAge`/`expires` options for this response. */
+  adjustCookieMaxAge(ms: number | null): void;
 }
 
 /** Member names reserved on `ctx.session` (SPEC §3): assigning data to one throws a TypeError. */
@@ -60,14 +78,45 @@ export interface SessionSettings {
   idPattern: RegExp;
 }
 
+/** Gives `csrfProtect()` the state behind a `ctx.session` Proxy; not reachable from data. */
+export const STATE = Symbol('koa-session-machine state');
+
 const NO_CHANGES = { set: [] as string[], del: [] as string[] };
 
-/** One request's session. Not exported from the package: the handler sees its Proxy. */
+function emptyRecord(): Record<string, unknown> {
+  return Object.create(null) as Record<string, unknown>;
+}
+
+/** What a field is called in errors. */
+function fieldPath(field: string): string {
+  if (field.startsWith(DATA_PREFIX)) return `ctx.session.${field.slice(DATA_PREFIX.length)}`;
+  if (field.startsWith(FLASH_PREFIX)) return `ctx.session.flash(…, ${JSON.stringify(field.slice(FLASH_PREFIX.length))})`;
+  return `ctx.session (${field})`;
+}
+
+function checkSeconds(seconds: unknown): number | null {
+  if (seconds === null || seconds === 0) return null;
+  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 2 ** 31 - 1) {
+    throw new TypeError(`ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, or 0/null for never; got ${String(seconds)}`);
+  }
+  return seconds;
+}
+
+/**
+ * One request's session. Not exported from the package: the handler sees its Proxy.
+ *
+ * Everything it stores is a field of the session's hash: `:key` for data, `f:queue` for flash
+ * queues, `k` for the CSRF token. `raw` and `touched` are keyed by field name, so one change
+ * computation serves them all.
+ */
 export class SessionState implements WriteSource {
+  /** The application's data. */
   data: Record<string, unknown>;
-  /** The encoded text of each value as loaded; empty for a session with no stored counterpart. */
+  /** Flash queues and the CSRF token, by field name: not data, never in `Object.keys(ctx.session)`. */
+  extras: Record<string, unknown>;
+  /** The encoded text of each field as loaded; empty for a session with no stored counterpart. */
   raw: ReadonlyMap<string, string>;
-  /** Keys assigned or deleted since the load (or since `invalidate()`). */
+  /** Fields assigned or deleted since the load (or since `invalidate()`). */
   touched: Set<string> | null = null;
   forced = false;
   /** Id of the stored session this request loaded (null if none): the key a patch, delete or
@@ -79,6 +128,10 @@ export class SessionState implements WriteSource {
   nextId: string | null = null;
   created: number;
   timeout: number | null;
+  /** `adjustTimeout()` changed the timeout: the write sends it, and the TTL follows. */
+  timeoutChanged = false;
+  /** `adjustCookieMaxAge()`: undefined = the options' lifetime, null = a browser-session cookie. */
+  cookieMaxAge: number | null | undefined = undefined;
   #proxy: object | null = null;
   #written = false;
   #changes: { set: string[]; del: string[] } | null = null;
@@ -94,11 +147,13 @@ export class SessionState implements WriteSource {
     this.storedId = id;
     if (loaded) {
       this.data = loaded.data;
+      this.extras = loaded.extras;
       this.raw = loaded.raw;
       this.created = loaded.created;
       this.timeout = loaded.timeout;
     } else {
-      this.data = Object.create(null) as Record<string, unknown>;
+      this.data = emptyRecord();
+      this.extras = emptyRecord();
       this.raw = new Map();
       this.created = now;
       this.timeout = settings.timeout;
@@ -123,78 +178,130 @@ export class SessionState implements WriteSource {
     return this.storedId === null || this.invalidated;
   }
 
-  // -- data -----------------------------------------------------------------------------------
+  // -- fields ---------------------------------------------------------------------------------
 
-  write(key: string, value: unknown): void {
-    if (value === undefined) {
-      this.remove(key);
-      return;
+  #value(field: string): unknown {
+    return field.startsWith(DATA_PREFIX) ? this.data[field.slice(DATA_PREFIX.length)] : this.extras[field];
+  }
+
+  #has(field: string): boolean {
+    return field.startsWith(DATA_PREFIX) ? field.slice(DATA_PREFIX.length) in this.data : field in this.extras;
+  }
+
+  /** Encode a value with the serializer; any failure is a TypeError naming the field. */
+  #encode(field: string, value: unknown): string {
+    const path = fieldPath(field);
+    let text: unknown;
+    try {
+      text = this.settings.serializer.stringify(value, path);
+    } catch (err) {
+      if (err instanceof TypeError && err.message.includes(path)) throw err;
+      throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    this.data[key] = value;
-    this.#touch(key);
+    if (typeof text !== 'string') throw new TypeError(`${path} cannot be stored in the session: the serializer returned no text`);
+    return text;
   }
 
-  remove(key: string): void {
-    if (!(key in this.data)) return;
-    delete this.data[key];
-    this.#touch(key);
-  }
-
-  #touch(key: string): void {
-    (this.touched ??= new Set()).add(key);
+  #touch(field: string): void {
+    (this.touched ??= new Set()).add(field);
+    this.#changes = null;
     if (!this.#written) {
       this.#written = true;
       this.run.send({ type: 'data.written' });
     }
   }
 
+  write(key: string, value: unknown): void {
+    if (value === undefined) {
+      this.remove(key);
+      return;
+    }
+    this.#encode(DATA_PREFIX + key, value); // refuse what cannot be stored at the assignment itself
+    this.data[key] = value;
+    this.#touch(DATA_PREFIX + key);
+  }
+
+  remove(key: string): void {
+    if (!(key in this.data)) return;
+    delete this.data[key];
+    this.#touch(DATA_PREFIX + key);
+  }
+
+  #setExtra(field: string, value: unknown): void {
+    this.#encode(field, value);
+    this.extras[field] = value;
+    this.#touch(field);
+  }
+
+  #removeExtra(field: string): void {
+    if (!(field in this.extras)) return;
+    delete this.extras[field];
+    this.#touch(field);
+  }
+
+  /** The session holds something worth storing: data, flash messages or a CSRF token. */
   hasData(): boolean {
     for (const _ in this.data) return true;
+    for (const _ in this.extras) return true;
     return false;
   }
 
-  #encode(key: string): string {
-    const text = this.settings.serializer.stringify(this.data[key]);
-    if (typeof text !== 'string') {
-      throw new TypeError(`ctx.session.${key}: the serializer cannot encode this value (${typeof this.data[key]})`);
-    }
-    return text;
+  #fields(): string[] {
+    const fields: string[] = [];
+    for (const key in this.data) fields.push(DATA_PREFIX + key);
+    for (const field in this.extras) fields.push(field);
+    return fields;
   }
 
-  /** The changed fields (`:key, value` pairs) and removed fields, computed once at the end. */
+  /** The changed fields (field, value pairs) and removed fields, computed once at the end. */
   changes(): { set: string[]; del: string[] } {
     if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
     // Untouched and never handed out: nothing can have changed, not even nested values.
-    if (!this.accessed && this.touched === null && !this.forced) return (this.#changes = NO_CHANGES);
+    if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged) return (this.#changes = NO_CHANGES);
     const set: string[] = [];
     const del: string[] = [];
     const candidates = new Set<string>(this.touched);
     if (this.forced) {
-      for (const key in this.data) candidates.add(key);
-      for (const key of this.raw.keys()) candidates.add(key);
+      for (const field of this.#fields()) candidates.add(field);
+      for (const field of this.raw.keys()) candidates.add(field);
     } else if (this.settings.detectChanges) {
-      for (const key in this.data) {
-        const value = this.data[key];
-        if (value !== null && typeof value === 'object') candidates.add(key);
+      for (const field of this.#fields()) {
+        const value = this.#value(field);
+        if (value !== null && typeof value === 'object') candidates.add(field);
       }
     }
-    for (const key of candidates) {
-      if (key in this.data) {
-        const text = this.#encode(key);
-        if (this.forced || this.raw.get(key) !== text) set.push(DATA_PREFIX + key, text);
-      } else if (this.raw.has(key)) {
-        del.push(DATA_PREFIX + key);
+    for (const field of candidates) {
+      if (this.#has(field)) {
+        const text = this.#encode(field, this.#value(field));
+        if (this.forced || this.raw.get(field) !== text) set.push(field, text);
+      } else if (this.raw.has(field)) {
+        del.push(field);
       }
+    }
+    if (this.timeoutChanged) {
+      if (this.timeout === null) del.push('t', 'x');
+      else set.push('t', String(this.timeout));
     }
     this.#changes = { set, del };
     return { set: [...set], del: [...del] };
   }
 
-  /** Every data field as `:key, value` pairs. */
+  /** Every field as field, value pairs. */
   allFields(): string[] {
-    const fields: string[] = [];
-    for (const key in this.data) fields.push(DATA_PREFIX + key, this.#encode(key));
-    return fields;
+    const out: string[] = [];
+    for (const field of this.#fields()) out.push(field, this.#encode(field, this.#value(field)));
+    return out;
+  }
+
+  /** Bytes the stored fields take after this request's write: what `maxSize` limits. */
+  storedSize(): number {
+    let size = 0;
+    for (const field of this.#fields()) {
+      const raw = this.raw.get(field);
+      const text = raw !== undefined && !this.touched?.has(field) && !this.forced && !this.invalidated ? raw : this.#encode(field, this.#value(field));
+      size += Buffer.byteLength(field) + Buffer.byteLength(text);
+    }
+    return size;
   }
 
   drawId(attempt: number): string {
@@ -211,7 +318,8 @@ export class SessionState implements WriteSource {
   // -- members --------------------------------------------------------------------------------
 
   invalidate(): void {
-    this.data = Object.create(null) as Record<string, unknown>;
+    this.data = emptyRecord();
+    this.extras = emptyRecord();
     this.raw = new Map();
     this.touched = null;
     this.forced = false;
@@ -219,6 +327,7 @@ export class SessionState implements WriteSource {
     this.nextId = null;
     this.created = this.now;
     this.timeout = this.settings.timeout;
+    this.timeoutChanged = false;
     this.#written = false;
     this.#changes = null;
     this.run.send({ type: 'session.invalidated' });
@@ -239,6 +348,63 @@ export class SessionState implements WriteSource {
     this.run.send({ type: 'session.recookied' });
   }
 
+  flash(message: unknown, queue = '', allowDuplicate = true): void {
+    if (typeof queue !== 'string') throw new TypeError('ctx.session.flash(message, queue): queue must be a string');
+    const field = FLASH_PREFIX + queue;
+    const current = (this.extras[field] as unknown[] | undefined) ?? [];
+    if (!allowDuplicate) {
+      const text = this.#encode(field, [message]);
+      if (current.some((m) => this.#encode(field, [m]) === text)) return;
+    }
+    this.#setExtra(field, [...current, message]);
+  }
+
+  peekFlash(queue = ''): unknown[] {
+    return [...((this.extras[FLASH_PREFIX + queue] as unknown[] | undefined) ?? [])];
+  }
+
+  popFlash(queue = ''): unknown[] {
+    const field = FLASH_PREFIX + queue;
+    const messages = (this.extras[field] as unknown[] | undefined) ?? [];
+    this.#removeExtra(field);
+    return messages;
+  }
+
+  newCsrfToken(): string {
+    const token = randomBytes(32).toString('hex');
+    this.#setExtra(CSRF_FIELD, token);
+    return token;
+  }
+
+  getCsrfToken(): string {
+    const token = this.extras[CSRF_FIELD];
+    return typeof token === 'string' ? token : this.newCsrfToken();
+  }
+
+  /** The CSRF token if the session has one, without making one. */
+  peekCsrfToken(): string | undefined {
+    const token = this.extras[CSRF_FIELD];
+    return typeof token === 'string' ? token : undefined;
+  }
+
+  adjustTimeout(seconds: number | null): void {
+    this.timeout = checkSeconds(seconds);
+    this.timeoutChanged = true;
+    this.#changes = null;
+    if (!this.#written) {
+      this.#written = true;
+      this.run.send({ type: 'data.written' });
+    }
+  }
+
+  adjustCookieMaxAge(ms: number | null): void {
+    if (ms !== null && (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0)) {
+      throw new TypeError(`ctx.session.adjustCookieMaxAge(ms): ms must be a number of milliseconds above 0, or null; got ${String(ms)}`);
+    }
+    this.cookieMaxAge = ms;
+    this.run.send({ type: 'session.recookied' });
+  }
+
   /** Replace all data (the `ctx.session = {...}` setter); keeps the id. */
   replace(value: Record<string, unknown>): void {
     for (const key in this.data) this.remove(key);
@@ -252,6 +418,13 @@ export class SessionState implements WriteSource {
       regenerate: () => this.regenerate(),
       changed: () => this.changed(),
       recookie: () => this.recookie(),
+      flash: (message: unknown, queue?: string, allowDuplicate?: boolean) => this.flash(message, queue, allowDuplicate),
+      peekFlash: (queue?: string) => this.peekFlash(queue),
+      popFlash: (queue?: string) => this.popFlash(queue),
+      newCsrfToken: () => this.newCsrfToken(),
+      getCsrfToken: () => this.getCsrfToken(),
+      adjustTimeout: (seconds: number | null) => this.adjustTimeout(seconds),
+      adjustCookieMaxAge: (ms: number | null) => this.adjustCookieMaxAge(ms),
     });
     return bound[name];
   }
@@ -262,7 +435,6 @@ export class SessionState implements WriteSource {
     return types.isProxy(this) ? { ...this } : { ...this.data };
   }
 }
-
 function setData(state: SessionState, key: string | symbol, value: unknown): void {
   if (typeof key !== 'string') throw new TypeError('ctx.session keys must be strings');
   if (RESERVED_MEMBERS.has(key)) {
@@ -282,7 +454,7 @@ const VALUE_MEMBERS: ReadonlyMap<string, (s: SessionState) => unknown> = new Map
 /** One handler shared by every session: traps read the state from their target. */
 const handler: ProxyHandler<SessionState> = {
   get(state, key) {
-    if (typeof key !== 'string') return undefined;
+    if (typeof key !== 'string') return key === STATE ? state : undefined;
     if (RESERVED_MEMBERS.has(key)) {
       const value = VALUE_MEMBERS.get(key);
       return value ? value(state) : state.member(key);

@@ -9,7 +9,8 @@ import { describe, it } from 'node:test';
 
 const EXPECTED = [
   'DeserializationError', 'InvalidSessionError', 'NoSessionCookieError', 'NotInBackendError', 'PayloadLegacyError',
-  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'default', 'jsonSerializer', 'koaRedisSession', 'sessionMachine', 'toMermaid',
+  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionSizeError', 'csrfProtect', 'default',
+  'koaRedisSession', 'sessionMachine', 'sessionSerializer', 'toMermaid',
 ];
 
 function run(args: string[]): string {

@@ -69,10 +69,24 @@ describe('data', () => {
     assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 1 }, constructor: 'c', toString: 't' });
   });
 
-  it('a value the serializer cannot encode fails the request naming the key, and nothing is written', async () => {
+  it('assigning a value that cannot be stored throws a TypeError naming the key', async () => {
+    const { res, wire, key } = await withSession((ctx) => {
+      try {
+        ctx.session.callback = () => 1;
+        return 'stored';
+      } catch (err) {
+        return `${(err as Error).name}: ${(err as Error).message}`;
+      }
+    });
+    assert.match(res.text, /^TypeError: ctx\.session\.callback cannot be stored in the session: a function/);
+    assert.deepEqual(wire, ['load']);
+    assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 1 } });
+  });
+
+  it('a nested value that cannot be stored fails the request at the end naming its path, and nothing is written', async () => {
     const { res, wire, key } = await withSession((ctx) => {
       ctx.session.user = 'eve';
-      ctx.session.callback = () => 1;
+      (ctx.session.cart as Record<string, unknown>).onChange = () => 1;
     });
     assert.equal(res.status, 500);
     assert.deepEqual(wire, ['load']);

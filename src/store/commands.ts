@@ -35,9 +35,11 @@ export interface WriteSource {
   readonly storedId: string | null;
   readonly created: number;
   readonly timeout: number | null;
-  /** Every data field as `:key, value` pairs (create, rotate). */
+  /** The timeout was changed by this request (a TTL may have to be removed). */
+  readonly timeoutChanged: boolean;
+  /** Every field as field, value pairs (create, rotate). */
   allFields(): string[];
-  /** Changed fields as `:key, value` pairs, and removed fields (patch). */
+  /** Changed fields as field, value pairs, and removed fields (patch). */
   changes(): { set: string[]; del: string[] };
   /** The id a create or rotate stores under: a fresh draw on each call after a collision. */
   drawId(attempt: number): string;
@@ -111,7 +113,9 @@ export class SessionStore {
         const { set, del } = source.changes();
         const t = source.timeout;
         if (t !== null) set.push('x', String(now + t));
-        const applied = await this.#redis.ksmPatchV1(this.key(id), this.#ttl(t), set.length / 2, ...set, ...del);
+        // A timeout adjusted to "never" removes the key's TTL (-1: PERSIST).
+        const ttl = t === null && source.timeoutChanged && this.#settings.setRedisTtl ? -1 : this.#ttl(t);
+        const applied = await this.#redis.ksmPatchV1(this.key(id), ttl, set.length / 2, ...set, ...del);
         return applied === 1 ? { stored: true, id } : { stored: false, id: null, reason: 'gone' };
       }
       case 'delete':

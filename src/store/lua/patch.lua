@@ -1,7 +1,8 @@
 -- patch.lua: apply one request's changes to a stored session: only the keys that changed.
 --
 -- KEYS[1]  the session key
--- ARGV[1]  TTL in seconds, or 0 for none (no timeout, or LRU mode)
+-- ARGV[1]  TTL in seconds; 0 leaves the key's TTL alone (no timeout, or LRU mode); -1 removes it
+--          (the session's timeout was adjusted to never)
 -- ARGV[2]  n, the number of field, value pairs that follow
 -- ARGV[3 .. 2+2n]  field, value pairs to set (changed data fields, and x when the expiry moves)
 -- ARGV[3+2n ..]    fields to delete (data keys the request removed)
@@ -21,5 +22,5 @@ for i = last + 1, #ARGV, 1000 do
   redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+if ttl > 0 then redis.call('EXPIRE', key, ttl) elseif ttl < 0 then redis.call('PERSIST', key) end
 return 1

@@ -1,0 +1,167 @@
+/**
+ * What a session may hold (src/values.ts): values JSON cannot carry round-trip, values that cannot
+ * be stored are refused naming their path, and decoding never reaches a prototype.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { decodeValue, encodeValue } from '../src/values.js';
+import { makeApp, expectCookieSet } from './helpers/app.js';
+import { useRedis } from './helpers/fixture.js';
+
+const roundTrip = (v: unknown) => decodeValue(encodeValue(v));
+
+describe('sessionSerializer', () => {
+  const faithful: Array<[string, unknown]> = [
+    ['a Date', new Date('2026-11-25T12:00:00.000Z')],
+    ['a Map with object keys', new Map<unknown, unknown>([[{ a: 1 }, 'x'], ['k', new Set([1])]])],
+    ['a Set', new Set(['a', 1, null])],
+    ['a BigInt', 12345678901234567890123n],
+    ['NaN, Infinity, -Infinity and -0', [Number.NaN, Infinity, -Infinity, -0]],
+    ['undefined inside an array', [1, undefined, 3]],
+    ['an object with its own $t key', { $t: 'd', v: 'not a date' }],
+    ['nested mixtures', { when: new Date(0), tags: new Set(['x']), n: { big: 1n, list: [undefined, { $t: 'x' }] } }],
+  ];
+  for (const [what, value] of faithful) {
+    it(`carries ${what} faithfully`, () => {
+      const back = roundTrip(value);
+      assert.deepEqual(back, value);
+    });
+  }
+
+  it('reads holes of a sparse array as undefined', () => {
+    assert.deepEqual(roundTrip([1, , 3]), [1, undefined, 3]); // eslint-disable-line no-sparse-arrays
+  });
+
+  it('gives a null-prototype object back as a plain object', () => {
+    assert.deepEqual(roundTrip(Object.assign(Object.create(null) as object, { a: 1 })), { a: 1 });
+  });
+
+  it('carries an invalid Date as an invalid Date', () => {
+    const back = roundTrip(new Date(Number.NaN));
+    assert.ok(back instanceof Date && Number.isNaN(back.getTime()));
+  });
+
+  it('stores plain JSON data exactly as JSON.stringify does (property)', () => {
+    fc.assert(
+      fc.property(fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"')), (value) => {
+        const text = encodeValue(value);
+        // Tags appear only for what JSON would change (here: -0); everything else is JSON as is.
+        if (!text.includes('"$t"')) assert.equal(text, JSON.stringify(value));
+        assert.deepEqual(decodeValue(text), value);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('round-trips any mix of supported values (property)', () => {
+    const { tree } = fc.letrec<{ tree: unknown }>((tie) => ({
+      tree: fc.oneof(
+        { depthSize: 'small' },
+        fc.oneof(fc.string(), fc.double(), fc.bigInt(), fc.boolean(), fc.constant(null), fc.date({ noInvalidDate: true })),
+        fc.array(fc.oneof(tie('tree'), fc.constant(undefined)), { maxLength: 4 }),
+        fc.dictionary(fc.string().filter((k) => k !== '__proto__'), tie('tree'), { maxKeys: 4, noNullPrototype: true }),
+        fc.array(fc.tuple(tie('tree'), tie('tree')), { maxLength: 3 }).map((e) => new Map(e)),
+        fc.array(tie('tree'), { maxLength: 3 }).map((a) => new Set(a)),
+      ),
+    }));
+    fc.assert(
+      fc.property(tree, (value) => {
+        assert.deepEqual(roundTrip(value), value);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  class Point {
+    x = 1;
+  }
+  const refused: Array<[string, () => unknown, RegExp]> = [
+    ['a function', () => ({ cb: () => 1 }), /^ctx\.session\.cart\.cb cannot be stored in the session: a function/],
+    ['a symbol', () => [Symbol('s')], /^ctx\.session\.cart\[0\] cannot be stored in the session: a symbol/],
+    ['a class instance', () => ({ p: new Point() }), /^ctx\.session\.cart\.p cannot be stored in the session: an instance of Point/],
+    ['a RegExp', () => /x/, /an instance of RegExp/],
+    ['a Buffer', () => Buffer.from('x'), /an instance of Buffer/],
+    ['an Error', () => new Error('x'), /an instance of Error/],
+    ['a cycle', () => {
+      const a: Record<string, unknown> = { b: {} };
+      (a.b as Record<string, unknown>).a = a;
+      return a;
+    }, /^ctx\.session\.cart\.b\.a cannot be stored in the session: it is circular/],
+    ['an own __proto__ key', () => JSON.parse('{"__proto__": {"x": 1}}'), /ctx\.session\.cart\.__proto__ cannot be stored/],
+  ];
+  for (const [what, make, message] of refused) {
+    it(`refuses ${what} with a TypeError naming the path`, () => {
+      assert.throws(() => encodeValue(make(), 'ctx.session.cart'), (err: Error) => err instanceof TypeError && message.test(err.message));
+    });
+  }
+
+  it('shares no identity: a value used twice comes back as two equal copies', () => {
+    const shared = { n: 1 };
+    const back = roundTrip({ a: shared, b: shared }) as { a: object; b: object };
+    assert.deepEqual(back.a, back.b);
+    assert.notEqual(back.a, back.b);
+  });
+
+  it('leaves out object properties holding undefined, as JSON does', () => {
+    assert.deepEqual(roundTrip({ a: undefined, b: 1 }), { b: 1 });
+  });
+
+  describe('decoding never reaches a prototype', () => {
+    it('drops __proto__ keys at any depth', () => {
+      const back = decodeValue('{"a":{"__proto__":{"polluted":true}},"__proto__":{"polluted":true}}') as Record<string, Record<string, unknown>>;
+      assert.equal(Object.hasOwn(back, '__proto__'), false);
+      assert.equal(Object.hasOwn(back.a as object, '__proto__'), false);
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      assert.equal(Object.getPrototypeOf(back), Object.prototype);
+      const merged = Object.assign({}, back.a);
+      assert.equal((merged as Record<string, unknown>).polluted, undefined);
+    });
+
+    it('drops a constructor key holding a prototype', () => {
+      const back = decodeValue('{"constructor":{"prototype":{"polluted":true}},"ok":1}') as Record<string, unknown>;
+      assert.deepEqual(Object.keys(back), ['ok']);
+    });
+
+    it('keeps an ordinary constructor key', () => {
+      assert.deepEqual(decodeValue('{"constructor":"Alice"}'), { constructor: 'Alice' });
+    });
+
+    it('rejects an unknown tag (a foreign or damaged payload)', () => {
+      assert.throws(() => decodeValue('{"$t":"zz","v":1}'), /unknown session value tag "zz"/);
+    });
+  });
+});
+
+describe('values over HTTP', () => {
+  const f = useRedis();
+  it('a Date, Map, Set and BigInt stored in one request come back as such in the next', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/put') {
+        ctx.session.when = new Date('2026-01-02T03:04:05.000Z');
+        ctx.session.seen = new Set(['a']);
+        ctx.session.scores = new Map([['ada', 10n]]);
+        return 'ok';
+      }
+      const s = ctx.session;
+      return JSON.stringify([s.when instanceof Date && s.when.toISOString(), s.seen instanceof Set && [...s.seen], s.scores instanceof Map && String(s.scores.get('ada'))]);
+    });
+    const { cookie } = expectCookieSet(await app.get('/put'));
+    const res = await app.get('/get', cookie);
+    await app.close();
+    assert.deepEqual(JSON.parse(res.text), ['2026-01-02T03:04:05.000Z', ['a'], '10']);
+  });
+
+  it('mutating a Map in place is detected and written', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/put') ctx.session.m = new Map([['a', 1]]);
+      else if (ctx.path === '/mutate') (ctx.session.m as Map<string, number>).set('b', 2);
+      else return JSON.stringify([...(ctx.session.m as Map<string, number>)]);
+    });
+    const { cookie } = expectCookieSet(await app.get('/put'));
+    await app.get('/mutate', cookie);
+    const res = await app.get('/get', cookie);
+    await app.close();
+    assert.deepEqual(JSON.parse(res.text), [['a', 1], ['b', 2]]);
+  });
+});
