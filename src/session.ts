@@ -30,31 +30,31 @@ export interface SessionMembers {
   readonly timeout: number | null;
   /** Drop the data and the stored session. Writing afterwards starts a new session under a new id,
    *  stored in the same command that deletes the old one. */
-  invalidate(): void;
+  readonly invalidate: () => void;
   /** Keep the data under a new id and delete the old key, in one command (call it at login, against
    *  session fixation). The new cookie is sent on this response. */
-  regenerate(): void;
+  readonly regenerate: () => void;
   /** Force a write of every value, e.g. after mutating nested data with `detectChanges: false`. */
-  changed(): void;
+  readonly changed: () => void;
   /** Send the cookie again on this response. */
-  recookie(): void;
+  readonly recookie: () => void;
   /** Add a message to a flash queue (default queue ''); with `allowDuplicate` false, a message
    *  already queued is not added twice. Messages are any storable value. (pyramid: flash) */
-  flash(message: unknown, queue?: string, allowDuplicate?: boolean): void;
+  readonly flash: (message: unknown, queue?: string, allowDuplicate?: boolean) => void;
   /** The messages of a queue, left in place. */
-  peekFlash(queue?: string): unknown[];
+  readonly peekFlash: (queue?: string) => unknown[];
   /** The messages of a queue, removed from the session; an empty queue costs no write. */
-  popFlash(queue?: string): unknown[];
+  readonly popFlash: (queue?: string) => unknown[];
   /** Make and store a new CSRF token: 64 hex characters (32 random bytes). */
-  newCsrfToken(): string;
+  readonly newCsrfToken: () => string;
   /** The session's CSRF token, made on first use; stable across requests. */
-  getCsrfToken(): string;
+  readonly getCsrfToken: () => string;
   /** Set this session's own idle timeout in seconds (0 or null: never expires). Stored in the
    *  session; the expiry moves with it at once (fixing pyramid's B5). */
-  adjustTimeout(seconds: number | null): void;
+  readonly adjustTimeout: (seconds: number | null) => void;
   /** Send the cookie on this response with this max age in milliseconds (null: a browser-session
    *  cookie), overriding the `cookie.maxAge`/`expires` options for this response. */
-  adjustCookieMaxAge(ms: number | null): void;
+  readonly adjustCookieMaxAge: (ms: number | null) => void;
 }
 
 /** Member names reserved on `ctx.session` (SPEC §3): assigning data to one throws a TypeError. */
