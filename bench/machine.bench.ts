@@ -9,7 +9,7 @@ import { sessionMachine } from '../machines/session.machine.js';
 import { MachineRun } from '../src/fsm.js';
 import type { SessionEvent, SessionInput } from '../src/policy.js';
 
-const input: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false };
+const input: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false };
 const ended = (hasData: boolean, changed: boolean): SessionEvent => ({ type: 'request.ended', hasData, changed, cookieAllowed: true, errored: false });
 
 const STORIES: Record<string, SessionEvent[]> = {

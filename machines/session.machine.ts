@@ -57,6 +57,7 @@ export const sessionMachine = setup({
   },
   guards: {
     failsNew: ({ context, event }) => guards.failsNew(context, event),
+    continuesOffline: ({ context, event }) => guards.continuesOffline(context, event),
     canCreate: ({ context, event }) => guards.canCreate(context, event),
     hasData: ({ context, event }) => guards.hasData(context, event),
     isEmptied: ({ context, event }) => guards.isEmptied(context, event),
@@ -98,6 +99,18 @@ export const sessionMachine = setup({
           { guard: 'failsNew', target: 'invalid', actions: 'markStale' },
           { target: 'discarded' },
         ],
+        'load.failed': [{ guard: 'continuesOffline', target: 'offline' }, { target: 'discarded' }],
+      },
+    },
+    offline: {
+      description: "Redis failed the load (onRedisError: 'continue'): a session in memory, never written; the cookie is kept for when Redis is back",
+      initial: 'clean',
+      states: {
+        clean: { on: { 'data.written': 'dirty' } },
+        dirty: {},
+      },
+      on: {
+        'request.ended': { target: '#session.discarded' },
       },
     },
     new: { description: 'No cookie: a session in memory only, stored once it holds data', ...unstored },

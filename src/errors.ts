@@ -62,6 +62,25 @@ export class PayloadLegacyError extends InvalidSessionError {
 }
 
 /**
+ * Redis failed a session command or did not answer within `commandTimeout`. With `onRedisError:
+ * 'throw'` (the default) the request fails with 503 carrying this error; with 'continue' it is
+ * reported to `onInvalid` and the request goes on (a failed load gives an in-memory session that is
+ * never written; a failed write is not reported as saved: no cookie is set for it).
+ */
+export class SessionStoreError extends InvalidSessionError {
+  override name = 'SessionStoreError';
+  constructor(
+    message: string,
+    sessionId: string | null,
+    /** The session command that failed: load, create, patch, rotate or delete. */
+    readonly command: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, sessionId, options);
+  }
+}
+
+/**
  * A stored session value could not be decoded and `deserializedFailsNew` is off (pyramid's default,
  * its RawDeserializationError): the request fails with status 500. Set `deserializedFailsNew: true`
  * to give such requests a fresh session instead.

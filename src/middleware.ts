@@ -4,7 +4,7 @@
  * what the request did, and carry out the final state's output: one Redis command and one cookie
  * action. Which command and which cookie is decided by the machine alone (SPEC §4).
  */
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Context, Middleware, Next } from 'koa';
 import { CookieCodec, toKeyRing, type KeyRing } from './cookie.js';
 import {
@@ -16,6 +16,7 @@ import {
   PayloadTimeoutError,
   RawDeserializationError,
   SessionSizeError,
+  SessionStoreError,
 } from './errors.js';
 import { MachineRun, sessionTable } from './fsm.js';
 import { resolveOptions, type ResolvedOptions, type SessionOptions } from './options.js';
@@ -43,10 +44,18 @@ function isClient(value: unknown): value is RedisClient {
   );
 }
 
-function connect(option: SessionOptions['redis']): { client: RedisClient; owned: boolean } {
+/** The client: the application's own, or one we create and own. Ours fail fast while Redis is
+ *  away (one retry, then queued commands are rejected rather than replayed late) and never let an
+ *  `error` event escape: the requests report what failed. */
+function connect(option: SessionOptions['redis'], commandTimeout: number): { client: RedisClient; owned: boolean } {
   if (isClient(option)) return { client: option, owned: false };
-  if (option === undefined) return { client: new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'), owned: true };
-  return { client: typeof option === 'string' ? new Redis(option) : new Redis(option), owned: true };
+  const defaults: RedisOptions = { maxRetriesPerRequest: 1, commandTimeout };
+  const client =
+    option === undefined || typeof option === 'string'
+      ? new Redis(option ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', defaults)
+      : new Redis({ ...defaults, ...option });
+  client.on('error', () => undefined);
+  return { client, owned: true };
 }
 
 /** Copy cookie headers onto an error, so Koa's `ctx.onerror` (which removes every header before
@@ -70,12 +79,13 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   const opts: ResolvedOptions = resolveOptions(options);
   let keys: KeyRing | undefined = opts.keys;
   if (!keys && app) keys = resolveAppKeys(app);
-  const { client, owned } = connect(opts.redis);
+  const { client, owned } = connect(opts.redis, opts.commandTimeout);
   const store = new SessionStore(client, opts);
   const input: SessionInput = {
     invalidateEmptySession: opts.invalidateEmptySession,
     cookieOnException: opts.cookieOnException,
     deserializedFailsNew: opts.deserializedFailsNew,
+    continueOnRedisError: opts.onRedisError === 'continue',
   };
   const settings = {
     serializer: opts.serializer,
@@ -171,10 +181,17 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       try {
         result = await store.load(storedId, now);
       } catch (err) {
-        if (!(err instanceof RawDeserializationError)) throw err;
-        run.send({ type: 'load.undecodable' });
-        if (run.done) throw err; // deserializedFailsNew is off: the request fails, naming the key
-        report(ctx, new DeserializationError(err.message, storedId, err.key, { cause: err.cause }));
+        if (err instanceof SessionStoreError) {
+          run.send({ type: 'load.failed' });
+          if (run.done) return ctx.throw(503, err); // onRedisError 'throw'
+          report(ctx, err);
+        } else if (err instanceof RawDeserializationError) {
+          run.send({ type: 'load.undecodable' });
+          if (run.done) throw err; // deserializedFailsNew is off: the request fails, naming the key
+          report(ctx, new DeserializationError(err.message, storedId, err.key, { cause: err.cause }));
+        } else {
+          throw err;
+        }
         result = null;
       }
       if (result?.status === 'found') {
@@ -221,8 +238,21 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
         const size = state.storedSize();
         if (size > opts.maxSize) throw new SessionSizeError(size, opts.maxSize);
       }
-      const result = await store.write(output.redis, state, now);
-      if (!result.stored) {
+      let result;
+      try {
+        result = await store.write(output.redis, state, now);
+      } catch (err) {
+        if (!(err instanceof SessionStoreError)) throw err;
+        // Not stored, and never reported as saved: no cookie for a session that may not exist. A
+        // cookie being cleared is still cleared (a logout stays a logout for this browser).
+        if (output.cookie === 'clear') clearCookie(ctx);
+        if (opts.onRedisError === 'throw') return ctx.throw(503, err);
+        report(ctx, err);
+        result = null;
+      }
+      if (result === null) {
+        // reported above
+      } else if (!result.stored) {
         // The session was deleted meanwhile (logout elsewhere, expiry): it stays deleted.
         report(ctx, new NotInBackendError('session deleted while the request ran; its changes were not stored', state.storedId));
         clearCookie(ctx);
@@ -245,11 +275,16 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   middleware.close = async () => {
     if (!owned || client.status === 'end') return;
     const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
-    await client.quit().catch(() => client.disconnect());
-    await ended;
+    // A polite QUIT when connected, bounded like any command; then the socket goes regardless, so
+    // closing never hangs on a Redis that is away.
+    if (client.status === 'ready') await Promise.race([client.quit().catch(() => undefined), delay(opts.commandTimeout)]);
+    client.disconnect();
+    await Promise.race([ended, delay(opts.commandTimeout)]);
   };
   return middleware;
 }
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /** The key ring from `app.keys`, when the option `keys` is not given. */
 function resolveAppKeys(app: { keys?: unknown }): KeyRing {

@@ -75,6 +75,13 @@ export interface SessionOptions {
   /** Largest session, in bytes of stored fields; a larger one fails the request with a
    *  `SessionSizeError` and nothing is written. @default 65536 */
   maxSize?: number;
+  /** When Redis fails or does not answer in time: 'throw' fails the request with 503 (the message
+   *  says the session store is unavailable); 'continue' serves a fresh in-memory session that is not
+   *  written, and reports the error to `onInvalid`. @default 'throw' */
+  onRedisError?: 'throw' | 'continue';
+  /** Milliseconds any session command may take, whether or not the client is ours (ioredis' own
+   *  defaults wait 73 s with Redis down). @default 1000 */
+  commandTimeout?: number;
 }
 
 /** Options after validation, with defaults applied. */
@@ -97,12 +104,14 @@ export interface ResolvedOptions {
   genId: () => string;
   idPattern: RegExp;
   maxSize: number;
+  onRedisError: 'throw' | 'continue';
+  commandTimeout: number;
 }
 
 const OPTION_NAMES = new Set<string>([
   'redis', 'keys', 'prefix', 'contextKey', 'timeout', 'timeoutTrigger', 'setRedisTtl', 'detectChanges',
   'deserializedFailsNew', 'invalidateEmptySession', 'cookie', 'cookieOnException', 'allowCookies',
-  'onInvalid', 'serializer', 'genId', 'maxSize',
+  'onInvalid', 'serializer', 'genId', 'maxSize', 'onRedisError', 'commandTimeout',
 ]);
 
 const COOKIE_NAMES = new Set<string>([
@@ -218,6 +227,12 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
 
   const maxSize = o.maxSize ?? 65536;
   if (typeof maxSize !== 'number' || !Number.isInteger(maxSize) || maxSize <= 0) fail('maxSize', 'a whole number of bytes above 0', maxSize);
+  const onRedisError = o.onRedisError ?? 'throw';
+  if (onRedisError !== 'throw' && onRedisError !== 'continue') fail('onRedisError', '"throw" or "continue"', onRedisError);
+  const commandTimeout = o.commandTimeout ?? 1000;
+  if (typeof commandTimeout !== 'number' || !Number.isInteger(commandTimeout) || commandTimeout <= 0 || commandTimeout > 2 ** 31 - 1) {
+    fail('commandTimeout', 'a whole number of milliseconds above 0', commandTimeout);
+  }
 
   return {
     redis: redis as SessionOptions['redis'],
@@ -238,5 +253,7 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
     genId: genId ?? defaultGenId,
     idPattern: genId ? CUSTOM_ID_PATTERN : DEFAULT_ID_PATTERN,
     maxSize,
+    onRedisError,
+    commandTimeout,
   };
 }

@@ -23,12 +23,14 @@ export interface SessionContext {
   invalidateEmptySession: boolean;
   cookieOnException: boolean;
   deserializedFailsNew: boolean;
+  /** `onRedisError: 'continue'`: a failed load gives an in-memory session that is never written. */
+  continueOnRedisError: boolean;
 }
 
 /** The options part of the context: the machine's `input`. */
 export type SessionInput = Pick<
   SessionContext,
-  'invalidateEmptySession' | 'cookieOnException' | 'deserializedFailsNew'
+  'invalidateEmptySession' | 'cookieOnException' | 'deserializedFailsNew' | 'continueOnRedisError'
 >;
 
 /** The one write a persisted session sends after `await next()`. */
@@ -66,6 +68,7 @@ export type SessionEvent =
   | { type: 'load.found'; refreshed: boolean }
   | { type: 'load.stale' }
   | { type: 'load.undecodable' }
+  | { type: 'load.failed' }
   | { type: 'data.written' }
   | { type: 'session.invalidated' }
   | { type: 'session.regenerated' }
@@ -85,6 +88,7 @@ export function initialContext(input: SessionInput): SessionContext {
     invalidateEmptySession: input.invalidateEmptySession,
     cookieOnException: input.cookieOnException,
     deserializedFailsNew: input.deserializedFailsNew,
+    continueOnRedisError: input.continueOnRedisError,
   };
 }
 
@@ -131,6 +135,8 @@ type Output = (context: SessionContext, event: SessionEvent) => SessionOutput;
 export const guards = named<Guard>()({
   /** A payload that cannot be decoded gives a fresh session (pyramid: deserialized_fails_new). */
   failsNew: (context) => context.deserializedFailsNew,
+  /** Redis failed the load and `onRedisError` is 'continue': serve an unstored session. */
+  continuesOffline: (context) => context.continueOnRedisError,
   /** A new session with data whose cookie can be sent: create it. Never an orphan key (SPEC §5). */
   canCreate: (context, event) => ended(event)?.hasData === true && cookieWritable(context, event),
   /** A new session with data that cannot get its cookie: nothing may be stored. */

@@ -27,6 +27,7 @@ const EVENTS: SessionEvent[] = [
   { type: 'load.found', refreshed: true },
   { type: 'load.stale' },
   { type: 'load.undecodable' },
+  { type: 'load.failed' },
   { type: 'data.written' },
   { type: 'session.invalidated' },
   { type: 'session.regenerated' },
@@ -37,7 +38,8 @@ const EVENTS: SessionEvent[] = [
 const INPUTS: SessionInput[] = [];
 for (const invalidateEmptySession of [false, true])
   for (const cookieOnException of [false, true])
-    for (const deserializedFailsNew of [false, true]) INPUTS.push({ invalidateEmptySession, cookieOnException, deserializedFailsNew });
+    for (const deserializedFailsNew of [false, true])
+      for (const continueOnRedisError of [false, true]) INPUTS.push({ invalidateEmptySession, cookieOnException, deserializedFailsNew, continueOnRedisError });
 
 type Snap = SnapshotFrom<typeof sessionMachine>;
 
@@ -70,7 +72,7 @@ describe('compiled machine', () => {
       sessionTable.leaves.map((l) => l.path).sort(),
       [
         'destroyed', 'discarded', 'invalid.clean', 'invalid.dirty', 'loaded.clean', 'loaded.dirty', 'loaded.invalidated',
-        'loaded.regenerated', 'loaded.replaced', 'loading', 'new.clean', 'new.dirty', 'persisted', 'refreshed', 'unloaded', 'untouched',
+        'loaded.regenerated', 'loaded.replaced', 'loading', 'new.clean', 'new.dirty', 'offline.clean', 'offline.dirty', 'persisted', 'refreshed', 'unloaded', 'untouched',
       ],
     );
   });
@@ -90,7 +92,7 @@ describe('compiled machine', () => {
   });
 
   it('equals the XState actor on every simple path to a final state (default options)', () => {
-    const input = INPUTS.find((i) => i.invalidateEmptySession && i.cookieOnException && !i.deserializedFailsNew) as SessionInput;
+    const input = INPUTS.find((i) => i.invalidateEmptySession && i.cookieOnException && !i.deserializedFailsNew && i.continueOnRedisError) as SessionInput;
     const paths = getSimplePaths(sessionMachine, {
       input,
       events: EVENTS,
@@ -120,7 +122,7 @@ describe('compiled machine', () => {
   });
 });
 
-const DEFAULTS: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false };
+const DEFAULTS: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false };
 const end = (e: Partial<RequestEndedEvent>): RequestEndedEvent => ({
   type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, ...e,
 });
@@ -219,6 +221,16 @@ describe('final decisions', () => {
     });
     it('fails the request on an undecodable payload by default', () => {
       assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }]), ['discarded', { redis: 'none', cookie: 'none' }]);
+    });
+    it('fails the request when Redis fails the load (onRedisError throw)', () => {
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.failed' }]), ['discarded', { redis: 'none', cookie: 'none' }]);
+    });
+    it("serves an unstored session, keeping the cookie, when Redis fails the load (onRedisError continue)", () => {
+      const input = { ...DEFAULTS, continueOnRedisError: true };
+      assert.deepEqual(
+        story([{ type: 'cookie.verified', keyIndex: 1 }, { type: 'load.failed' }, { type: 'data.written' }, { type: 'session.recookied' }, end({ changed: true })], input),
+        ['discarded', { redis: 'none', cookie: 'none' }],
+      );
     });
     it('starts fresh on an undecodable payload with deserializedFailsNew', () => {
       const input = { ...DEFAULTS, deserializedFailsNew: true };

@@ -5,6 +5,7 @@
  * time on each connection and `EVALSHA` after that: one command either way.
  */
 import type { Cluster, Redis } from 'ioredis';
+import { SessionStoreError } from '../errors.js';
 import { FORMAT_VERSION, decodeHash, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
 import { createLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
@@ -55,6 +56,8 @@ export interface StoreSettings {
   timeoutTrigger: number | null;
   setRedisTtl: boolean;
   serializer: Serializer;
+  /** Milliseconds a command may take before it counts as failed. */
+  commandTimeout: number;
 }
 
 /** How many fresh ids a create may draw before giving up. With 256-bit ids a second draw is
@@ -82,10 +85,36 @@ export class SessionStore {
     return this.#settings.prefix + id;
   }
 
+  /**
+   * Send one command, bounded by `commandTimeout` whoever owns the client, with any failure turned
+   * into a `SessionStoreError` (raw ioredis errors never reach the application; the original is its
+   * `cause`). A command that times out may still run later; it is reported as failed all the same,
+   * never as saved.
+   */
+  async #send<T>(command: string, id: string | null, call: () => Promise<T>): Promise<T> {
+    const ms = this.#settings.commandTimeout;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new SessionStoreError(`session store unavailable: ${command} did not answer within ${ms} ms (option commandTimeout)`, id, command)),
+        ms,
+      );
+    });
+    try {
+      return await Promise.race([call(), expired]);
+    } catch (err) {
+      if (err instanceof SessionStoreError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new SessionStoreError(`session store unavailable: ${command} failed: ${message}`, id, command, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#redis.ksmLoadV1(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION);
+    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV1(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
     switch (reply[0]) {
       case 1:
         return { status: 'found', refreshed: reply[1] === 1, payload: decodeHash(id, reply[2] ?? [], this.#settings.serializer) };
@@ -115,11 +144,12 @@ export class SessionStore {
         if (t !== null) set.push('x', String(now + t));
         // A timeout adjusted to "never" removes the key's TTL (-1: PERSIST).
         const ttl = t === null && source.timeoutChanged && this.#settings.setRedisTtl ? -1 : this.#ttl(t);
-        const applied = await this.#redis.ksmPatchV1(this.key(id), ttl, set.length / 2, ...set, ...del);
+        const applied = await this.#send('patch', id, () => this.#redis.ksmPatchV1(this.key(id), ttl, set.length / 2, ...set, ...del));
         return applied === 1 ? { stored: true, id } : { stored: false, id: null, reason: 'gone' };
       }
       case 'delete':
-        await this.#redis.del(this.key(source.storedId as string));
+        const id = source.storedId as string;
+        await this.#send('delete', id, () => this.#redis.del(this.key(id)));
         return { stored: true, id: null };
       default: {
         const unknown: never = command;
@@ -142,8 +172,8 @@ export class SessionStore {
       const id = source.drawId(attempt);
       const created =
         oldId !== null && attempt === 0
-          ? await this.#redis.ksmRotateV1(this.key(oldId), this.key(id), ttl, ...fields)
-          : await this.#redis.ksmCreateV1(this.key(id), ttl, ...fields);
+          ? await this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), ttl, ...fields))
+          : await this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields));
       if (created === 1) return { stored: true, id };
     }
     throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
