@@ -24,6 +24,7 @@ export {
   PayloadLegacyError,
   RawDeserializationError,
   SessionSizeError,
+  SessionStoreError,
 } from './errors.js';
 export { sessionMachine } from '../machines/session.machine.js';
 export { toMermaid } from './chart.js';

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 
 const EXPECTED = [
   'DeserializationError', 'InvalidSessionError', 'NoSessionCookieError', 'NotInBackendError', 'PayloadLegacyError',
-  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionSizeError', 'csrfProtect', 'default',
+  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionSizeError', 'SessionStoreError', 'csrfProtect', 'default',
   'koaRedisSession', 'sessionMachine', 'sessionSerializer', 'toMermaid',
 ];
 

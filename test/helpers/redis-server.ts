@@ -9,7 +9,8 @@ export interface RedisServer {
   readonly port: number;
   readonly pid: number;
   readonly url: string;
-  stop(): Promise<void>;
+  /** Stop it (SIGTERM by default; SIGKILL to kill it as a crash would). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** A port nobody listens on right now. */
@@ -40,9 +41,9 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-/** Start a private redis-server on a free port and wait until it answers PING. */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
-  const port = await freePort();
+/** Start a private redis-server (on a free port unless one is given) and wait until it answers PING. */
+export async function startRedis(extraArgs: string[] = [], fixedPort?: number): Promise<RedisServer> {
+  const port = fixedPort ?? (await freePort());
   let child: ChildProcess;
   try {
     child = spawn(
@@ -68,9 +69,9 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     port,
     pid,
     url: `redis://127.0.0.1:${port}`,
-    async stop() {
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (exited) return;
-      process.kill(pid, 'SIGTERM');
+      process.kill(pid, signal);
       const timer = setTimeout(() => !exited && process.kill(pid, 'SIGKILL'), 3000);
       await exit;
       clearTimeout(timer);

@@ -1,0 +1,235 @@
+/**
+ * Redis faults on private redis-server processes: killed under load, paused (CLIENT PAUSE, DEBUG
+ * SLEEP), restarted empty. Every request answers within the bound, the process never crashes (an
+ * unhandled rejection fails the run), requests work again once Redis is back without restarting the
+ * app, and a write that could not be stored is reported, never reported as saved.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import { Redis } from 'ioredis';
+import { koaRedisSession, SessionStoreError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
+import { KEYS } from './helpers/app.js';
+import { startRedis, type RedisServer } from './helpers/redis-server.js';
+
+process.on('unhandledRejection', (reason) => {
+  throw reason instanceof Error ? reason : new Error(String(reason));
+});
+
+const TIMEOUT = 300;
+/** The bound: the command timeout plus the time a loaded 2-core machine needs to answer. */
+const BOUND = TIMEOUT + 700;
+/** Redis 7 refuses DEBUG unless enabled: these servers allow it (only loopback clients exist). */
+const DEBUG = ['--enable-debug-command', 'yes'];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Outcome {
+  status: number;
+  ms: number;
+  cookie: string | null;
+  body: string;
+}
+
+async function serve(options: SessionOptions, url: string) {
+  const reports: InvalidSessionError[] = [];
+  const admin = new Redis(url);
+  admin.on('error', () => undefined);
+  const app = new Koa();
+  app.keys = KEYS;
+  app.silent = true;
+  const session = koaRedisSession({ commandTimeout: TIMEOUT, onInvalid: (_ctx, err) => reports.push(err), ...options });
+  app.use(session);
+  app.use(async (ctx) => {
+    if (ctx.path === '/write' || ctx.path === '/write-then-pause') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
+    // Redis stops answering after the load and before the write.
+    if (ctx.path === '/write-then-pause') await admin.client('PAUSE', 1000, 'ALL');
+    ctx.body = JSON.stringify({ n: ctx.session.n ?? null, isNew: ctx.session.isNew });
+  });
+  const server: Server = createServer(app.callback());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const get = async (path: string, cookie?: string): Promise<Outcome> => {
+    const start = performance.now();
+    const res = await fetch(base + path, { headers: cookie ? { cookie } : {} });
+    const body = await res.text();
+    return { status: res.status, ms: performance.now() - start, cookie: res.headers.get('set-cookie'), body };
+  };
+  return {
+    get,
+    reports,
+    session,
+    close: async () => {
+      await new Promise((r) => server.close(r));
+      await session.close();
+      admin.disconnect();
+    },
+  };
+}
+
+const cookieOf = (o: Outcome) => (o.cookie ?? '').split(';')[0] as string;
+
+/** Fire requests continuously (a few in flight) until stopped; collect every outcome. */
+function load(get: (path: string, cookie?: string) => Promise<Outcome>, cookie: string) {
+  const outcomes: Outcome[] = [];
+  let running = true;
+  const workers = Array.from({ length: 4 }, async (_, w) => {
+    while (running) outcomes.push(await get(w % 2 ? '/write' : '/read', cookie));
+  });
+  return {
+    outcomes,
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+      return outcomes;
+    },
+  };
+}
+
+function assertBounded(outcomes: Outcome[], what: string): void {
+  const slowest = Math.max(...outcomes.map((o) => o.ms));
+  assert.ok(slowest <= BOUND, `${what}: slowest request took ${slowest.toFixed(0)} ms (bound ${BOUND} ms)`);
+  for (const o of outcomes) assert.ok(o.status === 200 || o.status === 503, `${what}: status ${o.status}`);
+}
+
+for (const policy of ['throw', 'continue'] as const) {
+  for (const client of ['owned', 'passed in with ioredis defaults'] as const) {
+    describe(`onRedisError '${policy}', client ${client}`, () => {
+      let redis: RedisServer;
+      let app: Awaited<ReturnType<typeof serve>>;
+      let passed: Redis | undefined;
+      before(async () => {
+        redis = await startRedis(DEBUG);
+        passed = client === 'owned' ? undefined : new Redis(redis.url);
+        passed?.on('error', () => undefined);
+        app = await serve({ redis: passed ?? redis.url, onRedisError: policy }, redis.url);
+      });
+      after(async () => {
+        await app.close();
+        passed?.disconnect();
+        await redis.stop();
+      });
+
+      it('Redis killed under load: every request answers within the bound; after a restart (empty) requests work again', async () => {
+        const login = await app.get('/write');
+        assert.equal(login.status, 200);
+        const cookie = cookieOf(login);
+        const traffic = load(app.get, cookie);
+        await sleep(300);
+        await redis.stop('SIGKILL');
+        await sleep(1200);
+        const during = traffic.outcomes.length;
+        redis = await startRedis(DEBUG, redis.port);
+        await sleep(1500);
+        const outcomes = await traffic.stop();
+        assertBounded(outcomes, 'killed');
+        assert.ok(outcomes.length > during, 'requests went on after the restart');
+        const failed = outcomes.filter((o) => o.status === 503).length;
+        if (policy === 'throw') assert.ok(failed > 0, 'some requests failed with 503 while Redis was down');
+        else {
+          assert.equal(failed, 0, 'continue: no request failed');
+          assert.ok(app.reports.some((e) => e instanceof SessionStoreError && e.command === 'load'), 'failed loads reported');
+        }
+        // Redis came back empty: the old cookie leads to no session; a new one works end to end.
+        const after1 = await app.get('/write', cookie);
+        assert.equal(after1.status, 200);
+        assert.match(after1.cookie ?? '', /^session=[^;]+\./, 'a new session cookie');
+        const after2 = await app.get('/write', cookieOf(after1));
+        assert.deepEqual(JSON.parse(after2.body), { n: 2, isNew: false });
+      });
+
+      it('CLIENT PAUSE: requests answer within the bound, then work again', async () => {
+        const first = await app.get('/write');
+        const cookie = cookieOf(first);
+        const admin = new Redis(redis.url);
+        try {
+          await admin.client('PAUSE', 1500, 'ALL');
+          const outcomes = await Promise.all([app.get('/read', cookie), app.get('/write', cookie), app.get('/write')]);
+          assertBounded(outcomes, 'paused');
+          if (policy === 'throw') assert.ok(outcomes.every((o) => o.status === 503));
+          else {
+            assert.ok(outcomes.every((o) => o.status === 200));
+            assert.equal(outcomes[2]?.cookie, null, 'a new session that could not be created gets no cookie');
+            assert.ok(app.reports.some((e) => e instanceof SessionStoreError && e.command === 'create'), 'the failed create is reported');
+          }
+          await sleep(1700);
+          const again = await app.get('/write', cookie);
+          assert.equal(again.status, 200);
+        } finally {
+          admin.disconnect();
+        }
+      });
+
+      it('DEBUG SLEEP: requests answer within the bound, then work again', async () => {
+        const first = await app.get('/write');
+        const cookie = cookieOf(first);
+        const admin = new Redis(redis.url);
+        try {
+          await admin.ping();
+          void admin.call('DEBUG', 'SLEEP', '1.5').catch(() => undefined);
+          await sleep(100);
+          const outcomes = await Promise.all([app.get('/read', cookie), app.get('/write', cookie)]);
+          assertBounded(outcomes, 'sleeping');
+          assert.deepEqual(outcomes.map((o) => o.status), policy === 'throw' ? [503, 503] : [200, 200]);
+          await sleep(1700);
+          assert.equal((await app.get('/read', cookie)).status, 200);
+        } finally {
+          admin.disconnect();
+        }
+      });
+
+      it('a write that cannot be stored is reported, never reported as saved', async () => {
+        const first = await app.get('/write');
+        const cookie = cookieOf(first);
+        const before = app.reports.length;
+        const res = await app.get('/write-then-pause', cookie);
+        assertBounded([res], 'write');
+        await sleep(1100);
+        if (policy === 'throw') assert.equal(res.status, 503, 'the request fails: its change was not stored');
+        else {
+          assert.equal(res.status, 200);
+          const report = app.reports.slice(before).find((e) => e instanceof SessionStoreError);
+          assert.equal((report as SessionStoreError | undefined)?.command, 'patch');
+        }
+        // Redis had the command in hand when it paused, so it may still apply it afterwards: a timeout
+        // says "not confirmed", never "saved". Either way the session is intact.
+        const stored = JSON.parse((await app.get('/read', cookie)).body) as { n: number; isNew: boolean };
+        assert.ok(stored.n === 1 || stored.n === 2);
+        assert.equal(stored.isNew, false);
+      });
+    });
+  }
+}
+
+describe('a 503 names the session store', () => {
+  it('with the SessionStoreError as the error Koa sees, and the ioredis error as its cause', async () => {
+    const redis = await startRedis();
+    const seen: unknown[] = [];
+    const app = new Koa();
+    app.keys = KEYS;
+    app.silent = true;
+    app.on('error', (err) => seen.push(err));
+    const session = koaRedisSession({ redis: redis.url, commandTimeout: TIMEOUT });
+    app.use(session);
+    app.use((ctx) => {
+      ctx.session.a = 1;
+      ctx.body = 'ok';
+    });
+    const server = createServer(app.callback());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await redis.stop();
+    const res = await fetch(base);
+    assert.equal(res.status, 503);
+    const err = seen[0] as SessionStoreError & { status: number };
+    assert.ok(err instanceof SessionStoreError);
+    assert.equal(err.status, 503);
+    assert.equal(err.command, 'create');
+    assert.match(err.message, /^session store unavailable: create (failed|did not answer)/);
+    await new Promise((r) => server.close(r));
+    const start = performance.now();
+    await session.close();
+    assert.ok(performance.now() - start < BOUND, 'close() does not hang on a Redis that is away');
+  });
+});
