@@ -69,6 +69,8 @@ export class SessionStore {
   readonly #settings: StoreSettings;
   readonly #trigger: number;
   readonly #ttlFlag: string;
+  /** A Redis Cluster: the old and the new key of a rotate live in different slots. */
+  readonly #cluster: boolean;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     redis.defineCommand('ksmLoadV1', { numberOfKeys: 1, lua: loadLua });
@@ -79,6 +81,7 @@ export class SessionStore {
     this.#settings = settings;
     this.#trigger = settings.timeoutTrigger ?? -1;
     this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
+    this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
   }
 
   key(id: string): string {
@@ -136,7 +139,7 @@ export class SessionStore {
       case 'create':
         return this.#create(source, now, null);
       case 'rotate':
-        return this.#create(source, now, source.storedId);
+        return this.#cluster ? this.#rotateAcrossSlots(source, now) : this.#create(source, now, source.storedId);
       case 'patch': {
         const id = source.storedId as string;
         const { set, del } = source.changes();
@@ -160,6 +163,18 @@ export class SessionStore {
 
   #ttl(timeout: number | null): number {
     return timeout !== null && this.#settings.setRedisTtl ? timeout : 0;
+  }
+
+  /**
+   * Rotate on Redis Cluster, where one script cannot touch two keys of different slots (CROSSSLOT):
+   * create the new key first, then delete the old one. Two commands instead of one atomic script;
+   * at no moment does the session exist under neither id.
+   */
+  async #rotateAcrossSlots(source: WriteSource, now: number): Promise<WriteResult> {
+    const result = await this.#create(source, now, null);
+    const oldId = source.storedId as string;
+    await this.#send('delete', oldId, () => this.#redis.del(this.key(oldId)));
+    return result;
   }
 
   async #create(source: WriteSource, now: number, oldId: string | null): Promise<WriteResult> {

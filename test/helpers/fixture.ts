@@ -4,7 +4,7 @@
  */
 import { after, afterEach, before } from 'node:test';
 import Keygrip from 'keygrip';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { CookieCodec, DEFAULT_ID_PATTERN, defaultGenId } from '../../src/cookie.js';
 import { DATA_PREFIX } from '../../src/payload.js';
 import { KEYS } from './app.js';
@@ -42,7 +42,7 @@ export function useRedis(): Fixture {
 }
 
 /** The data fields of a stored session, decoded with JSON. */
-export async function storedData(redis: Redis, key: string): Promise<Record<string, unknown>> {
+export async function storedData(redis: Redis | Cluster, key: string): Promise<Record<string, unknown>> {
   const hash = await redis.hgetall(key);
   const data: Record<string, unknown> = {};
   for (const [field, value] of Object.entries(hash)) {

@@ -8,6 +8,8 @@ import { Redis } from 'ioredis';
 import { createLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
 
 export interface WireCommand {
+  /** MONITOR's timestamp (seconds.microseconds): orders commands seen by different servers. */
+  readonly time: number;
   /** Command name, lower case; a script call is named after its script: load, create, patch, rotate. */
   readonly op: string;
   readonly args: readonly string[];
@@ -23,14 +25,14 @@ const SCRIPTS = new Map<string, string>(
   ]),
 );
 
-function describe(args: string[], lua: boolean): WireCommand {
+function describe(time: number, args: string[], lua: boolean): WireCommand {
   const name = (args[0] ?? '').toLowerCase();
   if (name === 'evalsha' || name === 'eval') {
     // EVAL carries the script text (MONITOR shows it escaped): its header names the file.
     const script = SCRIPTS.get(args[1] ?? '') ?? /-- (\w+)\.lua:/.exec(args[1] ?? '')?.[1] ?? `${name}?`;
-    return { op: script, args: args.slice(3), key: args[3], lua };
+    return { time, op: script, args: args.slice(3), key: args[3], lua };
   }
-  return { op: name, args: args.slice(1), key: args[1], lua };
+  return { time, op: name, args: args.slice(1), key: args[1], lua };
 }
 
 export class Monitor {
@@ -43,12 +45,13 @@ export class Monitor {
     private readonly marker: Redis,
   ) {
     monitor.on('error', () => undefined);
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    marker.on('error', () => undefined);
+    monitor.on('monitor', (time: string, args: string[], source: string) => {
       if (args[0]?.toLowerCase() === 'echo' && args[1]?.startsWith('ksm-marker-')) {
         this.#waiters.get(args[1])?.();
         return;
       }
-      this.#events.push(describe(args, source === 'lua'));
+      this.#events.push(describe(Number(time), args, source === 'lua'));
     });
   }
 
@@ -67,15 +70,25 @@ export class Monitor {
     this.#waiters.delete(label);
   }
 
-  /** Run fn and return the commands sent meanwhile, client commands only unless `withLua`. */
-  async capture(fn: () => Promise<unknown>, withLua = false): Promise<WireCommand[]> {
+  /** Start recording: every command seen from now on (after a marker round trip). */
+  async begin(): Promise<void> {
     await this.#mark();
     this.#events = [];
-    await fn();
+  }
+
+  /** Stop recording: the commands seen since begin(), client commands only unless `withLua`. */
+  async end(withLua = false): Promise<WireCommand[]> {
     await this.#mark();
     const events = this.#events;
     this.#events = [];
     return withLua ? events : events.filter((e) => !e.lua);
+  }
+
+  /** Run fn and return the commands sent meanwhile, client commands only unless `withLua`. */
+  async capture(fn: () => Promise<unknown>, withLua = false): Promise<WireCommand[]> {
+    await this.begin();
+    await fn();
+    return this.end(withLua);
   }
 
   /** Send one request and return its response with the client commands it caused. */
@@ -90,5 +103,32 @@ export class Monitor {
   async stop(): Promise<void> {
     this.monitor.disconnect();
     this.marker.disconnect();
+  }
+}
+
+/** MONITOR on several servers at once (the masters of a Cluster): one list of what all of them saw. */
+export class MultiMonitor {
+  private constructor(private readonly monitors: Monitor[]) {}
+
+  static async start(urls: string[]): Promise<MultiMonitor> {
+    return new MultiMonitor(await Promise.all(urls.map((url) => Monitor.start(url))));
+  }
+
+  async capture(fn: () => Promise<unknown>, withLua = false): Promise<WireCommand[]> {
+    await Promise.all(this.monitors.map((m) => m.begin()));
+    await fn();
+    return (await Promise.all(this.monitors.map((m) => m.end(withLua)))).flat().sort((a, b) => a.time - b.time);
+  }
+
+  async request<T>(send: () => PromiseLike<T>, withLua = false): Promise<{ res: T; wire: WireCommand[] }> {
+    let res: T | undefined;
+    const wire = await this.capture(async () => {
+      res = await send();
+    }, withLua);
+    return { res: res as T, wire };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.monitors.map((m) => m.stop()));
   }
 }

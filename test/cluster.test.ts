@@ -1,0 +1,178 @@
+/**
+ * Redis Cluster (3 masters + 3 replicas, private processes): the SPEC §5 table and the concurrency
+ * guarantee through an ioredis `Cluster` passed as `redis`, and a master killed under load whose
+ * replica takes over.
+ */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import { Cluster, Redis } from 'ioredis';
+import { koaRedisSession } from '../src/index.js';
+import { KOA_VERSIONS, KEYS } from './helpers/app.js';
+import { runContract } from './helpers/contract.js';
+import { storedData } from './helpers/fixture.js';
+import { MultiMonitor } from './helpers/monitor.js';
+import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
+
+process.on('unhandledRejection', (reason) => {
+  throw reason instanceof Error ? reason : new Error(String(reason));
+});
+
+let cluster: RedisCluster;
+let client: Cluster;
+let monitor: MultiMonitor;
+
+function connectCluster(): Cluster {
+  const c = new Cluster(cluster.startupNodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+  c.on('error', () => undefined);
+  return c;
+}
+
+/** Open the client's connection to every master, so no handshake lands inside a capture. */
+async function warm(c: Cluster): Promise<void> {
+  await c.ping();
+  await Promise.all(c.nodes('master').map((n) => n.ping()));
+}
+
+async function onMasters<T>(fn: (node: Redis) => Promise<T>): Promise<T[]> {
+  const ports = await cluster.masters();
+  return Promise.all(
+    ports.map(async (port) => {
+      const node = new Redis(port, '127.0.0.1');
+      try {
+        return await fn(node);
+      } finally {
+        node.disconnect();
+      }
+    }),
+  );
+}
+
+before(async () => {
+  cluster = await startCluster(3, 1);
+  client = connectCluster();
+  await warm(client);
+  monitor = await MultiMonitor.start((await cluster.masters()).map((p) => `redis://127.0.0.1:${p}`));
+});
+afterEach(async () => {
+  await onMasters((n) => n.flushall());
+});
+after(async () => {
+  await monitor.stop();
+  client.disconnect();
+  await cluster.stop();
+});
+
+runContract(
+  {
+    versions: KOA_VERSIONS,
+    redis: () => client,
+    inspect: () => client,
+    keyCount: async () => (await onMasters((n) => n.dbsize())).reduce((a, b) => a + b, 0),
+    request: (send) => monitor.request(send),
+    // The old and the new key live in different slots: create the new one, then delete the old.
+    rotate: ['create', 'del'],
+  },
+  'Redis Cluster',
+);
+
+async function serve(redis: Cluster, handler: (ctx: Koa.Context) => Promise<void> | void) {
+  const app = new Koa();
+  app.keys = KEYS;
+  app.silent = true;
+  const session = koaRedisSession({ redis, commandTimeout: 1000 });
+  app.use(session);
+  app.use(handler);
+  const server: Server = createServer(app.callback());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    get: (path: string, cookie?: string) => fetch(base + path, { headers: cookie ? { cookie } : {} }),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+describe('concurrency on Redis Cluster', () => {
+  it('50 requests each setting a different key: all 50 survive', async () => {
+    const app = await serve(client, async (ctx) => {
+      if (ctx.path === '/login') ctx.session.user = 'ada';
+      else {
+        await new Promise((r) => setTimeout(r, Math.random() * 40));
+        ctx.session[`k${String(ctx.query.n)}`] = Number(ctx.query.n);
+      }
+      ctx.body = 'ok';
+    });
+    const login = await app.get('/login');
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    const id = cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
+    await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
+    await app.close();
+    const data = await storedData(client, `sess:${id}`);
+    assert.equal(Object.keys(data).filter((k) => k.startsWith('k')).length, 50);
+  });
+});
+
+describe('failover on Redis Cluster', () => {
+  it('a master killed under load: no crash, bounded answers, and the sessions written before are still readable', async () => {
+    const redis = connectCluster();
+    const app = await serve(redis, (ctx) => {
+      if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
+      ctx.body = JSON.stringify({ isNew: ctx.session.isNew, n: ctx.session.n ?? null });
+    });
+    await warm(redis);
+    const cookies: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const res = await app.get('/write');
+      assert.equal(res.status, 200, await res.text());
+      cookies.push((res.headers.get('set-cookie') ?? '').split(';')[0] as string);
+    }
+    await new Promise((r) => setTimeout(r, 500)); // let replication catch up, as it would between requests
+    const check = await app.get('/read', cookies[0]);
+    assert.deepEqual(JSON.parse(await check.text()), { isNew: false, n: 1 }, `before the kill (${cookies[0]})`);
+    const statuses: number[] = [];
+    let slowest = 0;
+    let running = true;
+    const traffic = Promise.all(
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = w; running; i += 4) {
+          const start = performance.now();
+          const res = await app.get(i % 2 ? '/write' : '/read', cookies[i % cookies.length]);
+          await res.text();
+          slowest = Math.max(slowest, performance.now() - start);
+          statuses.push(res.status);
+        }
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const masters = await cluster.masters();
+    const victim = cluster.nodes.find((n) => n.port === masters[0]);
+    await victim?.stop('SIGKILL');
+    // The victim's replica takes over once the others agree it is gone (node timeout 1 s).
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const now = await cluster.masters();
+      if (now.length === 3 && !now.includes(victim?.port ?? -1)) break;
+      assert.ok(Date.now() < deadline, 'a replica took over');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await cluster.waitOk(30_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    running = false;
+    await traffic;
+
+    let readable = 0;
+    for (const cookie of cookies) {
+      const res = await app.get('/read', cookie);
+      if (res.status === 200 && (JSON.parse(await res.text()) as { isNew: boolean }).isNew === false) readable++;
+    }
+    await app.close();
+    redis.disconnect();
+    const failed = statuses.filter((s) => s !== 200).length;
+    console.log(`cluster failover: ${statuses.length} requests during the kill (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before the kill readable after failover`);
+    assert.ok(statuses.every((s) => s === 200 || s === 503));
+    assert.ok(slowest <= 2000, `every request answered within the bound (slowest ${slowest.toFixed(0)} ms)`);
+    assert.ok(readable >= 190, `${readable}/200 sessions readable after failover`);
+  });
+});
