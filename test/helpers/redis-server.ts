@@ -42,13 +42,17 @@ function ping(port: number): Promise<boolean> {
 }
 
 /** Start a private redis-server (on a free port unless one is given) and wait until it answers PING. */
-export async function startRedis(extraArgs: string[] = [], fixedPort?: number): Promise<RedisServer> {
+export async function startRedis(extraArgs: string[] = [], fixedPort?: number, configFile?: string): Promise<RedisServer> {
   const port = fixedPort ?? (await freePort());
   let child: ChildProcess;
   try {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...extraArgs],
+      [
+        ...(configFile ? [configFile] : []), // redis-server reads a config file only as its first argument
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
+        ...extraArgs,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
   } catch (err) {
