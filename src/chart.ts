@@ -1,10 +1,22 @@
 /**
- * The session machine as a picture: Mermaid `stateDiagram-v2` text generated from the machine
- * definition itself (so it cannot drift from what runs; a test compares it with the README).
+ * The session machine as a picture, generated from the machine definition itself (so it cannot
+ * drift from what runs): Mermaid `stateDiagram-v2` text for docs (GitHub renders it) and Graphviz
+ * DOT for images and the live chart page. Every edge carries the id the compiled machine and the
+ * traces use (`edgeId()`), so a picture can show what requests did.
  */
 import type { AnyStateMachine } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
-import { nameOf, type MachineNode } from './fsm.js';
+import { edgeId, nameOf, type MachineNode } from './fsm.js';
+
+/** One edge of the chart. */
+export interface ChartEdge {
+  /** `edgeId()`: `<state path>:<event>:<index>`. */
+  readonly id: string;
+  readonly from: MachineNode;
+  readonly to: MachineNode;
+  /** `event [guard] / actions` */
+  readonly label: string;
+}
 
 function nodeId(node: MachineNode): string {
   return node.path.join('_') || 'root';
@@ -15,36 +27,46 @@ function isWithin(node: MachineNode, ancestor: MachineNode): boolean {
   return false;
 }
 
+/** Every state node (root first) and every edge of a machine. */
+export function chartOf(machine: AnyStateMachine = sessionMachine): { root: MachineNode; nodes: MachineNode[]; edges: ChartEdge[] } {
+  const root = machine.root as unknown as MachineNode;
+  const nodes: MachineNode[] = [];
+  const collect = (node: MachineNode) => {
+    nodes.push(node);
+    for (const child of Object.values(node.states)) collect(child);
+  };
+  collect(root);
+  const edges: ChartEdge[] = [];
+  for (const node of nodes) {
+    for (const [event, list] of node.transitions) {
+      list.forEach((t, index) => {
+        const guard = t.guard === undefined ? '' : ` [${nameOf(t.guard, 'guard')}]`;
+        const actions = t.actions.length ? ` / ${t.actions.map((a) => nameOf(a, 'action')).join(', ')}` : '';
+        edges.push({ id: edgeId(node, event, index), from: node, to: t.target?.[0] ?? node, label: `${event}${guard}${actions}` });
+      });
+    }
+  }
+  return { root, nodes, edges };
+}
+
 /**
  * Mermaid `stateDiagram-v2` of a machine (by default the session machine). Compound states are
  * drawn as composites; each edge reads `event [guard] / action`; final states lead to `[*]`.
  */
 export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
-  const root = machine.root as unknown as MachineNode;
+  const { root, edges } = chartOf(machine);
   const lines = ['stateDiagram-v2'];
   const edgesBy = new Map<MachineNode, string[]>();
-  const all: MachineNode[] = [];
-  const collect = (node: MachineNode) => {
-    all.push(node);
-    for (const child of Object.values(node.states)) collect(child);
-  };
-  collect(root);
 
   // Each edge is drawn in the innermost composite holding both ends (Mermaid wants it there).
-  for (const node of all) {
-    for (const [event, list] of node.transitions) {
-      for (const t of list) {
-        const target = t.target?.[0] ?? node;
-        let home = node.parent ?? root;
-        while (home !== root && !(isWithin(target, home) && isWithin(node, home))) home = home.parent ?? root;
-        if (target === node.parent || (target.parent === node && node !== root)) home = node;
-        const guard = t.guard === undefined ? '' : ` [${nameOf(t.guard, 'guard')}]`;
-        const actions = t.actions.length ? ` / ${t.actions.map((a) => nameOf(a, 'action')).join(', ')}` : '';
-        const list2 = edgesBy.get(home) ?? [];
-        list2.push(`${nodeId(node)} --> ${nodeId(target)}: ${event}${guard}${actions}`);
-        edgesBy.set(home, list2);
-      }
-    }
+  for (const edge of edges) {
+    const { from, to } = edge;
+    let home = from.parent ?? root;
+    while (home !== root && !(isWithin(to, home) && isWithin(from, home))) home = home.parent ?? root;
+    if (to === from.parent || (to.parent === from && from !== root)) home = from;
+    const list = edgesBy.get(home) ?? [];
+    list.push(`${nodeId(from)} --> ${nodeId(to)}: ${edge.label}`);
+    edgesBy.set(home, list);
   }
 
   const draw = (node: MachineNode, indent: string) => {
@@ -65,5 +87,50 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
     }
   };
   draw(root, '  ');
+  return `${lines.join('\n')}\n`;
+}
+
+const quote = (text: string) => `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
+/**
+ * Graphviz DOT of a machine (by default the session machine). Compound states are clusters with an
+ * anchor point that their own edges start from; final states are double circles; each edge's `id`
+ * is its `edgeId()`, which Graphviz keeps in the SVG (`<g id="…" class="edge">`).
+ */
+export function toDot(machine: AnyStateMachine = sessionMachine): string {
+  const { root, edges } = chartOf(machine);
+  const lines = [
+    'digraph session {',
+    '  compound=true; rankdir=LR; fontname="Helvetica"; fontsize=12;',
+    '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=12];',
+    '  edge [fontname="Helvetica", fontsize=10];',
+  ];
+  const anchor = (node: MachineNode) => (node.type === 'compound' ? `${nodeId(node)}__anchor` : nodeId(node));
+  const draw = (node: MachineNode, indent: string) => {
+    const initial = node.initial?.target[0];
+    if (initial) {
+      lines.push(`${indent}${quote(`${nodeId(node)}__start`)} [shape=point, width=0.12, label=""];`);
+      lines.push(`${indent}${quote(`${nodeId(node)}__start`)} -> ${quote(anchor(initial))};`);
+    }
+    for (const child of Object.values(node.states)) {
+      if (child.type === 'compound') {
+        lines.push(`${indent}subgraph ${quote(`cluster_${nodeId(child)}`)} {`);
+        lines.push(`${indent}  label=${quote(child.key)}; style="rounded"; id=${quote(`state:${child.path.join('.')}`)};`);
+        lines.push(`${indent}  ${quote(anchor(child))} [shape=point, width=0.05, label=""];`);
+        draw(child, `${indent}  `);
+        lines.push(`${indent}}`);
+      } else {
+        const shape = child.type === 'final' ? ', shape=doublecircle, style=""' : '';
+        lines.push(`${indent}${quote(nodeId(child))} [label=${quote(child.key)}, id=${quote(`state:${child.path.join('.')}`)}${shape}];`);
+      }
+    }
+  };
+  draw(root, '  ');
+  for (const edge of edges) {
+    const tail = edge.from.type === 'compound' ? `, ltail=${quote(`cluster_${nodeId(edge.from)}`)}` : '';
+    const head = edge.to.type === 'compound' && !isWithin(edge.from, edge.to) ? `, lhead=${quote(`cluster_${nodeId(edge.to)}`)}` : '';
+    lines.push(`  ${quote(anchor(edge.from))} -> ${quote(anchor(edge.to))} [label=${quote(edge.label)}, id=${quote(edge.id)}${tail}${head}];`);
+  }
+  lines.push('}');
   return `${lines.join('\n')}\n`;
 }

@@ -26,6 +26,8 @@ type AssignFn = (context: SessionContext, event: SessionEvent) => Partial<Sessio
 type OutputFn = (context: SessionContext, event: SessionEvent) => SessionOutput;
 
 interface CompiledTransition {
+  /** Which edge of the chart this is (`edgeId()`): what traces and the live chart count. */
+  readonly edge: string;
   readonly guard: GuardFn | undefined;
   /** Leaf index entered, or -1 for a targetless transition (context update only). */
   readonly target: number;
@@ -58,6 +60,12 @@ export interface MachineNode {
   exit: unknown[];
   always?: unknown;
   config: Record<string, unknown>;
+}
+
+/** The id of the `index`-th transition a state node has for an event: shared by the compiled
+ *  table, the traces and the chart exporters. */
+export function edgeId(node: MachineNode, eventType: string, index: number): string {
+  return `${node.path.join('.') || '(machine)'}:${eventType}:${index}`;
 }
 
 /** The name of a guard or action reference: XState keeps named ones as strings or `{ type }`. */
@@ -116,10 +124,11 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
     for (const [eventType, list] of node.transitions) {
       on.set(
         eventType,
-        list.map((t) => {
+        list.map((t, index) => {
           if (t.target && t.target.length > 1) throw new TypeError('session machine: multiple targets are not supported');
           const target = t.target?.[0];
           return {
+            edge: edgeId(node, eventType, index),
             guard: t.guard === undefined ? undefined : lookup<GuardFn>(guards, nameOf(t.guard, 'guard'), 'guard'),
             target: target ? enter(target) : -1,
             actions: t.actions.map((a) => lookup<AssignFn>(assigners, nameOf(a, 'action'), 'action')),
@@ -151,8 +160,19 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
 /** The session machine, compiled once at import. */
 export const sessionTable: CompiledMachine = compileMachine(sessionMachine);
 
+/** One step of a traced run. */
+export interface TraceStep {
+  readonly event: string;
+  readonly from: string;
+  readonly to: string;
+  /** The chart edge taken (`edgeId()`). */
+  readonly edge: string;
+}
+
 /** One request's run of the machine: the interpreter of a compiled table. */
 export class MachineRun {
+  /** Set to an array to record every transition taken (debug traces, the live chart). */
+  trace: TraceStep[] | null = null;
   /** Index of the current leaf state. */
   state: number;
   readonly context: SessionContext;
@@ -184,6 +204,10 @@ export class MachineRun {
     const context = this.context;
     for (const t of candidates) {
       if (t.guard !== undefined && !t.guard(context, event)) continue;
+      if (this.trace !== null) {
+        const to = t.target >= 0 ? (this.table.leaves[t.target] as Leaf).path : this.value;
+        this.trace.push({ event: event.type, from: this.value, to, edge: t.edge });
+      }
       for (const action of t.actions) Object.assign(context, action(context, event));
       if (t.target >= 0) {
         this.state = t.target;

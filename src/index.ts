@@ -7,7 +7,7 @@ import type { Session, SessionData } from './session.js';
 
 export { koaRedisSession };
 export default koaRedisSession;
-export type { SessionMiddleware } from './middleware.js';
+export type { SessionMiddleware, SessionTrace } from './middleware.js';
 export { csrfProtect, type CsrfOptions } from './csrf.js';
 export type { SessionOptions, SessionCookieOptions } from './options.js';
 export type { Session, SessionData, SessionMembers } from './session.js';
@@ -27,7 +27,7 @@ export {
   SessionStoreError,
 } from './errors.js';
 export { sessionMachine } from '../machines/session.machine.js';
-export { toMermaid } from './chart.js';
+export { toDot, toMermaid } from './chart.js';
 export type { SessionContext, SessionEvent, SessionOutput, RedisCommand, CookieAction } from './policy.js';
 
 declare module 'koa' {

@@ -18,19 +18,39 @@ import {
   SessionSizeError,
   SessionStoreError,
 } from './errors.js';
-import { MachineRun, sessionTable } from './fsm.js';
+import { MachineRun, sessionTable, type TraceStep } from './fsm.js';
 import { resolveOptions, type ResolvedOptions, type SessionOptions } from './options.js';
-import type { SessionInput } from './policy.js';
+import type { CookieAction, SessionInput } from './policy.js';
 import { SessionState } from './session.js';
 import { SessionStore, type RedisClient } from './store/commands.js';
 
 /** The middleware, with what it owns. */
+/** What one request did, for `debug`, the `X-Session-Trace` header and `sessionChart()`. */
+export interface SessionTrace {
+  readonly method: string;
+  readonly path: string;
+  /** Every transition taken, in order. */
+  readonly steps: readonly TraceStep[];
+  /** The final state (or where the machine stopped, when the request failed before the end). */
+  readonly final: string;
+  /** Redis commands the request sent: the load, then the final state's command. */
+  readonly redis: readonly string[];
+  readonly cookie: CookieAction;
+  /** Milliseconds spent in the middleware, the handler included. */
+  readonly ms: number;
+  /** All of the above on one line. */
+  readonly line: string;
+}
+
 export interface SessionMiddleware extends Middleware {
   /** Close the Redis client if this middleware created it (from a URL or options); a client passed
    *  in is left open for its owner. */
   close(): Promise<void>;
   /** The Redis client in use. */
   readonly redis: RedisClient;
+  /** Call `listener` with the trace of every request from now on (turns tracing on); returns a
+   *  function that stops it. `sessionChart()` uses this. */
+  observe(listener: (trace: SessionTrace) => void): () => void;
 }
 
 const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.path === 'loading');
@@ -151,14 +171,47 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     });
   };
 
+  const observers = new Set<(trace: SessionTrace) => void>();
+  const debugLog = opts.debug === true || (opts.debug === undefined && debugFromEnv()) ? (t: SessionTrace) => console.error(`koa-session-machine ${t.line}`) : undefined;
+  const debugFn = typeof opts.debug === 'function' ? opts.debug : undefined;
+  const tracing = () => debugLog !== undefined || debugFn !== undefined || opts.traceHeader || observers.size > 0;
+
+  const finishTrace = (ctx: Context, run: MachineRun, start: number): void => {
+    const steps = run.trace ?? [];
+    const output = run.output;
+    const redis: string[] = [];
+    if (steps.some((s) => s.event === 'cookie.verified')) redis.push('load');
+    if (output && output.redis !== 'none') redis.push(output.redis);
+    const cookie = output?.cookie ?? 'none';
+    const ms = performance.now() - start;
+    const path = steps.length ? `${steps[0]?.from} ${steps.map((s) => `-${s.event}-> ${s.to}`).join(' ')}` : run.value;
+    const line = `${ctx.method} ${ctx.path} ${path} | redis: ${redis.join(', ') || 'none'} | cookie: ${cookie} | ${ms.toFixed(2)} ms`;
+    const trace: SessionTrace = { method: ctx.method, path: ctx.path, steps, final: run.value, redis, cookie, ms, line };
+    if (opts.traceHeader) ctx.set('X-Session-Trace', line);
+    debugLog?.(trace);
+    debugFn?.(trace, ctx);
+    for (const listener of observers) listener(trace);
+  };
+
   const middleware = async function koaRedisSession(ctx: Context, next: Next): Promise<void> {
+    const run = new MachineRun(input);
+    if (!tracing()) return handle(ctx, next, run);
+    run.trace = [];
+    const start = performance.now();
+    try {
+      await handle(ctx, next, run);
+    } finally {
+      finishTrace(ctx, run, start);
+    }
+  } as SessionMiddleware;
+
+  const handle = async (ctx: Context, next: Next, run: MachineRun): Promise<void> => {
     if (!codec) {
       keys = resolveAppKeys(ctx.app);
       codec = new CookieCodec(cookieName, keys, opts.idPattern);
     }
     install(ctx);
     const now = Math.floor(Date.now() / 1000);
-    const run = new MachineRun(input);
 
     // 1. The cookie.
     const parsed = codec.decode(ctx.cookies.get(cookieName));
@@ -269,7 +322,12 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       carryHeaders(ctx, error, cookieName);
       throw error;
     }
-  } as SessionMiddleware;
+  };
+
+  middleware.observe = (listener) => {
+    observers.add(listener);
+    return () => observers.delete(listener);
+  };
 
   Object.defineProperty(middleware, 'redis', { value: client, enumerable: true });
   middleware.close = async () => {
@@ -285,6 +343,11 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+/** `DEBUG=koa-session-machine` (or `*`, or a list holding either), as the `debug` module reads it. */
+function debugFromEnv(): boolean {
+  return (process.env.DEBUG ?? '').split(/[\s,]+/).some((p) => p === '*' || p === 'koa-session-machine' || p === 'koa-session-machine*');
+}
 
 /** The key ring from `app.keys`, when the option `keys` is not given. */
 function resolveAppKeys(app: { keys?: unknown }): KeyRing {

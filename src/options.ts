@@ -7,6 +7,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Context } from 'koa';
 import { CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, defaultGenId, toKeyRing, type KeyRing } from './cookie.js';
 import type { InvalidSessionError } from './errors.js';
+import type { SessionTrace } from './middleware.js';
 import type { Serializer } from './payload.js';
 import { sessionSerializer } from './values.js';
 
@@ -82,6 +83,13 @@ export interface SessionOptions {
   /** Milliseconds any session command may take, whether or not the client is ours (ioredis' own
    *  defaults wait 73 s with Redis down). @default 1000 */
   commandTimeout?: number;
+  /** Trace every request on one line: the states it went through, the events, the final state, the
+   *  Redis commands and the time spent. `true` logs to stderr; a function receives each trace.
+   *  @default off, or on with `DEBUG=koa-session-machine` */
+  debug?: boolean | ((trace: SessionTrace, ctx: Context) => void);
+  /** Development only: send the trace line in an `X-Session-Trace` response header. Refused when
+   *  NODE_ENV is production: it shows session internals. @default false */
+  traceHeader?: boolean;
 }
 
 /** Options after validation, with defaults applied. */
@@ -106,12 +114,14 @@ export interface ResolvedOptions {
   maxSize: number;
   onRedisError: 'throw' | 'continue';
   commandTimeout: number;
+  debug: boolean | ((trace: SessionTrace, ctx: Context) => void) | undefined;
+  traceHeader: boolean;
 }
 
 const OPTION_NAMES = new Set<string>([
   'redis', 'keys', 'prefix', 'contextKey', 'timeout', 'timeoutTrigger', 'setRedisTtl', 'detectChanges',
   'deserializedFailsNew', 'invalidateEmptySession', 'cookie', 'cookieOnException', 'allowCookies',
-  'onInvalid', 'serializer', 'genId', 'maxSize', 'onRedisError', 'commandTimeout',
+  'onInvalid', 'serializer', 'genId', 'maxSize', 'onRedisError', 'commandTimeout', 'debug', 'traceHeader',
 ]);
 
 const COOKIE_NAMES = new Set<string>([
@@ -233,6 +243,12 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
   if (typeof commandTimeout !== 'number' || !Number.isInteger(commandTimeout) || commandTimeout <= 0 || commandTimeout > 2 ** 31 - 1) {
     fail('commandTimeout', 'a whole number of milliseconds above 0', commandTimeout);
   }
+  const debug = o.debug;
+  if (debug !== undefined && typeof debug !== 'boolean' && typeof debug !== 'function') fail('debug', 'a boolean or a function', debug);
+  const traceHeader = bool(o, 'traceHeader', false);
+  if (traceHeader && process.env.NODE_ENV === 'production') {
+    fail('traceHeader', 'off when NODE_ENV is production (the header shows session internals)', true);
+  }
 
   return {
     redis: redis as SessionOptions['redis'],
@@ -255,5 +271,7 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
     maxSize,
     onRedisError,
     commandTimeout,
+    debug: debug as ResolvedOptions['debug'],
+    traceHeader,
   };
 }

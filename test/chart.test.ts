@@ -4,7 +4,27 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { toMermaid } from '../src/chart.js';
+import { chartOf, toDot, toMermaid } from '../src/chart.js';
+import { sessionTable } from '../src/fsm.js';
+
+describe('toDot', () => {
+  const dot = toDot();
+
+  it('gives every edge the id the compiled machine and the traces use', () => {
+    const { edges } = chartOf();
+    const compiled = new Set(sessionTable.leaves.flatMap((leaf) => [...leaf.on.values()].flat().map((t) => t.edge)));
+    for (const edge of edges) {
+      assert.ok(dot.includes(`id="${edge.id}"`), `edge ${edge.id} in the DOT`);
+      assert.ok(compiled.has(edge.id), `edge ${edge.id} in the compiled table`);
+    }
+    assert.equal(compiled.size, edges.length);
+  });
+
+  it('draws compound states as clusters and final states as double circles', () => {
+    assert.match(dot, /subgraph "cluster_loaded" \{/);
+    assert.match(dot, /"persisted" \[label="persisted", id="state:persisted", shape=doublecircle/);
+  });
+});
 
 describe('toMermaid', () => {
   const chart = toMermaid();

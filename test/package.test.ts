@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 const EXPECTED = [
   'DeserializationError', 'InvalidSessionError', 'NoSessionCookieError', 'NotInBackendError', 'PayloadLegacyError',
   'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionSizeError', 'SessionStoreError', 'csrfProtect', 'default',
-  'koaRedisSession', 'sessionMachine', 'sessionSerializer', 'toMermaid',
+  'koaRedisSession', 'sessionMachine', 'sessionSerializer', 'toDot', 'toMermaid',
 ];
 
 function run(args: string[]): string {
@@ -33,6 +33,11 @@ describe('package exports', () => {
     assert.deepEqual(names, EXPECTED);
     assert.equal(same, true);
     assert.match(file, /dist\/index\.js$/);
+  });
+
+  it('koa-session-machine/chart gives the live chart page, in both builds', () => {
+    assert.equal(run(['-e', "console.log(typeof require('koa-session-machine/chart').sessionChart)"]), 'function');
+    assert.equal(run(['--input-type=module', '-e', "import { sessionChart } from 'koa-session-machine/chart'; console.log(typeof sessionChart)"]), 'function');
   });
 
   it('the build embeds the current Lua scripts', () => {
