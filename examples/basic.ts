@@ -15,10 +15,11 @@ declare module 'koa-session-machine' {
   }
 }
 
-export function createApp(redisUrl: string): { app: Koa; session: SessionMiddleware } {
+export function createApp(redisUrl: string, mountFirst?: (session: SessionMiddleware) => Koa.Middleware): { app: Koa; session: SessionMiddleware } {
   const app = new Koa();
   app.keys = ['newest-secret', 'older-secret'];
   const session = koaRedisSession({ redis: new Redis(redisUrl) });
+  if (mountFirst) app.use(mountFirst(session));
   app.use(session);
   app.use(async (ctx) => {
     if (ctx.path === '/login') {

@@ -94,3 +94,84 @@ describe('examples/basic', () => {
     assert.match(err, /apt-get install redis-server/);
   });
 });
+
+/** Start an example as its npm script does; resolves with the URL it prints. */
+async function startExample(file: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stderr.on('data', (d) => (out += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${file} printed no URL: ${out}`)), 60_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /at (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${file} exited (${code}): ${out}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+const cookieFrom = (res: Response) => (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
+
+describe('examples, each started with its one command', () => {
+  it('flash: a message queued before a redirect shows once on the next page', async () => {
+    const ex = await startExample('examples/flash.ts', { REDIS_URL: f.server.url });
+    const base = ex.url.replace(/\/$/, '');
+    const saved = await fetch(`${base}/save?item=report`, { redirect: 'manual' });
+    assert.equal(saved.status, 302);
+    const cookie = cookieFrom(saved);
+    assert.match(await (await fetch(`${base}/`, { headers: { cookie } })).text(), /<p class="flash">Saved report\.<\/p>/);
+    assert.doesNotMatch(await (await fetch(`${base}/`, { headers: { cookie } })).text(), /Saved report/);
+    await ex.stop();
+  });
+
+  it('cdn: a public, cacheable page never carries a session cookie; the account page does', async () => {
+    const ex = await startExample('examples/cdn.ts', { REDIS_URL: f.server.url });
+    const base = ex.url.replace(/\/$/, '');
+    const before = await f.redis.dbsize();
+    const pub = await fetch(`${base}/public/news`);
+    assert.equal(pub.headers.get('set-cookie'), null);
+    assert.match(pub.headers.get('cache-control') ?? '', /public/);
+    assert.equal(await f.redis.dbsize(), before, 'no session created for the public page');
+    const account = await fetch(`${base}/account`);
+    const cookie = cookieFrom(account);
+    assert.match(cookie, /^session=/);
+    const pubWithCookie = await fetch(`${base}/public/news`, { headers: { cookie } });
+    assert.equal(pubWithCookie.headers.get('set-cookie'), null, 'not even for a visitor who has a session');
+    assert.match(await (await fetch(`${base}/account`, { headers: { cookie } })).text(), /visit 2/);
+    await ex.stop();
+  });
+
+  it('cluster: sessions on a private Redis Cluster', async () => {
+    const ex = await startExample('examples/cluster.ts');
+    const base = ex.url.replace(/\/$/, '');
+    const first = await fetch(`${base}/`);
+    assert.match(await first.text(), /^Visits: 1/);
+    const cookie = cookieFrom(first);
+    assert.match(await (await fetch(`${base}/`, { headers: { cookie } })).text(), /^Visits: 2/);
+    await ex.stop();
+  });
+
+  it('chart: the live chart page beside the basic app', async () => {
+    const ex = await startExample('examples/chart.ts', { REDIS_URL: f.server.url });
+    assert.match(ex.url, /\/_session$/);
+    const page = await fetch(ex.url);
+    assert.match(await page.text(), /<svg/);
+    await fetch(ex.url.replace(/_session$/, ''));
+    const data = (await (await fetch(`${ex.url}/data`)).json()) as { total: number; recent: Array<{ path: string; final: string }> };
+    assert.equal(data.total, 1);
+    assert.deepEqual(data.recent.map((r) => [r.path, r.final]), [['/', 'persisted']]);
+    await ex.stop();
+  });
+});
