@@ -96,8 +96,9 @@ export class RawDeserializationError extends Error {
     readonly key: string,
     cause: unknown,
   ) {
+    // The id stays out of the message (it is a credential, and messages end up in logs).
     super(
-      `session ${sessionId}: the stored value of key "${key}" cannot be decoded by the serializer ` +
+      `session payload: the stored value of key "${key}" cannot be decoded by the serializer ` +
         `(${cause instanceof Error ? cause.message : String(cause)}); set deserializedFailsNew to start a fresh session instead`,
       { cause },
     );

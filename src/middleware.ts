@@ -291,24 +291,34 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
         const size = state.storedSize();
         if (size > opts.maxSize) throw new SessionSizeError(size, opts.maxSize);
       }
+      if (output.cookie === 'set' && (cookie.secure ?? ctx.secure) && !ctx.cookies.secure) {
+        // Koa's cookies refuse a Secure cookie on plain HTTP; finding out after the write would
+        // leave a stored session that no cookie names.
+        throw new TypeError('koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true');
+      }
       let result;
       try {
         result = await store.write(output.redis, state, now);
       } catch (err) {
         if (!(err instanceof SessionStoreError)) throw err;
         // Not stored, and never reported as saved: no cookie for a session that may not exist. A
-        // cookie being cleared is still cleared (a logout stays a logout for this browser).
+        // cookie being cleared is still cleared (a logout stays a logout for this browser), also on
+        // the 503, whose headers Koa would otherwise drop.
         if (output.cookie === 'clear') clearCookie(ctx);
-        if (opts.onRedisError === 'throw') return ctx.throw(503, err);
+        if (opts.onRedisError === 'throw') {
+          carryHeaders(ctx, err, cookieName);
+          return ctx.throw(503, err);
+        }
         report(ctx, err);
         result = null;
       }
       if (result === null) {
         // reported above
       } else if (!result.stored) {
-        // The session was deleted meanwhile (logout elsewhere, expiry): it stays deleted.
+        // The session was deleted or moved meanwhile (logout, or login under a new id, in another
+        // request): it stays deleted, and this response leaves the cookie alone, since the other
+        // response may have set a new one; a stale cookie is cleared by its next load.
         report(ctx, new NotInBackendError('session deleted while the request ran; its changes were not stored', state.storedId));
-        clearCookie(ctx);
       } else if (output.cookie === 'set' && result.id !== null) {
         setCookie(ctx, result.id, state.cookieMaxAge);
       } else if (output.cookie === 'clear') {

@@ -65,6 +65,7 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
     const field = fields[i] as string;
     const value = fields[i + 1] as string;
     const isData = field.startsWith(DATA_PREFIX);
+    if (field === `${DATA_PREFIX}__proto__`) continue; // never stored by us; never let it near a prototype
     if (isData || field.startsWith(FLASH_PREFIX) || field === CSRF_FIELD) {
       try {
         const decoded = serializer.parse(value);

@@ -293,12 +293,15 @@ export class SessionState implements WriteSource {
     return out;
   }
 
-  /** Bytes the stored fields take after this request's write: what `maxSize` limits. */
+  /** Bytes the stored fields take after this request's write: what `maxSize` limits. A field the
+   *  write changes counts with its new encoding (nested growth included), the others as loaded. */
   storedSize(): number {
+    const { set } = this.changes();
+    const written = new Map<string, string>();
+    for (let i = 0; i + 1 < set.length; i += 2) written.set(set[i] as string, set[i + 1] as string);
     let size = 0;
     for (const field of this.#fields()) {
-      const raw = this.raw.get(field);
-      const text = raw !== undefined && !this.touched?.has(field) && !this.forced && !this.invalidated ? raw : this.#encode(field, this.#value(field));
+      const text = written.get(field) ?? (this.invalidated ? undefined : this.raw.get(field)) ?? this.#encode(field, this.#value(field));
       size += Buffer.byteLength(field) + Buffer.byteLength(text);
     }
     return size;
@@ -437,6 +440,7 @@ export class SessionState implements WriteSource {
 }
 function setData(state: SessionState, key: string | symbol, value: unknown): void {
   if (typeof key !== 'string') throw new TypeError('ctx.session keys must be strings');
+  if (key === '__proto__') throw new TypeError('ctx.session.__proto__ cannot hold data: the key "__proto__" is reserved by JavaScript');
   if (RESERVED_MEMBERS.has(key)) {
     throw new TypeError(`ctx.session.${key} is a reserved member and cannot hold data; choose another key`);
   }

@@ -64,6 +64,9 @@ function encode(value: unknown, path: string, ancestors: object[]): unknown {
       for (const key of Object.keys(object)) {
         if (key === '__proto__') refuse(`${path}.__proto__`, 'the key "__proto__" is reserved by JavaScript');
         const v = (object as Record<string, unknown>)[key];
+        if (key === 'constructor' && v !== null && typeof v === 'object' && Object.hasOwn(v, 'prototype')) {
+          refuse(`${path}.constructor`, 'a "constructor" key holding a "prototype" is refused (decoding drops it)');
+        }
         if (v === undefined) continue;
         out[key] = encode(v, `${path}.${key}`, ancestors);
       }
@@ -149,7 +152,8 @@ export function encodeValue(value: unknown, path = 'value'): string {
 /** Decode one session value. Throws on text that is not JSON or carries an unknown tag. */
 export function decodeValue(text: string): unknown {
   const parsed: unknown = JSON.parse(text);
-  if (!text.includes(TAG) && !text.includes('__proto__') && !text.includes('prototype')) return parsed;
+  // JSON may spell a key with \u escapes ("\u005f_proto__"): such text takes the reviving walk too.
+  if (!text.includes(TAG) && !text.includes('__proto__') && !text.includes('prototype') && !text.includes('\\u')) return parsed;
   return revive(parsed);
 }
 

@@ -122,8 +122,52 @@ describe('concurrent requests on one session', () => {
     await app.close();
     assert.equal(logout.status, 200);
     assert.equal(slowRes.status, 200);
-    assert.match(slowRes.headers.get('set-cookie') ?? '', /^session=;/, 'the slow response clears the dead cookie');
+    assert.equal(slowRes.headers.get('set-cookie'), null, 'the slow response leaves the cookie to the logout');
     assert.equal(await f.redis.exists(`sess:${id}`), 0, 'logout wins');
     assert.equal(await f.redis.dbsize(), 0);
+  });
+
+  it('regenerate() keeps what a concurrent request wrote to the session meanwhile', async () => {
+    const app = await serve(async (ctx) => {
+      if (ctx.path === '/login') ctx.session.user = 'ada';
+      else if (ctx.path === '/cart') ctx.session.cart = ['apple'];
+      else {
+        await sleep(60); // loaded before the cart was written, regenerates after
+        ctx.session.regenerate();
+        ctx.session.role = 'admin';
+      }
+      ctx.body = 'ok';
+    });
+    const { cookie, id } = await login(app);
+    const slow = app.get('/elevate', cookie);
+    await sleep(15);
+    await app.get('/cart', cookie);
+    const res = await slow;
+    await app.close();
+    const fresh = (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    const newId = fresh.slice(fresh.indexOf('=') + 1, fresh.lastIndexOf('.'));
+    assert.notEqual(newId, id);
+    assert.equal(await f.redis.exists(`sess:${id}`), 0, 'the old id is gone');
+    assert.deepEqual(await storedData(f.redis, `sess:${newId}`), { user: 'ada', cart: ['apple'], role: 'admin' });
+  });
+
+  it('regenerate() does not resurrect a session logged out meanwhile', async () => {
+    const app = await serve(async (ctx) => {
+      if (ctx.path === '/login') ctx.session.user = 'ada';
+      else if (ctx.path === '/logout') ctx.session.invalidate();
+      else {
+        await sleep(60);
+        ctx.session.regenerate();
+      }
+      ctx.body = 'ok';
+    });
+    const { cookie } = await login(app);
+    const slow = app.get('/elevate', cookie);
+    await sleep(15);
+    await app.get('/logout', cookie);
+    const res = await slow;
+    await app.close();
+    assert.equal(res.headers.get('set-cookie'), null, 'no new session cookie');
+    assert.equal(await f.redis.dbsize(), 0, 'logout wins');
   });
 });

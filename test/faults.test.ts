@@ -45,6 +45,10 @@ async function serve(options: SessionOptions, url: string) {
     if (ctx.path === '/write' || ctx.path === '/write-then-pause') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
     // Redis stops answering after the load and before the write.
     if (ctx.path === '/write-then-pause') await admin.client('PAUSE', 1000, 'ALL');
+    if (ctx.path === '/logout-then-pause') {
+      ctx.session.invalidate();
+      await admin.client('PAUSE', 1000, 'ALL');
+    }
     ctx.body = JSON.stringify({ n: ctx.session.n ?? null, isNew: ctx.session.isNew });
   });
   const server: Server = createServer(app.callback());
@@ -177,6 +181,15 @@ for (const policy of ['throw', 'continue'] as const) {
         } finally {
           admin.disconnect();
         }
+      });
+
+      it('a logout whose delete fails still clears the cookie, even on the 503', async () => {
+        const first = await app.get('/write');
+        const res = await app.get('/logout-then-pause', cookieOf(first));
+        assertBounded([res], 'logout');
+        assert.equal(res.status, policy === 'throw' ? 503 : 200);
+        assert.match(res.cookie ?? '', /^session=;/);
+        await sleep(1100);
       });
 
       it('a write that cannot be stored is reported, never reported as saved', async () => {

@@ -274,6 +274,18 @@ describe('cookie attributes', () => {
     assert.deepEqual({ ...set?.attributes }, { path: '/', samesite: 'lax', httponly: true });
   });
 
+  it('secure: true on a plain-HTTP request fails before anything is written (no orphan key)', async () => {
+    const app = makeApp(3, { redis: f.server.url, cookie: { secure: true } }, (ctx) => {
+      ctx.session.a = 1;
+    });
+    await app.ready();
+    const { res, wire } = await f.monitor.request(() => app.get('/'));
+    await app.close();
+    assert.equal(res.status, 500);
+    assert.deepEqual(wire, []);
+    expectNoCookie(res);
+  });
+
   it('is Secure by default on HTTPS behind a trusted proxy', async () => {
     const app = makeApp(3, { redis: f.server.url }, (ctx) => {
       ctx.session.a = 1;

@@ -391,6 +391,19 @@ describe('maxSize', () => {
     await app.close();
   });
 
+  it('counts a nested value that grew without a top-level assignment', async () => {
+    const { app, run } = await appWith({
+      '/put': (ctx) => void (ctx.session.cart = { items: [] as string[] }),
+      '/grow': (ctx) => void (ctx.session.cart as { items: string[] }).items.push('x'.repeat(2000)),
+    }, { maxSize: 1000 });
+    const { cookie, id } = expectCookieSet((await run('/put')).res);
+    const grow = await run('/grow', cookie);
+    assert.equal(grow.res.status, 500);
+    assert.deepEqual(grow.wire, ['load']);
+    assert.deepEqual(await storedData(f.redis, `sess:${id}`), { cart: { items: [] } });
+    await app.close();
+  });
+
   it('accepts a session at the limit', async () => {
     const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.b = 'x'.repeat(100)) }, { maxSize: 104 });
     const { res } = await run('/');

@@ -89,6 +89,7 @@ describe('sessionSerializer', () => {
       return a;
     }, /^ctx\.session\.cart\.b\.a cannot be stored in the session: it is circular/],
     ['an own __proto__ key', () => JSON.parse('{"__proto__": {"x": 1}}'), /ctx\.session\.cart\.__proto__ cannot be stored/],
+    ['a constructor key holding a prototype', () => ({ constructor: { prototype: 1 } }), /ctx\.session\.cart\.constructor cannot be stored/],
   ];
   for (const [what, make, message] of refused) {
     it(`refuses ${what} with a TypeError naming the path`, () => {
@@ -123,6 +124,12 @@ describe('sessionSerializer', () => {
       assert.deepEqual(Object.keys(back), ['ok']);
     });
 
+    it('drops a __proto__ key spelled with JSON escapes', () => {
+      const back = decodeValue('{"a":{"\\u005f_proto__":{"polluted":1}}}') as Record<string, object>;
+      assert.equal(Object.hasOwn(back.a as object, '__proto__'), false);
+      assert.equal((Object.assign({}, back.a) as Record<string, unknown>).polluted, undefined);
+    });
+
     it('keeps an ordinary constructor key', () => {
       assert.deepEqual(decodeValue('{"constructor":"Alice"}'), { constructor: 'Alice' });
     });
@@ -135,6 +142,20 @@ describe('sessionSerializer', () => {
 
 describe('values over HTTP', () => {
   const f = useRedis();
+  it('a top-level __proto__ key is refused at the assignment', async () => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      try {
+        (ctx.session as Record<string, unknown>)['__proto__'] = { polluted: true };
+        return 'stored';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    const res = await app.get('/');
+    await app.close();
+    assert.match(res.text, /ctx\.session\.__proto__ cannot hold data/);
+  });
+
   it('a Date, Map, Set and BigInt stored in one request come back as such in the next', async () => {
     const app = makeApp(3, { redis: f.server.url }, (ctx) => {
       if (ctx.path === '/put') {

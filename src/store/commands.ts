@@ -16,7 +16,7 @@ interface SessionCommands {
   ksmLoadV1(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, string[]?]>;
   ksmCreateV1(key: string, ttl: number, ...fields: string[]): Promise<number>;
   ksmPatchV1(key: string, ttl: number, pairs: number, ...fields: string[]): Promise<number>;
-  ksmRotateV1(oldKey: string, newKey: string, ttl: number, ...fields: string[]): Promise<number>;
+  ksmRotateV1(oldKey: string, newKey: string, mode: 'move' | 'fresh', ttl: number, pairs: number, ...fields: string[]): Promise<number>;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -38,6 +38,8 @@ export interface WriteSource {
   readonly timeout: number | null;
   /** The timeout was changed by this request (a TTL may have to be removed). */
   readonly timeoutChanged: boolean;
+  /** `invalidate()` was called: a rotate stores fresh data instead of moving the stored session. */
+  readonly invalidated: boolean;
   /** Every field as field, value pairs (create, rotate). */
   allFields(): string[];
   /** Changed fields as field, value pairs, and removed fields (patch). */
@@ -139,26 +141,53 @@ export class SessionStore {
       case 'create':
         return this.#create(source, now, null);
       case 'rotate':
-        return this.#cluster ? this.#rotateAcrossSlots(source, now) : this.#create(source, now, source.storedId);
+        if (this.#cluster) return this.#rotateAcrossSlots(source, now);
+        return source.invalidated ? this.#create(source, now, source.storedId) : this.#move(source, now);
       case 'patch': {
         const id = source.storedId as string;
-        const { set, del } = source.changes();
-        const t = source.timeout;
-        if (t !== null) set.push('x', String(now + t));
-        // A timeout adjusted to "never" removes the key's TTL (-1: PERSIST).
-        const ttl = t === null && source.timeoutChanged && this.#settings.setRedisTtl ? -1 : this.#ttl(t);
+        const { set, del } = this.#changes(source, now);
+        const ttl = this.#patchTtl(source);
         const applied = await this.#send('patch', id, () => this.#redis.ksmPatchV1(this.key(id), ttl, set.length / 2, ...set, ...del));
         return applied === 1 ? { stored: true, id } : { stored: false, id: null, reason: 'gone' };
       }
-      case 'delete':
+      case 'delete': {
         const id = source.storedId as string;
         await this.#send('delete', id, () => this.#redis.del(this.key(id)));
         return { stored: true, id: null };
+      }
       default: {
         const unknown: never = command;
         throw new TypeError(`session store: unknown command ${String(unknown)}`);
       }
     }
+  }
+
+  /** This request's changes, with the expiry moved when the session has a timeout. */
+  #changes(source: WriteSource, now: number): { set: string[]; del: string[] } {
+    const { set, del } = source.changes();
+    if (source.timeout !== null) set.push('x', String(now + source.timeout));
+    return { set, del };
+  }
+
+  /** TTL for a write of changes: a timeout adjusted to "never" removes the key's TTL (-1: PERSIST). */
+  #patchTtl(source: WriteSource): number {
+    return source.timeout === null && source.timeoutChanged && this.#settings.setRedisTtl ? -1 : this.#ttl(source.timeout);
+  }
+
+  /** regenerate(): the stored session moves to a new id with this request's changes applied. */
+  async #move(source: WriteSource, now: number): Promise<WriteResult> {
+    const oldId = source.storedId as string;
+    const { set, del } = this.#changes(source, now);
+    const ttl = this.#patchTtl(source);
+    for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
+      const id = source.drawId(attempt);
+      const moved = await this.#send('rotate', oldId, () =>
+        this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'move', ttl, set.length / 2, ...set, ...del),
+      );
+      if (moved === 1) return { stored: true, id };
+      if (moved === -1) return { stored: false, id: null, reason: 'gone' };
+    }
+    throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
   }
 
   #ttl(timeout: number | null): number {
@@ -185,9 +214,10 @@ export class SessionStore {
     const ttl = this.#ttl(t);
     for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
       const id = source.drawId(attempt);
+      // After invalidate(): the old session goes and fresh data is stored under a new id, in one script.
       const created =
-        oldId !== null && attempt === 0
-          ? await this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), ttl, ...fields))
+        oldId !== null
+          ? await this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'fresh', ttl, fields.length / 2, ...fields))
           : await this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields));
       if (created === 1) return { stored: true, id };
     }
