@@ -5,12 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import Koa from 'koa';
+import type Koa from 'koa';
 import { Cluster, Redis } from 'ioredis';
-import { koaRedisSession } from '../src/index.js';
-import { KOA_VERSIONS, KEYS } from './helpers/app.js';
+import { KOA_VERSIONS } from './helpers/app.js';
+import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { storedData } from './helpers/fixture.js';
 import { MultiMonitor } from './helpers/monitor.js';
@@ -78,21 +76,7 @@ runContract(
   'Redis Cluster',
 );
 
-async function serve(redis: Cluster, handler: (ctx: Koa.Context) => Promise<void> | void) {
-  const app = new Koa();
-  app.keys = KEYS;
-  app.silent = true;
-  const session = koaRedisSession({ redis, commandTimeout: 1000 });
-  app.use(session);
-  app.use(handler);
-  const server: Server = createServer(app.callback());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    get: (path: string, cookie?: string) => fetch(base + path, { headers: cookie ? { cookie } : {} }),
-    close: () => new Promise((r) => server.close(r)),
-  };
-}
+const serve = (redis: Cluster, handler: (ctx: Koa.Context) => Promise<void> | void) => serveSession({ redis, commandTimeout: 1000 }, handler);
 
 describe('concurrency on Redis Cluster', () => {
   it('50 requests each setting a different key: all 50 survive', async () => {
@@ -126,41 +110,27 @@ describe('failover on Redis Cluster', () => {
     for (let i = 0; i < 200; i++) {
       const res = await app.get('/write');
       assert.equal(res.status, 200, await res.text());
-      cookies.push((res.headers.get('set-cookie') ?? '').split(';')[0] as string);
+      cookies.push(cookieOf(res));
     }
     await new Promise((r) => setTimeout(r, 500)); // let replication catch up, as it would between requests
     const check = await app.get('/read', cookies[0]);
     assert.deepEqual(JSON.parse(await check.text()), { isNew: false, n: 1 }, `before the kill (${cookies[0]})`);
-    const statuses: number[] = [];
-    let slowest = 0;
-    let running = true;
-    const traffic = Promise.all(
-      Array.from({ length: 4 }, async (_, w) => {
-        for (let i = w; running; i += 4) {
-          const start = performance.now();
-          const res = await app.get(i % 2 ? '/write' : '/read', cookies[i % cookies.length]);
-          await res.text();
-          slowest = Math.max(slowest, performance.now() - start);
-          statuses.push(res.status);
-        }
-      }),
-    );
-    await new Promise((r) => setTimeout(r, 300));
-    const masters = await cluster.masters();
-    const victim = cluster.nodes.find((n) => n.port === masters[0]);
-    await victim?.stop('SIGKILL');
-    // The victim's replica takes over once the others agree it is gone (node timeout 1 s).
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const now = await cluster.masters();
-      if (now.length === 3 && !now.includes(victim?.port ?? -1)) break;
-      assert.ok(Date.now() < deadline, 'a replica took over');
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await cluster.waitOk(30_000);
-    await new Promise((r) => setTimeout(r, 1500));
-    running = false;
-    await traffic;
+    const { statuses, slowest } = await trafficDuring(app, cookies, async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      const masters = await cluster.masters();
+      const victim = cluster.nodes.find((n) => n.port === masters[0]);
+      await victim?.stop('SIGKILL');
+      // The victim's replica takes over once the others agree it is gone (node timeout 1 s).
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const now = await cluster.masters();
+        if (now.length === 3 && !now.includes(victim?.port ?? -1)) break;
+        assert.ok(Date.now() < deadline, 'a replica took over');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await cluster.waitOk(30_000);
+      await new Promise((r) => setTimeout(r, 1500));
+    });
 
     let readable = 0;
     for (const cookie of cookies) {

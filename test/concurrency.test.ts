@@ -3,37 +3,16 @@
  * survive, whatever their interleaving; the same key: last writer wins; a logout stays a logout.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import Koa from 'koa';
+import type Koa from 'koa';
 import fc from 'fast-check';
-import { koaRedisSession } from '../src/index.js';
-import { KEYS } from './helpers/app.js';
+import { serveSession } from './helpers/server.js';
 import { storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function serve(handler: (ctx: Koa.Context) => Promise<void>) {
-  const app = new Koa();
-  app.keys = KEYS;
-  app.silent = true;
-  const session = koaRedisSession({ redis: f.server.url });
-  app.use(session);
-  app.use(handler);
-  const server: Server = createServer(app.callback());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    base,
-    get: (path: string, cookie?: string) => fetch(base + path, { headers: cookie ? { cookie } : {} }),
-    close: async () => {
-      await new Promise((r) => server.close(r));
-      await session.close();
-    },
-  };
-}
+const serve = (handler: (ctx: Koa.Context) => Promise<void>) => serveSession({ redis: f.server.url }, handler);
 
 async function login(app: { get: (p: string) => Promise<globalThis.Response> }): Promise<{ cookie: string; id: string }> {
   const res = await app.get('/login');

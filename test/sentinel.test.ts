@@ -4,12 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import Koa from 'koa';
 import { Redis } from 'ioredis';
-import { koaRedisSession } from '../src/index.js';
-import { KEYS } from './helpers/app.js';
+import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { Monitor } from './helpers/monitor.js';
 import { MASTER_NAME, startSentinel, type RedisSentinel } from './helpers/redis-sentinel.js';
@@ -65,61 +61,41 @@ runContract(
 describe('failover with Redis Sentinel', () => {
   it('a forced failover under load: no crash, bounded answers, and the sessions written before are still readable', async () => {
     const redis = connectSentinel();
-    const koa = new Koa();
-    koa.keys = KEYS;
-    koa.silent = true;
-    koa.use(koaRedisSession({ redis, commandTimeout: 1000 }));
-    koa.use((ctx) => {
+    const app = await serveSession({ redis, commandTimeout: 1000 }, (ctx) => {
       if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
       ctx.body = JSON.stringify({ isNew: ctx.session.isNew });
     });
-    const server: Server = createServer(koa.callback());
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const get = (path: string, cookie?: string) => fetch(base + path, { headers: cookie ? { cookie } : {} });
+    const get = app.get;
 
     const cookies: string[] = [];
     for (let i = 0; i < 200; i++) {
       const res = await get('/write');
       assert.equal(res.status, 200);
-      cookies.push((res.headers.get('set-cookie') ?? '').split(';')[0] as string);
+      cookies.push(cookieOf(res));
     }
     await new Promise((r) => setTimeout(r, 300)); // replication catches up, as it does between requests
 
-    const statuses: number[] = [];
-    let slowest = 0;
-    let running = true;
-    const traffic = Promise.all(
-      Array.from({ length: 4 }, async (_, w) => {
-        for (let i = w; running; i += 4) {
-          const start = performance.now();
-          const res = await get(i % 2 ? '/write' : '/read', cookies[i % cookies.length]);
-          await res.text();
-          slowest = Math.max(slowest, performance.now() - start);
-          statuses.push(res.status);
-        }
-      }),
-    );
-    await new Promise((r) => setTimeout(r, 300));
-    const before = await sentinel.currentMasterPort();
-    const admin = new Redis(sentinel.sentinels[0]?.port as number, '127.0.0.1');
-    await admin.call('SENTINEL', 'FAILOVER', MASTER_NAME);
-    admin.disconnect();
-    const deadline = Date.now() + 30_000;
-    while ((await sentinel.currentMasterPort()) === before) {
-      assert.ok(Date.now() < deadline, 'the sentinels promoted the replica');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await new Promise((r) => setTimeout(r, 2000));
-    running = false;
-    await traffic;
+    let before = 0;
+    const { statuses, slowest } = await trafficDuring(app, cookies, async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      before = await sentinel.currentMasterPort();
+      const admin = new Redis(sentinel.sentinels[0]?.port as number, '127.0.0.1');
+      await admin.call('SENTINEL', 'FAILOVER', MASTER_NAME);
+      admin.disconnect();
+      const deadline = Date.now() + 30_000;
+      while ((await sentinel.currentMasterPort()) === before) {
+        assert.ok(Date.now() < deadline, 'the sentinels promoted the replica');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+    });
 
     let readable = 0;
     for (const cookie of cookies) {
       const res = await get('/read', cookie);
       if (res.status === 200 && (JSON.parse(await res.text()) as { isNew: boolean }).isNew === false) readable++;
     }
-    await new Promise((r) => server.close(r));
+    await app.close();
     redis.disconnect();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`sentinel failover: master ${before} → ${await sentinel.currentMasterPort()}; ${statuses.length} requests during it (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before readable after`);

@@ -35,6 +35,18 @@ function describe(time: number, args: string[], lua: boolean): WireCommand {
   return { time, op: name, args: args.slice(1), key: args[1], lua };
 }
 
+async function captureRequest<T>(
+  on: { capture(fn: () => Promise<unknown>, withLua?: boolean): Promise<WireCommand[]> },
+  send: () => PromiseLike<T>,
+  withLua: boolean,
+): Promise<{ res: T; wire: WireCommand[] }> {
+  let res: T | undefined;
+  const wire = await on.capture(async () => {
+    res = await send();
+  }, withLua);
+  return { res: res as T, wire };
+}
+
 export class Monitor {
   #events: WireCommand[] = [];
   #waiters = new Map<string, () => void>();
@@ -92,12 +104,8 @@ export class Monitor {
   }
 
   /** Send one request and return its response with the client commands it caused. */
-  async request<T>(send: () => PromiseLike<T>, withLua = false): Promise<{ res: T; wire: WireCommand[] }> {
-    let res: T | undefined;
-    const wire = await this.capture(async () => {
-      res = await send();
-    }, withLua);
-    return { res: res as T, wire };
+  request<T>(send: () => PromiseLike<T>, withLua = false): Promise<{ res: T; wire: WireCommand[] }> {
+    return captureRequest(this, send, withLua);
   }
 
   async stop(): Promise<void> {
@@ -120,12 +128,8 @@ export class MultiMonitor {
     return (await Promise.all(this.monitors.map((m) => m.end(withLua)))).flat().sort((a, b) => a.time - b.time);
   }
 
-  async request<T>(send: () => PromiseLike<T>, withLua = false): Promise<{ res: T; wire: WireCommand[] }> {
-    let res: T | undefined;
-    const wire = await this.capture(async () => {
-      res = await send();
-    }, withLua);
-    return { res: res as T, wire };
+  request<T>(send: () => PromiseLike<T>, withLua = false): Promise<{ res: T; wire: WireCommand[] }> {
+    return captureRequest(this, send, withLua);
   }
 
   async stop(): Promise<void> {
