@@ -1,0 +1,128 @@
+/**
+ * `npm run bench`: requests per second side by side, in one run, on one machine: bare Koa, the
+ * floor (keygrip verify + one GETEX + JSON.parse), koa-session-machine, koa-session + koa-redis and
+ * express-session + connect-redis. Each server runs in its own process against one private
+ * redis-server; rounds alternate the servers so drift hits all of them alike. Prints median req/s,
+ * p99 latency, the ratios to the floor and to koa-session, and Redis commands per request counted
+ * with MONITOR.
+ *   npm run bench                       # 5 rounds of 4 s per server and scenario
+ *   npm run bench -- --rounds 3 --seconds 2
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { Monitor } from '../test/helpers/monitor.js';
+import { freePort, startRedis } from '../test/helpers/redis-server.js';
+
+const { values } = parseArgs({ options: { rounds: { type: 'string' }, seconds: { type: 'string' }, connections: { type: 'string' } } });
+const ROUNDS = Number(values.rounds ?? 5);
+const SECONDS = Number(values.seconds ?? 4);
+const CONNECTIONS = Number(values.connections ?? 10);
+
+const SERVERS = [
+  { file: 'bare', name: 'bare Koa' },
+  { file: 'floor', name: 'floor (verify + GETEX + parse)' },
+  { file: 'ours', name: 'koa-session-machine' },
+  { file: 'koa-session', name: 'koa-session + koa-redis' },
+  { file: 'express-session', name: 'express-session + connect-redis' },
+] as const;
+
+const SCENARIOS = [
+  { key: 'read', name: 'read-only, with a cookie', path: '/read', cookie: true },
+  { key: 'write', name: 'write, with a cookie', path: '/write', cookie: true },
+  { key: 'new', name: 'new session (no cookie, ~1 KB written)', path: '/seed', cookie: false },
+  { key: 'none', name: 'route that never touches the session, with a cookie', path: '/none', cookie: true },
+] as const;
+
+interface Running {
+  file: string;
+  name: string;
+  url: string;
+  cookie: string;
+  child: ChildProcess;
+}
+
+async function start(file: string, name: string, redisUrl: string): Promise<Running> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', `bench/servers/${file}.ts`], {
+    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, NODE_ENV: 'production' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (d: Buffer) => String(d).includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const seed = await fetch(`${url}/seed`);
+  const cookie = seed.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  return { file, name, url, cookie, child };
+}
+
+async function measure(server: Running, scenario: (typeof SCENARIOS)[number]) {
+  const result = await autocannon({
+    url: server.url + scenario.path,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    headers: scenario.cookie ? { cookie: server.cookie } : {},
+  });
+  if (result.errors || result.non2xx) throw new Error(`${server.name} ${scenario.key}: ${result.errors} errors, ${result.non2xx} non-2xx`);
+  return { rps: result.requests.average, p99: result.latency.p99 };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+
+const redis = await startRedis();
+const monitor = await Monitor.start(redis.url);
+const servers: Running[] = [];
+try {
+  for (const s of SERVERS) servers.push(await start(s.file, s.name, redis.url));
+
+  // Redis commands per request, on the wire (20 requests each, after a warm-up request).
+  const commands = new Map<string, number>();
+  for (const server of servers) {
+    for (const scenario of SCENARIOS) {
+      const headers = scenario.cookie ? { cookie: server.cookie } : undefined;
+      await (await fetch(server.url + scenario.path, { headers })).text();
+      const wire = await monitor.capture(async () => {
+        for (let i = 0; i < 20; i++) await (await fetch(server.url + scenario.path, { headers })).text();
+      });
+      commands.set(`${server.file}/${scenario.key}`, wire.length / 20);
+    }
+  }
+
+  const samples = new Map<string, Array<{ rps: number; p99: number }>>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const scenario of SCENARIOS) {
+      // Rotate the order each round so no server always runs first (or right after a heavy one).
+      const order = servers.map((_, i) => servers[(i + round) % servers.length] as Running);
+      for (const server of order) {
+        const key = `${server.file}/${scenario.key}`;
+        const list = samples.get(key) ?? [];
+        list.push(await measure(server, scenario));
+        samples.set(key, list);
+      }
+    }
+    process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`);
+  }
+
+  const date = new Date().toISOString().slice(0, 10);
+  console.log(`\nkoa-session-machine HTTP benchmark, ${date}: node ${process.version}, redis-server on loopback, autocannon ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per server and scenario (median of rounds)\n`);
+  for (const scenario of SCENARIOS) {
+    console.log(`### ${scenario.name}\n`);
+    console.log('| server | req/s | p99 ms | × floor | × koa-session | Redis commands / request |');
+    console.log('|---|---|---|---|---|---|');
+    const rps = (file: string) => median((samples.get(`${file}/${scenario.key}`) ?? []).map((s) => s.rps));
+    for (const server of servers) {
+      const list = samples.get(`${server.file}/${scenario.key}`) ?? [];
+      const r = rps(server.file);
+      console.log(
+        `| ${server.name} | ${r.toFixed(0)} | ${median(list.map((s) => s.p99)).toFixed(1)} | ${(r / rps('floor')).toFixed(2)} | ${(r / rps('koa-session')).toFixed(2)} | ${commands.get(`${server.file}/${scenario.key}`)?.toFixed(2)} |`,
+      );
+    }
+    console.log('');
+  }
+} finally {
+  for (const s of servers) s.child.kill('SIGTERM');
+  await monitor.stop();
+  await redis.stop();
+}

@@ -1,0 +1,42 @@
+/**
+ * The floor: the least any session read can do. Koa, a keygrip verify of the cookie, one GETEX
+ * (read and slide the expiry in one round trip) and a JSON.parse; a write adds one SET. No change
+ * detection, no machine, no options.
+ */
+import { randomBytes } from 'node:crypto';
+import Koa from 'koa';
+import Keygrip from 'keygrip';
+import { Redis } from 'ioredis';
+import { PORT, REDIS_URL, ready, realisticSession } from './common.js';
+
+const keys = new Keygrip(['bench-newest', 'bench-older']);
+const redis = new Redis(REDIS_URL);
+const app = new Koa();
+app.use(async (ctx) => {
+  if (ctx.path === '/none') {
+    ctx.body = 'ok';
+    return;
+  }
+  if (ctx.path === '/seed') {
+    const id = randomBytes(32).toString('base64url');
+    await redis.set(`floor:${id}`, JSON.stringify(realisticSession()), 'EX', 1200);
+    ctx.cookies.set('sid', `${id}.${keys.sign(`sid=${id}`)}`, { httpOnly: true, sameSite: 'lax' });
+    ctx.body = 'ok';
+    return;
+  }
+  const raw = ctx.cookies.get('sid') ?? '';
+  const dot = raw.lastIndexOf('.');
+  const id = raw.slice(0, dot);
+  if (dot < 0 || !keys.verify(`sid=${id}`, raw.slice(dot + 1))) {
+    ctx.body = 'no session';
+    return;
+  }
+  const text = await redis.getex(`floor:${id}`, 'EX', 1200);
+  const data = text ? (JSON.parse(text) as Record<string, number>) : {};
+  if (ctx.path === '/write') {
+    data.visits = (data.visits ?? 0) + 1;
+    await redis.set(`floor:${id}`, JSON.stringify(data), 'EX', 1200);
+  }
+  ctx.body = String(data.visits);
+});
+app.listen(PORT, '127.0.0.1', () => ready('floor'));
