@@ -18,25 +18,25 @@
 -- needed to remove it (fixing pyramid's B8, which left such keys behind).
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
-local meta = redis.pcall('HMGET', key, 'v', 't', 'x')
-if meta.err then
+-- One read of the whole hash; the metadata is picked out of it here. (A key of another type is a
+-- foreign payload: WRONGTYPE is caught, not raised.)
+local fields = redis.pcall('HGETALL', key)
+if fields.err then
   redis.call('DEL', key)
   return {3}
 end
-local v = tonumber(meta[1])
-if not v then
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('DEL', key)
-    return {3}
-  end
-  return {0}
+if #fields == 0 then return {0} end
+local v, t, x
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  if f == 'v' then v = tonumber(fields[i + 1])
+  elseif f == 't' then t = tonumber(fields[i + 1])
+  elseif f == 'x' then x = tonumber(fields[i + 1]) end
 end
-if v < tonumber(ARGV[4]) then
+if not v or v < tonumber(ARGV[4]) then
   redis.call('DEL', key)
   return {3}
 end
-local t = tonumber(meta[2])
-local x = tonumber(meta[3])
 if x and now > x then
   redis.call('DEL', key)
   return {2}
@@ -52,4 +52,4 @@ if t and t > 0 then
     refreshed = 1
   end
 end
-return {1, refreshed, redis.call('HGETALL', key)}
+return {1, refreshed, fields}
