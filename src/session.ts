@@ -286,19 +286,26 @@ export class SessionState implements WriteSource {
     return { set: [...set], del: [...del] };
   }
 
-  /** Every field as field, value pairs. */
+  /** Every field as field, value pairs (reusing the encodings the change computation made). */
   allFields(): string[] {
+    const written = this.#writtenTexts();
     const out: string[] = [];
-    for (const field of this.#fields()) out.push(field, this.#encode(field, this.#value(field)));
+    for (const field of this.#fields()) out.push(field, written.get(field) ?? this.#encode(field, this.#value(field)));
     return out;
+  }
+
+  /** The encodings of the fields this request's write changes, by field. */
+  #writtenTexts(): Map<string, string> {
+    const { set } = this.changes();
+    const written = new Map<string, string>();
+    for (let i = 0; i + 1 < set.length; i += 2) written.set(set[i] as string, set[i + 1] as string);
+    return written;
   }
 
   /** Bytes the stored fields take after this request's write: what `maxSize` limits. A field the
    *  write changes counts with its new encoding (nested growth included), the others as loaded. */
   storedSize(): number {
-    const { set } = this.changes();
-    const written = new Map<string, string>();
-    for (let i = 0; i + 1 < set.length; i += 2) written.set(set[i] as string, set[i + 1] as string);
+    const written = this.#writtenTexts();
     let size = 0;
     for (const field of this.#fields()) {
       const text = written.get(field) ?? (this.invalidated ? undefined : this.raw.get(field)) ?? this.#encode(field, this.#value(field));

@@ -144,9 +144,48 @@ function reviveProperties(object: Record<string, unknown>): Record<string, unkno
   return object;
 }
 
+/**
+ * Whether JSON.stringify alone encodes this value exactly as `encode()` would: only strings,
+ * finite numbers other than -0, booleans, null, dense arrays without undefined, and plain objects
+ * without a `$t`, `__proto__` or prototype-carrying `constructor` key. A walk without allocation,
+ * so the common case (plain data) is encoded natively; anything else takes the full encoder, which
+ * tags or refuses it. Deep or circular values also take the full encoder.
+ */
+function isPlainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth > 64) return false;
+  if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) return false;
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value) || !isPlainJson(value[i], depth + 1)) return false;
+    }
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    if (key === TAG || key === '__proto__' || key === 'constructor') return false;
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== undefined && !isPlainJson(v, depth + 1)) return false;
+  }
+  return true;
+}
+
 /** Encode one session value (see the module comment). `path` names it in errors. */
 export function encodeValue(value: unknown, path = 'value'): string {
-  return JSON.stringify(encode(value, path, []));
+  return isPlainJson(value, 0) ? JSON.stringify(value) : JSON.stringify(encode(value, path, []));
 }
 
 /** Decode one session value. Throws on text that is not JSON or carries an unknown tag. */
