@@ -81,8 +81,6 @@ export interface SessionSettings {
 /** Gives `csrfProtect()` the state behind a `ctx.session` Proxy; not reachable from data. */
 export const STATE = Symbol('koa-session-machine state');
 
-const NO_CHANGES = { set: [] as string[], del: [] as string[] };
-
 function emptyRecord(): Record<string, unknown> {
   return Object.create(null) as Record<string, unknown>;
 }
@@ -253,11 +251,15 @@ export class SessionState implements WriteSource {
     return fields;
   }
 
-  /** The changed fields (field, value pairs) and removed fields, computed once at the end. */
+  /** The changed fields (field, value pairs) and removed fields, computed once at the end. Each
+   *  call returns fresh arrays: the store appends the expiry to its copy. */
   changes(): { set: string[]; del: string[] } {
     if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
     // Untouched and never handed out: nothing can have changed, not even nested values.
-    if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged) return (this.#changes = NO_CHANGES);
+    if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged) {
+      this.#changes = { set: [], del: [] };
+      return { set: [], del: [] };
+    }
     const set: string[] = [];
     const del: string[] = [];
     const candidates = new Set<string>(this.touched);

@@ -62,8 +62,7 @@ export interface StoreSettings {
   commandTimeout: number;
 }
 
-/** How many fresh ids a create may draw before giving up. With 256-bit ids a second draw is
- *  already a once-in-the-universe event; a custom genId that repeats itself fails loudly. */
+/** How many fresh ids a create or rotate may draw before giving up. */
 const MAX_ID_DRAWS = 3;
 
 export class SessionStore {
@@ -179,13 +178,22 @@ export class SessionStore {
     const oldId = source.storedId as string;
     const { set, del } = this.#changes(source, now);
     const ttl = this.#patchTtl(source);
+    return this.#underFreshId(source, (id) =>
+      this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'move', ttl, set.length / 2, ...set, ...del)),
+    );
+  }
+
+  /**
+   * Store under a freshly drawn id: `store(id)` answers 1 (stored), 0 (the id is taken: draw again)
+   * or -1 (the session it moves no longer exists). With 256-bit ids a second draw is already a
+   * once-in-the-universe event; a custom genId that repeats itself fails loudly.
+   */
+  async #underFreshId(source: WriteSource, store: (id: string) => Promise<number>): Promise<WriteResult> {
     for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
       const id = source.drawId(attempt);
-      const moved = await this.#send('rotate', oldId, () =>
-        this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'move', ttl, set.length / 2, ...set, ...del),
-      );
-      if (moved === 1) return { stored: true, id };
-      if (moved === -1) return { stored: false, id: null, reason: 'gone' };
+      const result = await store(id);
+      if (result === 1) return { stored: true, id };
+      if (result === -1) return { stored: false, id: null, reason: 'gone' };
     }
     throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
   }
@@ -212,15 +220,11 @@ export class SessionStore {
     if (t !== null) fields.push('t', String(t), 'x', String(now + t));
     for (const f of source.allFields()) fields.push(f);
     const ttl = this.#ttl(t);
-    for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
-      const id = source.drawId(attempt);
-      // After invalidate(): the old session goes and fresh data is stored under a new id, in one script.
-      const created =
-        oldId !== null
-          ? await this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'fresh', ttl, fields.length / 2, ...fields))
-          : await this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields));
-      if (created === 1) return { stored: true, id };
-    }
-    throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
+    return this.#underFreshId(source, (id) =>
+      oldId !== null
+        ? // After invalidate(): the old session goes and fresh data is stored under a new id, in one script.
+          this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'fresh', ttl, fields.length / 2, ...fields))
+        : this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields)),
+    );
   }
 }
