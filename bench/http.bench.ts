@@ -3,12 +3,15 @@
  * floor (keygrip verify + one GETEX + JSON.parse), koa-session-machine, koa-session + koa-redis and
  * express-session + connect-redis. Each server runs in its own process against one private
  * redis-server; rounds alternate the servers so drift hits all of them alike. Prints median req/s,
- * p99 latency, the ratios to the floor and to koa-session, and Redis commands per request counted
- * with MONITOR.
+ * p99 latency, the ratios to the floor and to koa-session, Redis commands per request counted
+ * with MONITOR (before the timed rounds: a MONITOR left open taxes Redis and this process for every
+ * command, and a script's inner commands most), and the CPU each request cost the server process
+ * and redis-server (from /proc, where the time goes when a ratio moves).
  *   npm run bench                       # 5 rounds of 4 s per server and scenario
  *   npm run bench -- --rounds 3 --seconds 2
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Monitor } from '../test/helpers/monitor.js';
@@ -58,7 +61,19 @@ async function start(file: string, name: string, redisUrl: string): Promise<Runn
   return { file, name, url, cookie, child };
 }
 
-async function measure(server: Running, scenario: (typeof SCENARIOS)[number]) {
+/** CPU time a process has used so far, in microseconds (Linux /proc; 0 elsewhere). */
+function cpuMicros(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ: 100 on every Linux architecture Node supports
+
+async function measure(server: Running, scenario: (typeof SCENARIOS)[number], redisPid: number) {
+  const cpu = [cpuMicros(server.child.pid), cpuMicros(redisPid)];
   const result = await autocannon({
     url: server.url + scenario.path,
     connections: CONNECTIONS,
@@ -66,19 +81,26 @@ async function measure(server: Running, scenario: (typeof SCENARIOS)[number]) {
     headers: scenario.cookie ? { cookie: server.cookie } : {},
   });
   if (result.errors || result.non2xx) throw new Error(`${server.name} ${scenario.key}: ${result.errors} errors, ${result.non2xx} non-2xx`);
-  return { rps: result.requests.average, p99: result.latency.p99 };
+  const n = result.requests.total || 1;
+  return {
+    rps: result.requests.average,
+    p99: result.latency.p99,
+    serverCpu: (cpuMicros(server.child.pid) - (cpu[0] as number)) / n,
+    redisCpu: (cpuMicros(redisPid) - (cpu[1] as number)) / n,
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 const redis = await startRedis();
-const monitor = await Monitor.start(redis.url);
 const servers: Running[] = [];
 try {
   for (const s of SERVERS) servers.push(await start(s.file, s.name, redis.url));
 
-  // Redis commands per request, on the wire (20 requests each, after a warm-up request).
+  // Redis commands per request, on the wire (20 requests each, after a warm-up request). The
+  // MONITOR is closed again before anything is timed.
   const commands = new Map<string, number>();
+  const monitor = await Monitor.start(redis.url);
   for (const server of servers) {
     for (const scenario of SCENARIOS) {
       const headers = scenario.cookie ? { cookie: server.cookie } : undefined;
@@ -89,8 +111,9 @@ try {
       commands.set(`${server.file}/${scenario.key}`, wire.length / 20);
     }
   }
+  await monitor.stop();
 
-  const samples = new Map<string, Array<{ rps: number; p99: number }>>();
+  const samples = new Map<string, Array<Awaited<ReturnType<typeof measure>>>>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of SCENARIOS) {
       // Rotate the order each round so no server always runs first (or right after a heavy one).
@@ -98,7 +121,7 @@ try {
       for (const server of order) {
         const key = `${server.file}/${scenario.key}`;
         const list = samples.get(key) ?? [];
-        list.push(await measure(server, scenario));
+        list.push(await measure(server, scenario, redis.pid));
         samples.set(key, list);
       }
     }
@@ -109,20 +132,19 @@ try {
   console.log(`\nkoa-session-machine HTTP benchmark, ${date}: node ${process.version}, redis-server on loopback, autocannon ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per server and scenario (median of rounds)\n`);
   for (const scenario of SCENARIOS) {
     console.log(`### ${scenario.name}\n`);
-    console.log('| server | req/s | p99 ms | × floor | × koa-session | Redis commands / request |');
-    console.log('|---|---|---|---|---|---|');
+    console.log('| server | req/s | p99 ms | × floor | × koa-session | Redis commands / request | CPU µs / request: server, Redis |');
+    console.log('|---|---|---|---|---|---|---|');
     const rps = (file: string) => median((samples.get(`${file}/${scenario.key}`) ?? []).map((s) => s.rps));
     for (const server of servers) {
       const list = samples.get(`${server.file}/${scenario.key}`) ?? [];
       const r = rps(server.file);
       console.log(
-        `| ${server.name} | ${r.toFixed(0)} | ${median(list.map((s) => s.p99)).toFixed(1)} | ${(r / rps('floor')).toFixed(2)} | ${(r / rps('koa-session')).toFixed(2)} | ${commands.get(`${server.file}/${scenario.key}`)?.toFixed(2)} |`,
+        `| ${server.name} | ${r.toFixed(0)} | ${median(list.map((s) => s.p99)).toFixed(1)} | ${(r / rps('floor')).toFixed(2)} | ${(r / rps('koa-session')).toFixed(2)} | ${commands.get(`${server.file}/${scenario.key}`)?.toFixed(2)} | ${median(list.map((s) => s.serverCpu)).toFixed(0)}, ${median(list.map((s) => s.redisCpu)).toFixed(0)} |`,
       );
     }
     console.log('');
   }
 } finally {
   for (const s of servers) s.child.kill('SIGTERM');
-  await monitor.stop();
   await redis.stop();
 }
