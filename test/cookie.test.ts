@@ -4,13 +4,55 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import Keygrip from 'keygrip';
-import { CookieCodec, CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, defaultGenId } from '../src/cookie.js';
+import { CookieCodec, CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, HmacKeyRing, defaultGenId, toKeyRing } from '../src/cookie.js';
 import { KEYS, expectCookieCleared, expectNoCookie, makeApp } from './helpers/app.js';
 import { signedCookie, useRedis } from './helpers/fixture.js';
 
 const ID = 'A'.repeat(43);
-const codec = new CookieCodec('session', new Keygrip(KEYS), DEFAULT_ID_PATTERN);
+const codec = new CookieCodec('session', toKeyRing(KEYS, 'keys'), DEFAULT_ID_PATTERN);
+
+describe('HmacKeyRing (the ring made from a list of secrets)', () => {
+  const secret = fc.oneof(
+    fc.string({ minLength: 1, maxLength: 40 }),
+    fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => Buffer.from(b)),
+  );
+  const base64url = fc.string({ unit: fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.split('')), minLength: 26, maxLength: 28 });
+
+  it('signs exactly as keygrip does and finds the same key index, for any keys and data', () => {
+    fc.assert(
+      fc.property(fc.array(secret, { minLength: 1, maxLength: 4 }), fc.string({ maxLength: 120 }), fc.nat(3), (keys, data, k) => {
+        const ours = new HmacKeyRing(keys);
+        const theirs = new Keygrip(keys as string[]);
+        assert.equal(ours.sign(data), theirs.sign(data));
+        const signer = keys[k % keys.length] as string;
+        const signature = new Keygrip([signer]).sign(data);
+        assert.equal(ours.index(data, signature), theirs.index(data, signature));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('rejects what keygrip rejects: any other text, of any length, canonical or not', () => {
+    fc.assert(
+      fc.property(fc.array(secret, { minLength: 1, maxLength: 3 }), fc.string({ maxLength: 60 }), fc.oneof(base64url, fc.string({ maxLength: 40 })), (keys, data, digest) => {
+        assert.equal(new HmacKeyRing(keys).index(data, digest), new Keygrip(keys as string[]).index(data, digest));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses a signature whose last character carries stray bits (it decodes like the real one)', () => {
+    const ring = new HmacKeyRing(KEYS);
+    const real = ring.sign('session=x');
+    const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const twin = real.slice(0, -1) + last[last.indexOf(real.at(-1) as string) ^ 1];
+    assert.deepEqual(Buffer.from(twin, 'base64url'), Buffer.from(real, 'base64url'));
+    assert.equal(ring.index('session=x', real), 0);
+    assert.equal(ring.index('session=x', twin), -1);
+  });
+});
 
 describe('CookieCodec', () => {
   it('signs `name=id` with the newest key (fixed vector)', () => {
@@ -25,8 +67,14 @@ describe('CookieCodec', () => {
     assert.deepEqual(codec.decode(`${ID}.FZmeMKA2mt4ugo45TO3_NvM2XPk`), { kind: 'valid', id: ID, keyIndex: 1 });
   });
 
+  it('accepts a Keygrip instance as the ring, with the same vectors', () => {
+    const withKeygrip = new CookieCodec('session', new Keygrip(KEYS), DEFAULT_ID_PATTERN);
+    assert.equal(withKeygrip.encode(ID), codec.encode(ID));
+    assert.deepEqual(withKeygrip.decode(`${ID}.FZmeMKA2mt4ugo45TO3_NvM2XPk`), { kind: 'valid', id: ID, keyIndex: 1 });
+  });
+
   it('binds the signature to the cookie name', () => {
-    const other = new CookieCodec('other', new Keygrip(KEYS), DEFAULT_ID_PATTERN);
+    const other = new CookieCodec('other', toKeyRing(KEYS, 'keys'), DEFAULT_ID_PATTERN);
     assert.deepEqual(other.decode(`${ID}.nw-yc4QcPKQn13LyKlgBFLgTOpg`), { kind: 'invalid', reason: 'signature' });
   });
 
