@@ -232,6 +232,7 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
   if (serializer === null || typeof serializer !== 'object' || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
     fail('serializer', 'an object with stringify(value) and parse(text) functions', serializer);
   }
+  if (serializer.check !== undefined && typeof serializer.check !== 'function') fail('serializer.check', 'a function or absent', serializer.check);
 
   const genId = func<() => string>(o, 'genId');
 

@@ -32,6 +32,10 @@ export const CSRF_FIELD = 'k';
 export interface Serializer {
   stringify(value: unknown, path?: string): string;
   parse(text: string): unknown;
+  /** Optional: throw if `value` cannot be stored, without encoding it. Called at each assignment to
+   *  refuse bad values where they are made; without it, `stringify` is called and its text dropped
+   *  (the value is encoded once more when the request ends, as it may have changed meanwhile). */
+  check?(value: unknown, path?: string): void;
 }
 
 /** Session metadata as stored. */

@@ -92,6 +92,12 @@ function fieldPath(field: string): string {
   return `ctx.session (${field})`;
 }
 
+/** A serializer's refusal as a TypeError naming the value's path. */
+function refused(path: string, err: unknown): never {
+  if (err instanceof TypeError && err.message.includes(path)) throw err;
+  throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
 function checkSeconds(seconds: unknown): number | null {
   if (seconds === null || seconds === 0) return null;
   if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 2 ** 31 - 1) {
@@ -131,6 +137,8 @@ export class SessionState implements WriteSource {
   /** `adjustCookieMaxAge()`: undefined = the options' lifetime, null = a browser-session cookie. */
   cookieMaxAge: number | null | undefined = undefined;
   #proxy: object | null = null;
+  /** Data keys whose object value the handler was handed: only these can have changed in place. */
+  #seen: Set<string> | null = null;
   #written = false;
   #changes: { set: string[]; del: string[] } | null = null;
   #bound: Record<string, unknown> | null = null;
@@ -193,11 +201,25 @@ export class SessionState implements WriteSource {
     try {
       text = this.settings.serializer.stringify(value, path);
     } catch (err) {
-      if (err instanceof TypeError && err.message.includes(path)) throw err;
-      throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      refused(path, err);
     }
     if (typeof text !== 'string') throw new TypeError(`${path} cannot be stored in the session: the serializer returned no text`);
     return text;
+  }
+
+  /** Refuse, at the assignment, a value that could not be stored (its text is made at the end). */
+  #check(field: string, value: unknown): void {
+    const { serializer } = this.settings;
+    if (serializer.check === undefined) {
+      this.#encode(field, value);
+      return;
+    }
+    const path = fieldPath(field);
+    try {
+      serializer.check(value, path);
+    } catch (err) {
+      refused(path, err);
+    }
   }
 
   #touch(field: string): void {
@@ -209,12 +231,19 @@ export class SessionState implements WriteSource {
     }
   }
 
+  /** A data value, as the handler reads it through `ctx.session`. */
+  read(key: string): unknown {
+    const value = this.data[key];
+    if (value !== null && typeof value === 'object') (this.#seen ??= new Set()).add(key);
+    return value;
+  }
+
   write(key: string, value: unknown): void {
     if (value === undefined) {
       this.remove(key);
       return;
     }
-    this.#encode(DATA_PREFIX + key, value); // refuse what cannot be stored at the assignment itself
+    this.#check(DATA_PREFIX + key, value); // refuse what cannot be stored at the assignment itself
     this.data[key] = value;
     this.#touch(DATA_PREFIX + key);
   }
@@ -226,7 +255,7 @@ export class SessionState implements WriteSource {
   }
 
   #setExtra(field: string, value: unknown): void {
-    this.#encode(field, value);
+    this.#check(field, value);
     this.extras[field] = value;
     this.#touch(field);
   }
@@ -267,8 +296,12 @@ export class SessionState implements WriteSource {
       for (const field of this.#fields()) candidates.add(field);
       for (const field of this.raw.keys()) candidates.add(field);
     } else if (this.settings.detectChanges) {
-      for (const field of this.#fields()) {
-        const value = this.#value(field);
+      // Nested changes: an object value the handler was handed (flash queues always count: their
+      // messages are handed out by peekFlash). One it never saw is as loaded; not re-encoding it is
+      // what keeps a read of one key from paying for the whole session.
+      if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
+      for (const field in this.extras) {
+        const value = this.extras[field];
         if (value !== null && typeof value === 'object') candidates.add(field);
       }
     }
@@ -334,6 +367,7 @@ export class SessionState implements WriteSource {
     this.extras = emptyRecord();
     this.raw = new Map();
     this.touched = null;
+    this.#seen = null;
     this.forced = false;
     this.invalidated = true;
     this.nextId = null;
@@ -472,7 +506,7 @@ const handler: ProxyHandler<SessionState> = {
       const value = VALUE_MEMBERS.get(key);
       return value ? value(state) : state.member(key);
     }
-    return state.data[key];
+    return state.read(key);
   },
   set(state, key, value) {
     setData(state, key, value);
@@ -493,7 +527,7 @@ const handler: ProxyHandler<SessionState> = {
   },
   getOwnPropertyDescriptor(state, key) {
     if (typeof key !== 'string' || !(key in state.data)) return undefined;
-    return { value: state.data[key], writable: true, enumerable: true, configurable: true };
+    return { value: state.read(key), writable: true, enumerable: true, configurable: true };
   },
   defineProperty(state, key, descriptor) {
     if (!('value' in descriptor) || descriptor.get || descriptor.set) {

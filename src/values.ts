@@ -196,8 +196,14 @@ export function decodeValue(text: string): unknown {
   return revive(parsed);
 }
 
+/** Throw what `encodeValue` would throw, without making the text: plain data is only walked. */
+export function checkValue(value: unknown, path = 'value'): void {
+  if (!isPlainJson(value, 0)) encode(value, path, []);
+}
+
 /** The default serializer of koa-session-machine. */
 export const sessionSerializer: Serializer = {
   stringify: (value, path) => encodeValue(value, path),
   parse: decodeValue,
+  check: (value, path) => checkValue(value, path),
 };

@@ -50,6 +50,52 @@ describe('data', () => {
     assert.equal(res.text, "{ user: 'ada', cart: { n: 1 } }");
   });
 
+  // Nested changes are found by re-encoding, at the end, every object value the handler was handed,
+  // however it got hold of it; an object it never saw is as loaded and is not re-encoded.
+  const handedOut: Array<[string, (s: Record<string, unknown>) => { n: number }]> = [
+    ['a property read', (s) => s.cart as { n: number }],
+    ['a spread', (s) => ({ ...s }).cart as { n: number }],
+    ['Object.values', (s) => Object.values(s)[1] as { n: number }],
+    ['Object.entries', (s) => (Object.entries(s)[1] as [string, { n: number }])[1]],
+    ['Object.assign', (s) => Object.assign({}, s).cart as { n: number }],
+    ['Object.getOwnPropertyDescriptor', (s) => Object.getOwnPropertyDescriptor(s, 'cart')?.value as { n: number }],
+    ['Reflect.get', (s) => Reflect.get(s, 'cart') as { n: number }],
+    ['a for…in loop', (s) => {
+      let found: { n: number } | undefined;
+      for (const k in s) if (k === 'cart') found = s[k] as { n: number };
+      return found as { n: number };
+    }],
+  ];
+  for (const [how, take] of handedOut) {
+    it(`a nested change to a value handed out by ${how} is written`, async () => {
+      const { wire, key } = await withSession((ctx) => {
+        take(ctx.session as Record<string, unknown>).n = 2;
+      });
+      assert.deepEqual(wire, ['load', 'patch']);
+      assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 2 } });
+    });
+  }
+
+  it('reading one key re-encodes no object the handler never saw', async () => {
+    const stringified: string[] = [];
+    const serializer = {
+      stringify: (value: unknown, path?: string) => (stringified.push(String(path)), JSON.stringify(value)),
+      parse: (text: string) => JSON.parse(text) as unknown,
+    };
+    const app = makeApp(3, { redis: f.server.url, serializer }, (ctx) => {
+      if (ctx.path === '/seed') Object.assign(ctx.session, { user: 'ada', cart: { n: 1 }, prefs: { theme: 'dark' } });
+      else return String(ctx.session.user) + JSON.stringify(ctx.session.prefs);
+    });
+    await app.ready();
+    const seeded = expectCookieSet(await app.get('/seed'));
+    stringified.length = 0;
+    const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
+    await app.close();
+    assert.equal(res.text, 'ada{"theme":"dark"}');
+    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(stringified, ['ctx.session.prefs']);
+  });
+
   it('assigning undefined deletes the key', async () => {
     const { wire, key } = await withSession((ctx) => {
       ctx.session.cart = undefined;
