@@ -146,29 +146,36 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     opts.onInvalid?.(ctx, err);
   };
 
+  // Cookie attributes are made once, for a plain-HTTP and an HTTPS request (`secure` follows the
+  // request unless the option fixes it); `cookies` copies them into each Cookie it makes.
+  const setAttributes = [false, true].map((secure) => Object.freeze({ ...cookie, secure: cookie.secure ?? secure, signed: false, overwrite: true }));
+  const clearAttributes = [false, true].map((secure) =>
+    Object.freeze({
+      path: cookie.path,
+      domain: cookie.domain,
+      secure: cookie.secure ?? secure,
+      httpOnly: cookie.httpOnly,
+      sameSite: cookie.sameSite,
+      partitioned: cookie.partitioned,
+      signed: false,
+      overwrite: true,
+    }),
+  );
+  const secureIndex = (ctx: Context): number => (cookie.secure ?? ctx.secure ? 1 : 0);
+
   const setCookie = (ctx: Context, id: string, maxAge: number | null | undefined): void => {
-    const attributes = { ...cookie, secure: cookie.secure ?? ctx.secure, signed: false, overwrite: true };
+    let attributes = setAttributes[secureIndex(ctx)] as (typeof setAttributes)[number];
     if (maxAge !== undefined) {
       // adjustCookieMaxAge(): this response's lifetime replaces the options' (null: browser session).
-      delete attributes.expires;
-      delete attributes.maxAge;
-      if (maxAge !== null) attributes.maxAge = maxAge;
+      const { expires: _expires, maxAge: _maxAge, ...rest } = attributes;
+      attributes = maxAge === null ? rest : { ...rest, maxAge };
     }
     ctx.cookies.set(cookieName, (codec as CookieCodec).encode(id), attributes);
     ctx.vary('Cookie');
   };
 
   const clearCookie = (ctx: Context): void => {
-    ctx.cookies.set(cookieName, '', {
-      path: cookie.path,
-      domain: cookie.domain,
-      secure: cookie.secure ?? ctx.secure,
-      httpOnly: cookie.httpOnly,
-      sameSite: cookie.sameSite,
-      partitioned: cookie.partitioned,
-      signed: false,
-      overwrite: true,
-    });
+    ctx.cookies.set(cookieName, '', clearAttributes[secureIndex(ctx)]);
   };
 
   const observers = new Set<(trace: SessionTrace) => void>();
