@@ -32,6 +32,7 @@ for i = 1, #fields, 2 do
   if f == 'v' then v = tonumber(fields[i + 1])
   elseif f == 't' then t = tonumber(fields[i + 1])
   elseif f == 'x' then x = tonumber(fields[i + 1]) end
+  if x and t and v then break end -- create writes them first: a small hash keeps that order
 end
 if not v or v < tonumber(ARGV[4]) then
   redis.call('DEL', key)

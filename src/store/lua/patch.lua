@@ -13,7 +13,13 @@
 -- survive, whatever their interleaving; the same key: last writer wins (SPEC §6). A session deleted
 -- meanwhile (logout in another tab, expiry) stays deleted: a write never resurrects it.
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then return 0 end
+local ttl = tonumber(ARGV[1])
+-- With a TTL to set, EXPIRE itself says whether the key exists (0: it does not): one call fewer.
+if ttl > 0 then
+  if redis.call('EXPIRE', key, ttl) == 0 then return 0 end
+elseif redis.call('EXISTS', key) == 0 then
+  return 0
+end
 local last = 2 + 2 * tonumber(ARGV[2])
 for i = 3, last, 1000 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, last)))
@@ -21,6 +27,5 @@ end
 for i = last + 1, #ARGV, 1000 do
   redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('EXPIRE', key, ttl) elseif ttl < 0 then redis.call('PERSIST', key) end
+if ttl < 0 then redis.call('PERSIST', key) end
 return 1
