@@ -72,6 +72,9 @@ export class SessionStore {
   readonly #ttlFlag: string;
   /** A Redis Cluster: the old and the new key of a rotate live in different slots. */
   readonly #cluster: boolean;
+  /** The client's own `commandTimeout` (ioredis), when it bounds commands at least as tightly as
+   *  ours: then no second timer per command. Clients this package creates are always set so. */
+  readonly #clientTimeout: number | null;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     redis.defineCommand('ksmLoadV1', { numberOfKeys: 1, lua: loadLua });
@@ -83,6 +86,8 @@ export class SessionStore {
     this.#trigger = settings.timeoutTrigger ?? -1;
     this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
     this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
+    const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
+    this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
   }
 
   key(id: string): string {
@@ -90,12 +95,51 @@ export class SessionStore {
   }
 
   /**
-   * Send one command, bounded by `commandTimeout` whoever owns the client, with any failure turned
+   * Send one command, bounded by `commandTimeout` whoever owns the client (by the client's own
+   * timer when it has one at least as tight, else by ours), with any failure turned
    * into a `SessionStoreError` (raw ioredis errors never reach the application; the original is its
    * `cause`). A command that times out may still run later; it is reported as failed all the same,
    * never as saved.
    */
+  /**
+   * Coalesce the commands of concurrent requests into one socket write. The first command sent in
+   * an event-loop turn corks the client's socket; the check phase of that turn (`setImmediate`)
+   * uncorks it, and every command written meanwhile (the loads of all requests whose HTTP data
+   * arrived in the same poll, the writes of all requests whose loads were answered by one read)
+   * goes out in one `writev`. Redis then reads them in one go and answers in one write too. Same
+   * commands, same order, a write later by at most the rest of the turn; measured in issue 5, the
+   * per-command syscall was a fifth of a request's server CPU, and Redis' own CPU per request fell
+   * by half. Not on a Cluster, whose command reaches a node picked per key.
+   */
+  #batch(): void {
+    if (this.#corked !== null || this.#cluster) return;
+    const client = this.#redis as Redis;
+    const stream = client.stream;
+    if (client.status !== 'ready' || !stream || stream.destroyed) return;
+    stream.cork();
+    this.#corked = stream;
+    setImmediate(this.#uncork);
+  }
+
+  #corked: { uncork(): void } | null = null;
+  readonly #uncork = (): void => {
+    const stream = this.#corked;
+    this.#corked = null;
+    stream?.uncork();
+  };
+
   async #send<T>(command: string, id: string | null, call: () => Promise<T>): Promise<T> {
+    this.#batch();
+    if (this.#clientTimeout !== null) {
+      try {
+        return await call();
+      } catch (err) {
+        if (err instanceof Error && err.message === 'Command timed out') {
+          throw new SessionStoreError(`session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms (option commandTimeout)`, id, command, { cause: err });
+        }
+        throw this.#failed(command, id, err);
+      }
+    }
     const ms = this.#settings.commandTimeout;
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
@@ -108,11 +152,15 @@ export class SessionStore {
       return await Promise.race([call(), expired]);
     } catch (err) {
       if (err instanceof SessionStoreError) throw err;
-      const message = err instanceof Error ? err.message : String(err);
-      throw new SessionStoreError(`session store unavailable: ${command} failed: ${message}`, id, command, { cause: err });
+      throw this.#failed(command, id, err);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  #failed(command: string, id: string | null, err: unknown): SessionStoreError {
+    const message = err instanceof Error ? err.message : String(err);
+    return new SessionStoreError(`session store unavailable: ${command} failed: ${message}`, id, command, { cause: err });
   }
 
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
