@@ -1,14 +1,21 @@
 /**
  * `npm run bench`: requests per second side by side, in one run, on one machine: bare Koa, the
- * floor (keygrip verify + one GETEX + JSON.parse), koa-session-machine, koa-session + koa-redis and
+ * floor (keygrip verify + one GETEX + JSON.parse), the floor with its commands coalesced per
+ * event-loop turn as this package does, koa-session-machine, koa-session + koa-redis and
  * express-session + connect-redis. Each server runs in its own process against one private
  * redis-server; rounds alternate the servers so drift hits all of them alike. Prints median req/s,
  * p99 latency, the ratios to the floor and to koa-session, Redis commands per request counted
  * with MONITOR (before the timed rounds: a MONITOR left open taxes Redis and this process for every
  * command, and a script's inner commands most), and the CPU each request cost the server process
  * and redis-server (from /proc, where the time goes when a ratio moves).
- *   npm run bench                       # 5 rounds of 4 s per server and scenario
- *   npm run bench -- --rounds 3 --seconds 2
+ *
+ * Each server and scenario is first warmed up for --warmup seconds, untimed: a cold server runs at
+ * a fraction of its speed for its first seconds (JIT), which would otherwise land in round 1. This
+ * machine's speed also drifts for seconds at a time, so rounds are short and many, and each ratio
+ * is the median over rounds of the ratio measured within the round (servers of one scenario run
+ * back to back), which cancels drift slower than a round.
+ *   npm run bench                       # 10 rounds of 1 s per server and scenario, 2 s warm-up
+ *   npm run bench -- --rounds 20 --seconds 2 --warmup 3
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -17,18 +24,24 @@ import autocannon from 'autocannon';
 import { Monitor } from '../test/helpers/monitor.js';
 import { freePort, startRedis } from '../test/helpers/redis-server.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string' }, seconds: { type: 'string' }, connections: { type: 'string' } } });
-const ROUNDS = Number(values.rounds ?? 5);
-const SECONDS = Number(values.seconds ?? 4);
+const { values } = parseArgs({
+  options: { rounds: { type: 'string' }, seconds: { type: 'string' }, warmup: { type: 'string' }, connections: { type: 'string' } },
+});
+const ROUNDS = Number(values.rounds ?? 10);
+const SECONDS = Number(values.seconds ?? 1);
+const WARMUP = Number(values.warmup ?? 2);
 const CONNECTIONS = Number(values.connections ?? 10);
 
 const SERVERS = [
-  { file: 'bare', name: 'bare Koa' },
-  { file: 'floor', name: 'floor (verify + GETEX + parse)' },
-  { file: 'ours', name: 'koa-session-machine' },
-  { file: 'koa-session', name: 'koa-session + koa-redis' },
-  { file: 'express-session', name: 'express-session + connect-redis' },
-] as const;
+  { key: 'bare', file: 'bare', name: 'bare Koa' },
+  { key: 'floor', file: 'floor', name: 'floor (verify + GETEX + parse)' },
+  // The floor again, its commands coalesced into one socket write per event-loop turn as this
+  // package does: what our own overhead is against, once the transport is the same.
+  { key: 'floor-coalesced', file: 'floor', name: 'floor, writes coalesced', env: { COALESCE: '1' } },
+  { key: 'ours', file: 'ours', name: 'koa-session-machine' },
+  { key: 'koa-session', file: 'koa-session', name: 'koa-session + koa-redis' },
+  { key: 'express-session', file: 'express-session', name: 'express-session + connect-redis' },
+] as ReadonlyArray<{ key: string; file: string; name: string; env?: Record<string, string> }>;
 
 const SCENARIOS = [
   { key: 'read', name: 'read-only, with a cookie', path: '/read', cookie: true },
@@ -38,17 +51,17 @@ const SCENARIOS = [
 ] as const;
 
 interface Running {
-  file: string;
+  key: string;
   name: string;
   url: string;
   cookie: string;
   child: ChildProcess;
 }
 
-async function start(file: string, name: string, redisUrl: string): Promise<Running> {
+async function start({ key, file, name, env }: (typeof SERVERS)[number], redisUrl: string): Promise<Running> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', `bench/servers/${file}.ts`], {
-    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, NODE_ENV: 'production' },
+    env: { ...process.env, ...env, PORT: String(port), REDIS_URL: redisUrl, NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
@@ -58,7 +71,7 @@ async function start(file: string, name: string, redisUrl: string): Promise<Runn
   const url = `http://127.0.0.1:${port}`;
   const seed = await fetch(`${url}/seed`);
   const cookie = seed.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  return { file, name, url, cookie, child };
+  return { key, name, url, cookie, child };
 }
 
 /** CPU time a process has used so far, in microseconds (Linux /proc; 0 elsewhere). */
@@ -72,12 +85,12 @@ function cpuMicros(pid: number | undefined): number {
 }
 const CLOCK_TICKS = 100; // USER_HZ: 100 on every Linux architecture Node supports
 
-async function measure(server: Running, scenario: (typeof SCENARIOS)[number], redisPid: number) {
+async function measure(server: Running, scenario: (typeof SCENARIOS)[number], redisPid: number, seconds = SECONDS) {
   const cpu = [cpuMicros(server.child.pid), cpuMicros(redisPid)];
   const result = await autocannon({
     url: server.url + scenario.path,
     connections: CONNECTIONS,
-    duration: SECONDS,
+    duration: seconds,
     headers: scenario.cookie ? { cookie: server.cookie } : {},
   });
   if (result.errors || result.non2xx) throw new Error(`${server.name} ${scenario.key}: ${result.errors} errors, ${result.non2xx} non-2xx`);
@@ -95,7 +108,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const redis = await startRedis();
 const servers: Running[] = [];
 try {
-  for (const s of SERVERS) servers.push(await start(s.file, s.name, redis.url));
+  for (const s of SERVERS) servers.push(await start(s, redis.url));
 
   // Redis commands per request, on the wire (20 requests each, after a warm-up request). The
   // MONITOR is closed again before anything is timed.
@@ -108,10 +121,13 @@ try {
       const wire = await monitor.capture(async () => {
         for (let i = 0; i < 20; i++) await (await fetch(server.url + scenario.path, { headers })).text();
       });
-      commands.set(`${server.file}/${scenario.key}`, wire.length / 20);
+      commands.set(`${server.key}/${scenario.key}`, wire.length / 20);
     }
   }
   await monitor.stop();
+
+  for (const scenario of SCENARIOS) for (const server of servers) await measure(server, scenario, redis.pid, WARMUP);
+  process.stderr.write(`warm-up done\n`);
 
   const samples = new Map<string, Array<Awaited<ReturnType<typeof measure>>>>();
   for (let round = 0; round < ROUNDS; round++) {
@@ -119,7 +135,7 @@ try {
       // Rotate the order each round so no server always runs first (or right after a heavy one).
       const order = servers.map((_, i) => servers[(i + round) % servers.length] as Running);
       for (const server of order) {
-        const key = `${server.file}/${scenario.key}`;
+        const key = `${server.key}/${scenario.key}`;
         const list = samples.get(key) ?? [];
         list.push(await measure(server, scenario, redis.pid));
         samples.set(key, list);
@@ -129,17 +145,19 @@ try {
   }
 
   const date = new Date().toISOString().slice(0, 10);
-  console.log(`\nkoa-session-machine HTTP benchmark, ${date}: node ${process.version}, redis-server on loopback, autocannon ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per server and scenario (median of rounds)\n`);
+  console.log(
+    `\nkoa-session-machine HTTP benchmark, ${date}: node ${process.version}, redis-server on loopback, autocannon ${CONNECTIONS} connections, ${WARMUP} s warm-up then ${ROUNDS} rounds × ${SECONDS} s per server and scenario; req/s, p99 and CPU are medians over rounds, ratios the median of the ratios within each round\n`,
+  );
   for (const scenario of SCENARIOS) {
     console.log(`### ${scenario.name}\n`);
     console.log('| server | req/s | p99 ms | × floor | × koa-session | Redis commands / request | CPU µs / request: server, Redis |');
     console.log('|---|---|---|---|---|---|---|');
-    const rps = (file: string) => median((samples.get(`${file}/${scenario.key}`) ?? []).map((s) => s.rps));
+    const list = (server: string) => samples.get(`${server}/${scenario.key}`) ?? [];
+    const ratio = (server: string, to: string) => median(list(server).map((s, round) => s.rps / (list(to)[round]?.rps ?? Number.NaN)));
     for (const server of servers) {
-      const list = samples.get(`${server.file}/${scenario.key}`) ?? [];
-      const r = rps(server.file);
+      const own = list(server.key);
       console.log(
-        `| ${server.name} | ${r.toFixed(0)} | ${median(list.map((s) => s.p99)).toFixed(1)} | ${(r / rps('floor')).toFixed(2)} | ${(r / rps('koa-session')).toFixed(2)} | ${commands.get(`${server.file}/${scenario.key}`)?.toFixed(2)} | ${median(list.map((s) => s.serverCpu)).toFixed(0)}, ${median(list.map((s) => s.redisCpu)).toFixed(0)} |`,
+        `| ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${median(own.map((s) => s.p99)).toFixed(1)} | ${ratio(server.key, 'floor').toFixed(2)} | ${ratio(server.key, 'koa-session').toFixed(2)} | ${commands.get(`${server.key}/${scenario.key}`)?.toFixed(2)} | ${median(own.map((s) => s.serverCpu)).toFixed(0)}, ${median(own.map((s) => s.redisCpu)).toFixed(0)} |`,
       );
     }
     console.log('');

@@ -11,6 +11,19 @@ import { PORT, REDIS_URL, ready, realisticSession } from './common.js';
 
 const keys = new Keygrip(['bench-newest', 'bench-older']);
 const redis = new Redis(REDIS_URL);
+
+/** COALESCE=1: the commands of one event-loop turn leave in one socket write, as in
+ *  src/store/commands.ts; the floor with the same transport as this package. */
+let corked = false;
+function coalesce(): void {
+  if (process.env.COALESCE !== '1' || corked || redis.status !== 'ready') return;
+  corked = true;
+  redis.stream.cork();
+  setImmediate(() => {
+    corked = false;
+    redis.stream.uncork();
+  });
+}
 const app = new Koa();
 app.use(async (ctx) => {
   if (ctx.path === '/none') {
@@ -19,6 +32,7 @@ app.use(async (ctx) => {
   }
   if (ctx.path === '/seed') {
     const id = randomBytes(32).toString('base64url');
+    coalesce();
     await redis.set(`floor:${id}`, JSON.stringify(realisticSession()), 'EX', 1200);
     ctx.cookies.set('sid', `${id}.${keys.sign(`sid=${id}`)}`, { httpOnly: true, sameSite: 'lax' });
     ctx.body = 'ok';
@@ -31,10 +45,12 @@ app.use(async (ctx) => {
     ctx.body = 'no session';
     return;
   }
+  coalesce();
   const text = await redis.getex(`floor:${id}`, 'EX', 1200);
   const data = text ? (JSON.parse(text) as Record<string, number>) : {};
   if (ctx.path === '/write') {
     data.visits = (data.visits ?? 0) + 1;
+    coalesce();
     await redis.set(`floor:${id}`, JSON.stringify(data), 'EX', 1200);
   }
   ctx.body = String(data.visits);
