@@ -55,6 +55,8 @@ export interface LoadedPayload extends Meta {
   raw: Map<string, string>;
 }
 
+const PROTO_FIELD = `${DATA_PREFIX}__proto__`;
+
 /**
  * Decode the flat `HGETALL` reply of a found session. Data objects are prototype-less.
  * Throws `RawDeserializationError` naming the first key whose value the serializer rejects.
@@ -69,7 +71,7 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
     const field = fields[i] as string;
     const value = fields[i + 1] as string;
     const isData = field.startsWith(DATA_PREFIX);
-    if (field === `${DATA_PREFIX}__proto__`) continue; // never stored by us; never let it near a prototype
+    if (field === PROTO_FIELD) continue; // never stored by us; never let it near a prototype
     if (isData || field.startsWith(FLASH_PREFIX) || field === CSRF_FIELD) {
       try {
         const decoded = serializer.parse(value);

@@ -191,10 +191,15 @@ export function encodeValue(value: unknown, path = 'value'): string {
 /** Decode one session value. Throws on text that is not JSON or carries an unknown tag. */
 export function decodeValue(text: string): unknown {
   const parsed: unknown = JSON.parse(text);
+  // A string, number, boolean or null carries no key: nothing to revive or drop.
+  if (parsed === null || typeof parsed !== 'object') return parsed;
   // JSON may spell a key with \u escapes ("\u005f_proto__"): such text takes the reviving walk too.
-  if (!text.includes(TAG) && !text.includes('__proto__') && !text.includes('prototype') && !text.includes('\\u')) return parsed;
+  if (!NEEDS_REVIVING.test(text)) return parsed;
   return revive(parsed);
 }
+
+/** Text that may hold a tag, a `__proto__` or `prototype` key, or a key spelled with escapes. */
+const NEEDS_REVIVING = /\$t|__proto__|prototype|\\u/;
 
 /** Throw what `encodeValue` would throw, without making the text: plain data is only walked. */
 export function checkValue(value: unknown, path = 'value'): void {
