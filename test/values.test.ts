@@ -5,9 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { decodeValue, encodeValue } from '../src/values.js';
+import { SessionStore, unpackFields } from '../src/store/commands.js';
+import { decodeValue, encodeValue, sessionSerializer } from '../src/values.js';
 import { makeApp, expectCookieSet } from './helpers/app.js';
-import { useRedis } from './helpers/fixture.js';
+import { storedData, useRedis } from './helpers/fixture.js';
 
 const roundTrip = (v: unknown) => decodeValue(encodeValue(v));
 
@@ -184,5 +185,62 @@ describe('values over HTTP', () => {
     const res = await app.get('/get', cookie);
     await app.close();
     assert.deepEqual(JSON.parse(res.text), [['a', 1], ['b', 2]]);
+  });
+});
+
+describe('the load reply (load.lua packs the hash with Redis cmsgpack)', () => {
+  const f = useRedis();
+  /** What Redis' own cmsgpack makes of a list of strings. */
+  const packed = (items: string[]) => f.redis.callBuffer('EVAL', ['return cmsgpack.pack(ARGV)', 0, ...items]) as Promise<Buffer>;
+
+  it('unpacks what cmsgpack packs, any characters and any count (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'grapheme-ascii', maxLength: 300 })), { minLength: 1, maxLength: 40 }),
+        async (items) => assert.deepEqual(unpackFields(await packed(items)), items),
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('unpacks every length class: fixstr, str 8, str 16 and str 32, in fixarray and array 16', async () => {
+    const items = ['', 'a'.repeat(31), 'b'.repeat(32), 'é'.repeat(200), 'c'.repeat(65_535), 'd'.repeat(70_000), ...Array.from({ length: 20 }, (_, i) => `k${i}`)];
+    assert.deepEqual(unpackFields(await packed(items)), items);
+    assert.deepEqual(unpackFields(await packed(['x', 'y'])), ['x', 'y']);
+  });
+
+  it('throws on a damaged reply, never loops or reads past the end (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 60 }), (bytes) => {
+        try {
+          assert.ok(Array.isArray(unpackFields(Buffer.from(bytes))));
+        } catch (err) {
+          assert.match((err as Error).message, /malformed load reply/);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+    assert.throws(() => unpackFields(Buffer.from([0x92, 0xa1, 0x61])), /malformed/); // one item short
+    assert.throws(() => unpackFields(Buffer.from([0x91, 0xa3, 0x61])), /malformed/); // string past the end
+    assert.throws(() => unpackFields(Buffer.from([0x91, 0xa1, 0x61, 0x00])), /malformed/); // trailing byte
+    assert.throws(() => unpackFields(Buffer.from([0xdc, 0x00])), /malformed/);
+    assert.throws(() => unpackFields(undefined), /malformed/);
+  });
+
+  it('carries every key and value through Redis unchanged: multi-byte, control and separator characters (property)', async () => {
+    const store = new SessionStore(f.redis, { prefix: 'p:', timeoutTrigger: null, setRedisTtl: true, serializer: sessionSerializer, commandTimeout: 1000 });
+    const key = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).filter((k) => k !== '__proto__');
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(key, fc.oneof(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), fc.integer())), async (data) => {
+        const fields = Object.entries(data).flatMap(([k, v]) => [`:${k}`, encodeValue(v)]);
+        await f.redis.del('p:x');
+        await f.redis.hset('p:x', 'c', 1, 'v', 1, 't', 600, 'x', Math.floor(Date.now() / 1000) + 600, ...fields);
+        const result = await store.load('x', Math.floor(Date.now() / 1000));
+        assert.equal(result.status, 'found');
+        if (result.status === 'found') assert.deepEqual({ ...result.payload.data }, { ...data });
+        assert.deepEqual(await storedData(f.redis, 'p:x'), { ...data });
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -10,16 +10,60 @@ import { FORMAT_VERSION, decodeHash, type LoadedPayload, type Serializer } from 
 import type { RedisCommand } from '../policy.js';
 import { createLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
 
-/** The custom commands this module defines on the client. Versioned names: a changed script gets a
- *  new name, so two versions of this package can share one client. */
+/** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
+ *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
+ *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV1(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, string[]?]>;
+  ksmLoadV2Buffer(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, Buffer?]>;
   ksmCreateV1(key: string, ttl: number, ...fields: string[]): Promise<number>;
   ksmPatchV1(key: string, ttl: number, pairs: number, ...fields: string[]): Promise<number>;
   ksmRotateV1(oldKey: string, newKey: string, mode: 'move' | 'fresh', ttl: number, pairs: number, ...fields: string[]): Promise<number>;
 }
 
 export type RedisClient = Redis | Cluster;
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+function malformed(): never {
+  throw new Error('session store: malformed load reply');
+}
+
+/**
+ * The fields of load.lua's reply, a MessagePack array of strings (Redis' cmsgpack), back to the flat
+ * field, value list HGETALL gives. Only what cmsgpack makes of a Lua array of strings is read:
+ * fixarray, array 16/32; fixstr, str 8/16/32 (and bin, which older packers use for the same).
+ * Anything else is a broken reply, never a session. An ASCII value (plain JSON of ASCII data, the
+ * usual case) is cut from one decoding of the whole reply instead of decoded on its own.
+ */
+export function unpackFields(packed: Buffer | undefined): string[] {
+  if (packed === undefined || packed.length === 0) return malformed();
+  const end = packed.length;
+  let at = 1;
+  const head = packed[0] as number;
+  let count: number;
+  if (head >= 0x90 && head <= 0x9f) count = head & 0x0f;
+  else if (head === 0xdc && end >= 3) (count = packed.readUInt16BE(1)), (at = 3);
+  else if (head === 0xdd && end >= 5) (count = packed.readUInt32BE(1)), (at = 5);
+  else return malformed();
+  const out = new Array<string>(count);
+  const text = packed.toString('latin1');
+  for (let i = 0; i < count; i++) {
+    const type = packed[at++];
+    let length: number;
+    if (type === undefined) return malformed();
+    if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
+    else if ((type === 0xd9 || type === 0xc4) && at + 1 <= end) length = packed[at++] as number;
+    else if ((type === 0xda || type === 0xc5) && at + 2 <= end) (length = packed.readUInt16BE(at)), (at += 2);
+    else if ((type === 0xdb || type === 0xc6) && at + 4 <= end) (length = packed.readUInt32BE(at)), (at += 4);
+    else return malformed();
+    if (at + length > end) return malformed();
+    const piece = text.slice(at, at + length);
+    out[i] = NON_ASCII.test(piece) ? packed.toString('utf8', at, at + length) : piece;
+    at += length;
+  }
+  if (at !== end) return malformed();
+  return out;
+}
 
 /** Result of the load. */
 export type LoadResult =
@@ -77,7 +121,7 @@ export class SessionStore {
   readonly #clientTimeout: number | null;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
-    redis.defineCommand('ksmLoadV1', { numberOfKeys: 1, lua: loadLua });
+    redis.defineCommand('ksmLoadV2', { numberOfKeys: 1, lua: loadLua });
     redis.defineCommand('ksmCreateV1', { numberOfKeys: 1, lua: createLua });
     redis.defineCommand('ksmPatchV1', { numberOfKeys: 1, lua: patchLua });
     redis.defineCommand('ksmRotateV1', { numberOfKeys: 2, lua: rotateLua });
@@ -166,10 +210,10 @@ export class SessionStore {
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV1(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
+    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV2Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
     switch (reply[0]) {
       case 1:
-        return { status: 'found', refreshed: reply[1] === 1, payload: decodeHash(id, reply[2] ?? [], this.#settings.serializer) };
+        return { status: 'found', refreshed: reply[1] === 1, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };
       case 2:
         return EXPIRED;
       case 3:

