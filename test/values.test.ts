@@ -224,6 +224,7 @@ describe('the load reply (load.lua packs the hash with Redis cmsgpack)', () => {
     assert.throws(() => unpackFields(Buffer.from([0x91, 0xa3, 0x61])), /malformed/); // string past the end
     assert.throws(() => unpackFields(Buffer.from([0x91, 0xa1, 0x61, 0x00])), /malformed/); // trailing byte
     assert.throws(() => unpackFields(Buffer.from([0xdc, 0x00])), /malformed/);
+    assert.throws(() => unpackFields(Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff, 0xa0])), /malformed/); // 4 billion items claimed
     assert.throws(() => unpackFields(undefined), /malformed/);
   });
 

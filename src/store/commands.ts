@@ -45,6 +45,7 @@ export function unpackFields(packed: Buffer | undefined): string[] {
   else if (head === 0xdc && end >= 3) (count = packed.readUInt16BE(1)), (at = 3);
   else if (head === 0xdd && end >= 5) (count = packed.readUInt32BE(1)), (at = 5);
   else return malformed();
+  if (count > end - at) return malformed(); // each item takes a byte at least: no huge allocation
   const out = new Array<string>(count);
   const text = packed.toString('latin1');
   for (let i = 0; i < count; i++) {
