@@ -32,7 +32,9 @@ describe('sessionChart() in a browser', () => {
     const app = new Koa();
     app.keys = KEYS;
     app.silent = true;
-    session = koaRedisSession({ redis: f.server.url });
+    // A refresh only in the last 10 minutes of 20: the read right after the login is `untouched`
+    // even when it falls in the next second (without a trigger, every new second refreshes).
+    session = koaRedisSession({ redis: f.server.url, timeout: 1200, timeoutTrigger: 600 });
     app.use(sessionChart({ session }));
     app.use(session);
     app.use((ctx) => {

@@ -160,7 +160,7 @@ export class SessionStore {
     if (this.#corked !== null || this.#cluster) return;
     const client = this.#redis as Redis;
     const stream = client.stream;
-    if (client.status !== 'ready' || !stream || stream.destroyed) return;
+    if (client.status !== 'ready' || typeof stream?.cork !== 'function' || stream.destroyed) return;
     stream.cork();
     this.#corked = stream;
     setImmediate(this.#uncork);
