@@ -26,18 +26,16 @@ local last = 3 + 2 * n
 if ARGV[1] == 'move' then
   if redis.call('EXISTS', old) == 0 then return -1 end
   if redis.call('RENAMENX', old, new) == 0 then return 0 end
-  for i = 4, last, 1000 do
-    redis.call('HSET', new, unpack(ARGV, i, math.min(i + 999, last)))
-  end
-  for i = last + 1, #ARGV, 1000 do
-    redis.call('HDEL', new, unpack(ARGV, i, math.min(i + 999, #ARGV)))
-  end
 else
   if redis.call('EXISTS', new) == 1 then return 0 end
   redis.call('DEL', old)
-  for i = 4, last, 1000 do
-    redis.call('HSET', new, unpack(ARGV, i, math.min(i + 999, last)))
-  end
+end
+-- Both modes then write the new key alike ("fresh" has no fields to delete).
+for i = 4, last, 1000 do
+  redis.call('HSET', new, unpack(ARGV, i, math.min(i + 999, last)))
+end
+for i = last + 1, #ARGV, 1000 do
+  redis.call('HDEL', new, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('EXPIRE', new, ttl) elseif ttl < 0 then redis.call('PERSIST', new) end
