@@ -10,12 +10,11 @@
  * allocated. Median of 7 batches.
  *   npm run bench:alloc
  */
-import { IncomingMessage, ServerResponse } from 'node:http';
 import { PerformanceObserver } from 'node:perf_hooks';
-import { Socket } from 'node:net';
 import Koa from 'koa';
 import { koaRedisSession, type SessionOptions } from '../src/index.js';
 import { sessionSerializer } from '../src/values.js';
+import { inProcess } from '../test/helpers/in-process.js';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { realisticSession } from './servers/common.js';
 
@@ -60,19 +59,6 @@ const CONFIGS: Array<[string, ((url: string) => SessionOptions) | null]> = [
   ['defaults + traceHeader (a trace per request)', (url) => ({ redis: url, traceHeader: true })],
 ];
 
-const socket = new Socket();
-function call(app: Koa, path: string, cookie: string): Promise<string[]> {
-  const req = new IncomingMessage(socket);
-  req.method = 'GET';
-  req.url = path;
-  req.headers = cookie ? { cookie } : {};
-  const res = new ServerResponse(req);
-  return new Promise((resolve) => {
-    res.end = (() => (resolve(([] as string[]).concat((res.getHeader('set-cookie') as string[] | undefined) ?? [])), res)) as typeof res.end;
-    void app.callback()(req, res);
-  });
-}
-
 function makeApp(options: SessionOptions | null) {
   const app = new Koa();
   app.keys = ['alloc-newest', 'alloc-older'];
@@ -85,7 +71,7 @@ function makeApp(options: SessionOptions | null) {
     else if (ctx.path === '/read') ctx.body = String(s.visits);
     ctx.body ??= 'ok';
   });
-  return { app, session };
+  return { call: inProcess(app), session };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
@@ -98,14 +84,14 @@ const SCENARIOS = [
 
 const results = new Map<string, number>();
 for (const [name, make] of CONFIGS) {
-  const { app, session } = makeApp(make ? make(redis.url) : null);
-  const cookie = (await call(app, '/seed', '')).map((c) => c.split(';')[0]).join('; ');
+  const { call, session } = makeApp(make ? make(redis.url) : null);
+  const cookie = (await call('/seed')).setCookie.map((c) => c.split(';')[0]).join('; ');
   for (const [scenario, path, withCookie] of SCENARIOS) {
     const run = async (n: number) => {
       let i = 0;
       await Promise.all(
         Array.from({ length: CONCURRENCY }, async () => {
-          while (i++ < n) await call(app, path, withCookie ? cookie : '');
+          while (i++ < n) await call(path, withCookie ? cookie : undefined);
         }),
       );
     };

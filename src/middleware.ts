@@ -161,7 +161,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       overwrite: true,
     }),
   );
-  const secureIndex = (ctx: Context): number => (cookie.secure ?? ctx.secure ? 1 : 0);
+  const secureIndex = (ctx: Context): number => ((cookie.secure ?? ctx.secure) ? 1 : 0);
 
   const setCookie = (ctx: Context, id: string, maxAge: number | null | undefined): void => {
     let attributes = setAttributes[secureIndex(ctx)] as (typeof setAttributes)[number];

@@ -5,14 +5,13 @@
  * synchronous loop, so "one turn" is exact rather than a matter of network timing.
  */
 import assert from 'node:assert/strict';
-import { IncomingMessage, ServerResponse } from 'node:http';
-import { Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import Koa from 'koa';
 import { Redis } from 'ioredis';
 import { koaRedisSession } from '../src/index.js';
 import { KEYS } from './helpers/app.js';
 import { signedCookie, useRedis } from './helpers/fixture.js';
+import { inProcess, type InProcessResponse } from './helpers/in-process.js';
 
 const f = useRedis();
 const opened: Array<{ close(): Promise<void> }> = [];
@@ -28,25 +27,6 @@ async function readsDuring(probe: Redis, fn: () => Promise<unknown>): Promise<nu
   const before = await reads();
   await fn();
   return (await reads()) - before - 1;
-}
-
-/** Run one request through the app without a network: the response's body and headers. */
-function call(app: Koa, path: string, cookie?: string): Promise<{ status: number; body: string; setCookie: string[] }> {
-  const req = new IncomingMessage(new Socket());
-  req.method = 'GET';
-  req.url = path;
-  req.headers = cookie ? { cookie } : {};
-  const res = new ServerResponse(req);
-  let body = '';
-  res.write = ((chunk: unknown) => ((body += String(chunk)), true)) as typeof res.write;
-  return new Promise((resolve) => {
-    res.end = ((chunk?: unknown) => {
-      if (chunk !== undefined && typeof chunk !== 'function') body += String(chunk);
-      resolve({ status: res.statusCode, body, setCookie: ([] as string[]).concat((res.getHeader('set-cookie') as string[] | undefined) ?? []) });
-      return res;
-    }) as typeof res.end;
-    void app.callback()(req, res);
-  });
 }
 
 /** Commands per socket write on this client from now on (Node's `_writev` gets corked chunks). */
@@ -70,7 +50,7 @@ function makeApp(options: Parameters<typeof koaRedisSession>[0]) {
     if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
     ctx.body = String(ctx.session.n ?? 'none');
   });
-  return { app, session };
+  return { call: inProcess(app), session };
 }
 
 async function seed(n: number): Promise<string[]> {
@@ -87,17 +67,17 @@ async function seed(n: number): Promise<string[]> {
 
 describe('write coalescing', () => {
   it('20 concurrent reads: 20 loads on the wire, carried by one socket write', async () => {
-    const { app, session } = makeApp({ redis: f.server.url });
+    const { call, session } = makeApp({ redis: f.server.url });
     await session.redis.ping(); // connected, the scripts' first EVAL aside
     const cookies = await seed(20);
-    await call(app, '/read', cookies[0]); // each script is sent by EVAL once per connection
+    await call('/read', cookies[0]); // each script is sent by EVAL once per connection
     const probe = new Redis(f.server.url);
     await probe.ping();
     const writes = countWrites(session.redis as Redis);
-    let responses: Awaited<ReturnType<typeof call>>[] = [];
+    let responses: InProcessResponse[] = [];
     const { wire } = await f.monitor.request(async () => {
       const reads = await readsDuring(probe, async () => {
-        responses = await Promise.all(cookies.map((c) => call(app, '/read', c)));
+        responses = await Promise.all(cookies.map((c) => call('/read', c)));
       });
       assert.ok(reads <= 2, `${reads} socket reads for 20 commands`);
     });
@@ -108,16 +88,16 @@ describe('write coalescing', () => {
   });
 
   it('20 concurrent writes: loads in one write, then the 20 patches in one write, none lost', async () => {
-    const { app, session } = makeApp({ redis: f.server.url });
+    const { call, session } = makeApp({ redis: f.server.url });
     await session.redis.ping();
     const cookies = await seed(20);
-    await call(app, '/write', cookies[0]);
+    await call('/write', cookies[0]);
     const probe = new Redis(f.server.url);
     await probe.ping();
     const writes = countWrites(session.redis as Redis);
     const { wire } = await f.monitor.request(async () => {
       const reads = await readsDuring(probe, async () => {
-        const responses = await Promise.all(cookies.map((c) => call(app, '/write', c)));
+        const responses = await Promise.all(cookies.map((c) => call('/write', c)));
         assert.deepEqual(responses.map((r) => r.body), cookies.map((_, i) => (i === 0 ? '2' : '1')));
       });
       assert.ok(reads <= 4, `${reads} socket reads for 40 commands`);
@@ -130,23 +110,23 @@ describe('write coalescing', () => {
 
   it('a client passed in keeps working for its owner, in the same turn as session commands', async () => {
     const client = new Redis(f.server.url);
-    const { app } = makeApp({ redis: client });
+    const { call } = makeApp({ redis: client });
     const cookies = await seed(5);
-    const [, own] = await Promise.all([Promise.all(cookies.map((c) => call(app, '/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
+    const [, own] = await Promise.all([Promise.all(cookies.map((c) => call('/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
     assert.deepEqual(own, ['OK', 'v']);
     client.disconnect();
   });
 
   it('new sessions made in one turn are created in one write, each with its own cookie', async () => {
-    const { app, session } = makeApp({ redis: f.server.url });
+    const { call, session } = makeApp({ redis: f.server.url });
     await session.redis.ping();
-    await call(app, '/write');
+    await call('/write');
     const probe = new Redis(f.server.url);
     await probe.ping();
     const writes = countWrites(session.redis as Redis);
-    let responses: Awaited<ReturnType<typeof call>>[] = [];
+    let responses: InProcessResponse[] = [];
     const reads = await readsDuring(probe, async () => {
-      responses = await Promise.all(Array.from({ length: 10 }, () => call(app, '/write')));
+      responses = await Promise.all(Array.from({ length: 10 }, () => call('/write')));
     });
     probe.disconnect();
     assert.ok(reads <= 2, `${reads} socket reads for 10 commands`);
