@@ -1,8 +1,8 @@
 /**
  * The session machine: the life of one request's session, from the cookie to the one Redis
- * command after `await next()` (SPEC §4). This file is the chart only; every guard, context
- * update and output is a named pure function of `src/policy.ts`, which the request-path
- * interpreter (`src/fsm.ts`) runs by the same names.
+ * command after `await next()` and what Redis answered to it (docs/design.md, "The machine").
+ * This file is the chart only; every guard, context update and output is a named pure function of
+ * `src/policy.ts`, which the request-path interpreter (`src/fsm.ts`) runs by the same names.
  *
  * Supported subset (what `src/fsm.ts` compiles): atomic, compound and top-level final states,
  * named guards, named assign actions, final-state outputs. No entry/exit, always, after, invoke,
@@ -31,22 +31,27 @@ const unstored = {
   on: {
     'session.invalidated': '.clean',
     'request.ended': [
-      { guard: 'canCreate', target: '#session.persisted', actions: 'planCreate' },
-      { guard: 'hasData', target: '#session.discarded' },
-      { target: '#session.untouched' },
+      { guard: 'nothingToStore', target: '#session.untouched' },
+      // Never an orphan: no key is created for a session whose cookie cannot be sent.
+      { guard: 'cookieBlocked', target: '#session.rejected', actions: 'noteCookieRefused' },
+      { guard: 'insecureCookie', target: '#session.rejected', actions: 'noteInsecureCookie' },
+      { guard: 'tooLarge', target: '#session.rejected', actions: 'noteTooLarge' },
+      { target: '#session.creating', actions: 'planCreate' },
     ],
   },
 } as const;
 
-/** A loaded session left empty is deleted, whatever else the request did. */
-const emptied = { guard: 'isEmptied', target: '#session.destroyed' } as const;
-
-/** How a loaded session that keeps its id ends, once it is not empty. */
-const keepId = [
-  { guard: 'hasChanges', target: '#session.persisted', actions: 'planPatch' },
-  { guard: 'wasRefreshed', target: '#session.refreshed' },
-  { target: '#session.untouched' },
-] as const;
+/** A write that applies this request's changes to the stored session (patch, or move after
+ *  `regenerate()`): its script decides against what is stored, and its answer decides the end. */
+const applying = {
+  on: {
+    'write.stored': '#session.persisted',
+    'write.ended': '#session.destroyed',
+    'write.gone': { target: '#session.gone', actions: 'noteGone' },
+    'write.tooLarge': { target: '#session.rejected', actions: 'noteTooLarge' },
+    'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
+  },
+} as const;
 
 export const sessionMachine = setup({
   types: {
@@ -58,13 +63,14 @@ export const sessionMachine = setup({
   guards: {
     failsNew: ({ context, event }) => guards.failsNew(context, event),
     continuesOffline: ({ context, event }) => guards.continuesOffline(context, event),
-    canCreate: ({ context, event }) => guards.canCreate(context, event),
-    hasData: ({ context, event }) => guards.hasData(context, event),
+    nothingToStore: ({ context, event }) => guards.nothingToStore(context, event),
+    cookieBlocked: ({ context, event }) => guards.cookieBlocked(context, event),
+    insecureCookie: ({ context, event }) => guards.insecureCookie(context, event),
+    resendsInsecureCookie: ({ context, event }) => guards.resendsInsecureCookie(context, event),
+    tooLarge: ({ context, event }) => guards.tooLarge(context, event),
     isEmptied: ({ context, event }) => guards.isEmptied(context, event),
     hasChanges: ({ context, event }) => guards.hasChanges(context, event),
     wasRefreshed: ({ context, event }) => guards.wasRefreshed(context, event),
-    canRotate: ({ context, event }) => guards.canRotate(context, event),
-    canReplace: ({ context, event }) => guards.canReplace(context, event),
   },
   actions: {
     markStale: assign(({ context, event }) => assigners.markStale(context, event)),
@@ -73,11 +79,19 @@ export const sessionMachine = setup({
     requestCookie: assign(({ context, event }) => assigners.requestCookie(context, event)),
     planCreate: assign(({ context, event }) => assigners.planCreate(context, event)),
     planPatch: assign(({ context, event }) => assigners.planPatch(context, event)),
-    planRotate: assign(({ context, event }) => assigners.planRotate(context, event)),
+    planMove: assign(({ context, event }) => assigners.planMove(context, event)),
+    planReplace: assign(({ context, event }) => assigners.planReplace(context, event)),
+    planDelete: assign(({ context, event }) => assigners.planDelete(context, event)),
+    noteGone: assign(({ context, event }) => assigners.noteGone(context, event)),
+    noteTooLarge: assign(({ context, event }) => assigners.noteTooLarge(context, event)),
+    noteCookieRefused: assign(({ context, event }) => assigners.noteCookieRefused(context, event)),
+    noteInsecureCookie: assign(({ context, event }) => assigners.noteInsecureCookie(context, event)),
+    noteStoreFailed: assign(({ context, event }) => assigners.noteStoreFailed(context, event)),
+    noteUndecodable: assign(({ context, event }) => assigners.noteUndecodable(context, event)),
   },
 }).createMachine({
   id: 'session',
-  description: 'One request: cookie, load, what the handler did, and the one command after next()',
+  description: 'One request: cookie, load, what the handler did, the one command after next() and its answer',
   initial: 'unloaded',
   context: ({ input }) => initialContext(input),
   output: ({ event }) => (event as unknown as { output: SessionOutput }).output,
@@ -97,9 +111,12 @@ export const sessionMachine = setup({
         'load.stale': { target: 'invalid', actions: 'markStale' },
         'load.undecodable': [
           { guard: 'failsNew', target: 'invalid', actions: 'markStale' },
-          { target: 'discarded' },
+          { target: 'failed', actions: 'noteUndecodable' },
         ],
-        'load.failed': [{ guard: 'continuesOffline', target: 'offline' }, { target: 'discarded' }],
+        'load.failed': [
+          { guard: 'continuesOffline', target: 'offline' },
+          { target: 'failed', actions: 'noteStoreFailed' },
+        ],
       },
     },
     offline: {
@@ -125,28 +142,36 @@ export const sessionMachine = setup({
         clean: { on: { 'data.written': 'dirty' } },
         dirty: {},
         invalidated: {
-          description: 'invalidate(): data dropped; the stored session goes unless new data arrives',
+          description: 'invalidate(): data dropped; the stored session ends (with every id it was moved to) unless new data arrives',
           on: {
             'data.written': 'replaced',
             'session.regenerated': 'invalidated',
-            'request.ended': { target: '#session.destroyed' },
+            'request.ended': { target: '#session.deleting', actions: 'planDelete' },
           },
         },
         replaced: {
-          description: 'New data after invalidate(): one command deletes the old key and creates a new one',
+          description: 'New data after invalidate(): one command ends the old session and stores the new one under a new id',
           on: {
             'session.invalidated': 'invalidated',
             'session.regenerated': 'replaced',
             'request.ended': [
-              { guard: 'canReplace', target: '#session.persisted', actions: 'planRotate' },
-              { target: '#session.destroyed' },
+              { guard: 'nothingToStore', target: '#session.deleting', actions: 'planDelete' },
+              // The logout still happens; the new data, whose cookie cannot be sent, is not stored.
+              { guard: 'cookieBlocked', target: '#session.deleting', actions: ['planDelete', 'noteCookieRefused'] },
+              { guard: 'insecureCookie', target: '#session.rejected', actions: 'noteInsecureCookie' },
+              { guard: 'tooLarge', target: '#session.rejected', actions: 'noteTooLarge' },
+              { target: '#session.replacing', actions: 'planReplace' },
             ],
           },
         },
         regenerated: {
-          description: 'regenerate(): same data, new id, the old key deleted in the same command',
+          description: 'regenerate(): the stored session moves to a new id, this request\'s changes applied there; never written under the old id',
           on: {
-            'request.ended': [emptied, { guard: 'canRotate', target: '#session.persisted', actions: 'planRotate' }, ...keepId],
+            'request.ended': [
+              { guard: 'cookieBlocked', target: '#session.rejected', actions: 'noteCookieRefused' },
+              { guard: 'insecureCookie', target: '#session.rejected', actions: 'noteInsecureCookie' },
+              { target: '#session.moving', actions: 'planMove' },
+            ],
           },
         },
       },
@@ -154,12 +179,49 @@ export const sessionMachine = setup({
         'session.invalidated': '.invalidated',
         'session.regenerated': '.regenerated',
         'session.recookied': { actions: 'requestCookie' },
-        'request.ended': [emptied, ...keepId],
+        'request.ended': [
+          { guard: 'resendsInsecureCookie', target: '#session.rejected', actions: 'noteInsecureCookie' },
+          // Emptied: the patch deletes the session only if nothing is left once it is applied
+          // (another request may have added a key meanwhile).
+          { guard: 'isEmptied', target: '#session.patching', actions: 'planPatch' },
+          { guard: 'hasChanges', target: '#session.patching', actions: 'planPatch' },
+          { guard: 'wasRefreshed', target: '#session.refreshed' },
+          { target: '#session.untouched' },
+        ],
+      },
+    },
+    creating: {
+      description: 'create: a new key under a fresh id, never over an existing one',
+      on: {
+        'write.stored': '#session.persisted',
+        'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
+      },
+    },
+    patching: {
+      description: 'patch: set and delete these fields; expiry from the stored timeout; size against the stored total; deleted if left empty',
+      ...applying,
+    },
+    moving: {
+      description: 'move: the stored session to a new id (a marker at the old id leads a logout to it), then the patch there',
+      ...applying,
+    },
+    replacing: {
+      description: 'replace: end the stored session and every id it moved to, store the new data under a new id',
+      on: {
+        'write.stored': '#session.persisted',
+        'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
+      },
+    },
+    deleting: {
+      description: 'delete: end the session and every id it was moved to (a logout wins)',
+      on: {
+        'write.ended': '#session.destroyed',
+        'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
       },
     },
     persisted: {
       type: 'final',
-      description: 'One write: create, patch (only what changed) or rotate',
+      description: 'Stored: create, patch, move or replace; a new id gets its cookie',
       output: ({ context, event }) => outputs.persisted(context, event),
     },
     refreshed: {
@@ -174,13 +236,28 @@ export const sessionMachine = setup({
     },
     destroyed: {
       type: 'final',
-      description: 'The stored session is deleted and its cookie cleared',
+      description: 'The session ended (logout, or emptied) and its cookie is cleared',
       output: ({ context, event }) => outputs.destroyed(context, event),
     },
     discarded: {
       type: 'final',
-      description: 'The request\'s session is thrown away: nothing stored',
+      description: 'Redis was away at the load: the in-memory session is thrown away',
       output: ({ context, event }) => outputs.discarded(context, event),
+    },
+    gone: {
+      type: 'final',
+      description: 'The session had ended or moved in another request: nothing applied, no cookie',
+      output: ({ context, event }) => outputs.gone(context, event),
+    },
+    rejected: {
+      type: 'final',
+      description: 'Nothing written: too large, or its cookie cannot reach the browser',
+      output: ({ context, event }) => outputs.rejected(context, event),
+    },
+    failed: {
+      type: 'final',
+      description: 'Redis failed or timed out, or the payload cannot be decoded',
+      output: ({ context, event }) => outputs.failed(context, event),
     },
   },
 });

@@ -8,7 +8,8 @@
  *   app.use(sessionChart({ session }));   // then open /_session
  */
 import type { Context, Middleware, Next } from 'koa';
-import type { SessionMiddleware, SessionTrace } from './middleware.js';
+import type { SessionMiddleware } from './middleware.js';
+import type { SessionTrace } from './trace.js';
 import { sessionSvg } from './chart-svg.generated.js';
 
 export interface SessionChartOptions {

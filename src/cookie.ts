@@ -72,8 +72,9 @@ export function defaultGenId(): string {
   return idPool.toString('base64url', start, start + ID_BYTES);
 }
 
-/** Ids the default generator makes. */
-export const DEFAULT_ID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+/** A default id (43 characters), or on Redis Cluster one drawn for a regenerate: the session's
+ *  8-character hash tag followed by a whole fresh id (51). */
+export const DEFAULT_ID_PATTERN = /^(?:[A-Za-z0-9_-]{8})?[A-Za-z0-9_-]{43}$/;
 
 /** Ids a custom `genId` may make: cookie-octets (RFC 6265 §4.1.1) without `.`, 1 to 200 chars. */
 export const CUSTOM_ID_PATTERN = /^[\x21\x23-\x2b\x2d\x2f-\x3a\x3c-\x5b\x5d-\x7e]{1,200}$/;

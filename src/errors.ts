@@ -72,7 +72,7 @@ export class SessionStoreError extends InvalidSessionError {
   constructor(
     message: string,
     sessionId: string | null,
-    /** The session command that failed: load, create, patch, rotate or delete. */
+    /** The session command that failed: load, create, patch, move, replace or delete. */
     readonly command: string,
     options?: ErrorOptions,
   ) {
@@ -111,11 +111,26 @@ export class SessionSizeError extends RangeError {
   readonly status = 500;
   readonly expose = false;
   constructor(
-    /** Bytes the session would take. */
-    readonly size: number,
+    /** Bytes the session would take, or null when the write script found the stored total (with
+     *  what other requests stored) would pass the limit. */
+    readonly size: number | null,
     /** The `maxSize` option. */
     readonly maxSize: number,
   ) {
-    super(`session data is ${size} bytes, over the maxSize option (${maxSize} bytes); nothing was written`);
+    super(
+      size === null
+        ? `session data would pass the maxSize option (${maxSize} bytes) with this request's changes added to what is stored; nothing was written`
+        : `session data is ${size} bytes, over the maxSize option (${maxSize} bytes); nothing was written`,
+    );
   }
+}
+
+/**
+ * The session this request left could not be stored because the cookie it needs cannot be sent on
+ * this response (`allowCookies` refused it, or an error response without `cookieOnException`):
+ * nothing was written, rather than a key no cookie names or, after `regenerate()`, logged-in data
+ * under the old id. Reported to `onInvalid`; the request itself goes on.
+ */
+export class SessionNotStoredError extends InvalidSessionError {
+  override name = 'SessionNotStoredError';
 }

@@ -7,7 +7,8 @@ import type { Session, SessionData } from './session.js';
 
 export { koaRedisSession };
 export default koaRedisSession;
-export type { SessionMiddleware, SessionTrace } from './middleware.js';
+export type { SessionMiddleware } from './middleware.js';
+export type { SessionTrace } from './trace.js';
 export { csrfProtect, type CsrfOptions } from './csrf.js';
 export type { SessionOptions, SessionCookieOptions } from './options.js';
 export type { Session, SessionData, SessionMembers } from './session.js';
@@ -25,10 +26,11 @@ export {
   RawDeserializationError,
   SessionSizeError,
   SessionStoreError,
+  SessionNotStoredError,
 } from './errors.js';
 export { sessionMachine } from '../machines/session.machine.js';
 export { toDot, toMermaid } from './chart.js';
-export type { SessionContext, SessionEvent, SessionOutput, RedisCommand, CookieAction } from './policy.js';
+export type { SessionContext, SessionEvent, SessionOutput, RedisCommand, CookieAction, Failure } from './policy.js';
 
 declare module 'koa' {
   interface ExtendableContext {

@@ -1,11 +1,11 @@
 /**
- * The Koa glue. Per request: read the cookie and tell the machine; send the one load when the
- * machine is in `loading`; hand the handler its session; after `await next()`, tell the machine
- * what the request did, and carry out the final state's output: one Redis command and one cookie
- * action. Which command and which cookie is decided by the machine alone (SPEC §4).
+ * The Koa glue: the middleware's wiring, and one request in four phases: read the cookie, load,
+ * run the handler, finish. Each phase tells the machine what happened and carries out what it
+ * decided; which command, which cookie and which status is decided by the machine alone
+ * (docs/design.md, "The machine").
  */
-import { Redis, type RedisOptions } from 'ioredis';
 import type { Context, Middleware, Next } from 'koa';
+import { connect } from './client.js';
 import { CookieCodec, toKeyRing, type KeyRing } from './cookie.js';
 import {
   DeserializationError,
@@ -15,33 +15,19 @@ import {
   PayloadLegacyError,
   PayloadTimeoutError,
   RawDeserializationError,
+  SessionNotStoredError,
   SessionSizeError,
   SessionStoreError,
 } from './errors.js';
-import { MachineRun, sessionTable, type TraceStep } from './fsm.js';
+import { MachineRun, sessionTable } from './fsm.js';
 import { resolveOptions, type ResolvedOptions, type SessionOptions } from './options.js';
-import type { CookieAction, SessionInput } from './policy.js';
-import { SessionState } from './session.js';
+import type { Failure, SessionInput, SessionOutput } from './policy.js';
+import { ResponseCookie } from './response-cookie.js';
+import { SessionState, type SessionSettings } from './session.js';
 import { SessionStore, type RedisClient } from './store/commands.js';
+import { Tracer, type SessionTrace } from './trace.js';
 
 /** The middleware, with what it owns. */
-/** What one request did, for `debug`, the `X-Session-Trace` header and `sessionChart()`. */
-export interface SessionTrace {
-  readonly method: string;
-  readonly path: string;
-  /** Every transition taken, in order. */
-  readonly steps: readonly TraceStep[];
-  /** The final state (or where the machine stopped, when the request failed before the end). */
-  readonly final: string;
-  /** Redis commands the request sent: the load, then the final state's command. */
-  readonly redis: readonly string[];
-  readonly cookie: CookieAction;
-  /** Milliseconds spent in the middleware, the handler included. */
-  readonly ms: number;
-  /** All of the above on one line. */
-  readonly line: string;
-}
-
 export interface SessionMiddleware extends Middleware {
   /** Close the Redis client if this middleware created it (from a URL or options); a client passed
    *  in is left open for its owner. */
@@ -55,39 +41,10 @@ export interface SessionMiddleware extends Middleware {
 
 const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.path === 'loading');
 
-function isClient(value: unknown): value is RedisClient {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Redis).defineCommand === 'function' &&
-    typeof (value as Redis).sendCommand === 'function'
-  );
-}
-
-/** The client: the application's own, or one we create and own. Ours fail fast while Redis is
- *  away (one retry, then queued commands are rejected rather than replayed late) and never let an
- *  `error` event escape: the requests report what failed. */
-function connect(option: SessionOptions['redis'], commandTimeout: number): { client: RedisClient; owned: boolean } {
-  if (isClient(option)) return { client: option, owned: false };
-  const defaults: RedisOptions = { maxRetriesPerRequest: 1, commandTimeout };
-  const client =
-    option === undefined || typeof option === 'string'
-      ? new Redis(option ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', defaults)
-      : new Redis({ ...defaults, ...option });
-  client.on('error', () => undefined);
-  return { client, owned: true };
-}
-
-/** Copy cookie headers onto an error, so Koa's `ctx.onerror` (which removes every header before
- *  answering) still sends them: this is what `cookieOnException` promises. */
-function carryHeaders(ctx: Context, err: unknown, cookieName: string): void {
-  if (err === null || typeof err !== 'object') return;
-  const header = ctx.response.get('Set-Cookie') as string | string[] | undefined;
-  if (!header) return;
-  const ours = (Array.isArray(header) ? header : [header]).filter((h) => h.startsWith(`${cookieName}=`));
-  if (ours.length === 0) return;
-  const e = err as { headers?: Record<string, unknown> };
-  e.headers = { ...e.headers, 'Set-Cookie': ours, ...(ours.some((h) => !h.startsWith(`${cookieName}=;`)) ? { Vary: 'Cookie' } : {}) };
+/** How the handler ended. */
+interface HandlerOutcome {
+  readonly errored: boolean;
+  readonly error?: unknown;
 }
 
 /**
@@ -97,9 +54,8 @@ function carryHeaders(ctx: Context, err: unknown, cookieName: string): void {
  */
 export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unknown; context?: object }): SessionMiddleware {
   const opts: ResolvedOptions = resolveOptions(options);
-  let keys: KeyRing | undefined = opts.keys;
-  if (!keys && app) keys = resolveAppKeys(app);
-  const { client, owned } = connect(opts.redis, opts.commandTimeout);
+  let keys: KeyRing | undefined = opts.keys ?? (app ? resolveAppKeys(app) : undefined);
+  const { client, close } = connect(opts.redis, opts.commandTimeout);
   const store = new SessionStore(client, opts);
   const input: SessionInput = {
     invalidateEmptySession: opts.invalidateEmptySession,
@@ -107,18 +63,18 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     deserializedFailsNew: opts.deserializedFailsNew,
     continueOnRedisError: opts.onRedisError === 'continue',
   };
-  const settings = {
+  const settings: SessionSettings = {
     serializer: opts.serializer,
     detectChanges: opts.detectChanges,
     timeout: opts.timeout,
-    genId: opts.genId,
-    idPattern: opts.idPattern,
+    drawId: (lineage) => store.drawId(lineage),
+    keys,
   };
-  const { cookie } = opts;
-  const cookieName = cookie.name;
+  const cookie = new ResponseCookie(opts.cookie);
+  const tracer = new Tracer(opts);
   const stateKey = Symbol(`koa-session-machine:${opts.contextKey}`);
   const prototypes = new WeakSet<object>();
-  let codec: CookieCodec | undefined = keys ? new CookieCodec(cookieName, keys, opts.idPattern) : undefined;
+  let codec: CookieCodec | undefined = keys ? new CookieCodec(cookie.name, keys, opts.idPattern) : undefined;
 
   /** Define `ctx[contextKey]` once on the app's context prototype: a getter that makes the
    *  session's Proxy on first use, and a setter for koa-session's idioms (`= null`, `= {...}`). */
@@ -146,224 +102,177 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     opts.onInvalid?.(ctx, err);
   };
 
-  // Cookie attributes are made once, for a plain-HTTP and an HTTPS request (`secure` follows the
-  // request unless the option fixes it); `cookies` copies them into each Cookie it makes.
-  const setAttributes = [false, true].map((secure) => Object.freeze({ ...cookie, secure: cookie.secure ?? secure, signed: false, overwrite: true }));
-  const clearAttributes = [false, true].map((secure) =>
-    Object.freeze({
-      path: cookie.path,
-      domain: cookie.domain,
-      secure: cookie.secure ?? secure,
-      httpOnly: cookie.httpOnly,
-      sameSite: cookie.sameSite,
-      partitioned: cookie.partitioned,
-      signed: false,
-      overwrite: true,
-    }),
-  );
-  const secureIndex = (ctx: Context): number => ((cookie.secure ?? ctx.secure) ? 1 : 0);
-
-  const setCookie = (ctx: Context, id: string, maxAge: number | null | undefined): void => {
-    let attributes = setAttributes[secureIndex(ctx)] as (typeof setAttributes)[number];
-    if (maxAge !== undefined) {
-      // adjustCookieMaxAge(): this response's lifetime replaces the options' (null: browser session).
-      const { expires: _expires, maxAge: _maxAge, ...rest } = attributes;
-      attributes = maxAge === null ? rest : { ...rest, maxAge };
+  /** Carry out a final state's failure: fail the request with the status the machine chose, or
+   *  report it (always when the handler already failed: its error is the one the client sees). */
+  const settle = (ctx: Context, output: SessionOutput, err: unknown, handlerFailed: boolean): void => {
+    if (output.status === 0 || handlerFailed) {
+      if (err instanceof InvalidSessionError) report(ctx, err);
+      return;
     }
-    ctx.cookies.set(cookieName, (codec as CookieCodec).encode(id), attributes);
-    ctx.vary('Cookie');
+    if (output.status === 503) {
+      cookie.carry(ctx, err);
+      ctx.throw(503, err as Error);
+    }
+    throw err;
   };
 
-  const clearCookie = (ctx: Context): void => {
-    ctx.cookies.set(cookieName, '', clearAttributes[secureIndex(ctx)]);
+  // -- 1. The cookie ----------------------------------------------------------------------------
+
+  const readCookie = (ctx: Context, run: MachineRun): string | null => {
+    if (!codec) {
+      keys = settings.keys = resolveAppKeys(ctx.app);
+      codec = new CookieCodec(cookie.name, keys, opts.idPattern);
+    }
+    const parsed = codec.decode(ctx.cookies.get(cookie.name));
+    if (parsed.kind === 'missing') {
+      run.send({ type: 'cookie.missing' });
+      return null;
+    }
+    if (parsed.kind === 'invalid') {
+      run.send({ type: 'cookie.invalid' });
+      report(ctx, new NoSessionCookieError(`session cookie rejected: bad ${parsed.reason}`, parsed.reason));
+      return null;
+    }
+    run.send({ type: 'cookie.verified', keyIndex: parsed.keyIndex });
+    return parsed.id;
   };
 
-  const observers = new Set<(trace: SessionTrace) => void>();
-  const debugLog = opts.debug === true || (opts.debug === undefined && debugFromEnv()) ? (t: SessionTrace) => console.error(`koa-session-machine ${t.line}`) : undefined;
-  const debugFn = typeof opts.debug === 'function' ? opts.debug : undefined;
-  const tracing = () => debugLog !== undefined || debugFn !== undefined || opts.traceHeader || observers.size > 0;
+  // -- 2. The load, when the machine asks for it --------------------------------------------------
 
-  const finishTrace = (ctx: Context, run: MachineRun, start: number): void => {
-    const steps = run.trace ?? [];
+  const load = async (ctx: Context, run: MachineRun, id: string, now: number): Promise<SessionState | null> => {
+    let result;
+    try {
+      result = await store.load(id, now);
+    } catch (err) {
+      if (err instanceof SessionStoreError) {
+        run.send({ type: 'load.failed' });
+        settle(ctx, run.output ?? { redis: 'none', cookie: 'none', failure: null, status: 0 }, err, false);
+      } else if (err instanceof RawDeserializationError) {
+        run.send({ type: 'load.undecodable' });
+        if (run.output) settle(ctx, run.output, err, false); // deserializedFailsNew is off: fail, naming the key
+        else report(ctx, new DeserializationError(err.message, id, err.key, { cause: err.cause }));
+      } else {
+        throw err;
+      }
+      return null;
+    }
+    if (result.status === 'found') {
+      run.send({ type: 'load.found', refreshed: result.refreshed });
+      return new SessionState(settings, run, now, id, result.payload);
+    }
+    run.send({ type: 'load.stale' });
+    report(
+      ctx,
+      result.status === 'expired'
+        ? new PayloadTimeoutError('session payload expired', id)
+        : result.status === 'legacy'
+          ? new PayloadLegacyError('session payload of an older or foreign format', id)
+          : new NotInBackendError('session not found in Redis', id),
+    );
+    return null;
+  };
+
+  // -- 3. The handler ---------------------------------------------------------------------------
+
+  const runHandler = async (next: Next): Promise<HandlerOutcome> => {
+    try {
+      await next();
+      return { errored: false };
+    } catch (error) {
+      return { errored: true, error };
+    }
+  };
+
+  // -- 4. The end: what the request did, the one write, its answer, the cookie and the status ----
+
+  const failureError = (failure: Failure, run: MachineRun, state: SessionState, errored: boolean, storeError: unknown): unknown => {
+    switch (failure) {
+      case 'gone':
+        return new NotInBackendError('session ended or moved by another request while this one ran; its changes were not stored', state.storedId);
+      case 'tooLarge':
+        return new SessionSizeError(run.context.plan === 'none' ? state.storedSize() : null, opts.maxSize);
+      case 'cookieRefused':
+        return new SessionNotStoredError(
+          `session not stored: the cookie it needs cannot be sent on this response (${errored && !opts.cookieOnException ? 'an error response, and cookieOnException is off' : 'allowCookies refused cookies'})`,
+          state.storedId,
+        );
+      case 'insecureCookie':
+        return new TypeError('koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true');
+      default:
+        return storeError;
+    }
+  };
+
+  const finish = async (ctx: Context, run: MachineRun, state: SessionState, outcome: HandlerOutcome, now: number): Promise<void> => {
+    const hasData = state.hasData();
+    run.send({
+      type: 'request.ended',
+      hasData,
+      changed: state.hasChanges(),
+      cookieAllowed: opts.allowCookies ? opts.allowCookies(ctx) !== false : true,
+      errored: outcome.errored,
+      // What create and replace store whole is measured here; a patch's total, by its script.
+      fits: !state.isNew || !hasData || state.storedSize() <= opts.maxSize,
+      secureOk: cookie.secureOk(ctx),
+    });
+    let id = state.storedId;
+    let storeError: SessionStoreError | undefined;
+    if (!run.done) {
+      // A write state: send the machine's command, and give it Redis' answer.
+      try {
+        const result = await store.write(run.context.plan, state, now);
+        id = result.id;
+        run.send({ type: `write.${result.answer}` });
+      } catch (err) {
+        if (!(err instanceof SessionStoreError)) throw err;
+        storeError = err;
+        run.send({ type: 'write.failed' });
+      }
+    }
     const output = run.output;
-    const redis: string[] = [];
-    if (steps.some((s) => s.event === 'cookie.verified')) redis.push('load');
-    if (output && output.redis !== 'none') redis.push(output.redis);
-    const cookie = output?.cookie ?? 'none';
-    const ms = performance.now() - start;
-    const path = steps.length ? `${steps[0]?.from} ${steps.map((s) => `-${s.event}-> ${s.to}`).join(' ')}` : run.value;
-    const line = `${ctx.method} ${ctx.path} ${path} | redis: ${redis.join(', ') || 'none'} | cookie: ${cookie} | ${ms.toFixed(2)} ms`;
-    const trace: SessionTrace = { method: ctx.method, path: ctx.path, steps, final: run.value, redis, cookie, ms, line };
-    if (opts.traceHeader) ctx.set('X-Session-Trace', line);
-    debugLog?.(trace);
-    debugFn?.(trace, ctx);
-    for (const listener of observers) listener(trace);
+    if (output === undefined) throw new Error(`session machine: no final state after the write (in ${run.value})`);
+    if (output.cookie === 'set') cookie.set(ctx, codec as CookieCodec, id as string, state.cookieMaxAge);
+    else if (output.cookie === 'clear') cookie.clear(ctx);
+    if (output.failure !== null) settle(ctx, output, failureError(output.failure, run, state, outcome.errored, storeError), outcome.errored);
+  };
+
+  /** One request. */
+  const handle = async (ctx: Context, next: Next, run: MachineRun): Promise<void> => {
+    const now = Math.floor(Date.now() / 1000);
+    const id = readCookie(ctx, run);
+    install(ctx);
+    const loaded = run.state === LOADING ? await load(ctx, run, id as string, now) : null;
+    const state = loaded ?? new SessionState(settings, run, now, null, null);
+    (ctx as unknown as Record<symbol, SessionState>)[stateKey] = state;
+    const outcome = await runHandler(next);
+    try {
+      await finish(ctx, run, state, outcome, now);
+    } catch (err) {
+      if (!outcome.errored) throw err;
+      // The handler's error is the one the client should see.
+    }
+    if (outcome.errored) {
+      cookie.carry(ctx, outcome.error);
+      throw outcome.error;
+    }
   };
 
   const middleware = async function koaRedisSession(ctx: Context, next: Next): Promise<void> {
     const run = new MachineRun(input);
-    if (!tracing()) return handle(ctx, next, run);
+    if (!tracer.on) return handle(ctx, next, run);
     run.trace = [];
     const start = performance.now();
     try {
       await handle(ctx, next, run);
     } finally {
-      finishTrace(ctx, run, start);
+      tracer.finish(ctx, run, start);
     }
   } as SessionMiddleware;
 
-  const handle = async (ctx: Context, next: Next, run: MachineRun): Promise<void> => {
-    if (!codec) {
-      keys = resolveAppKeys(ctx.app);
-      codec = new CookieCodec(cookieName, keys, opts.idPattern);
-    }
-    install(ctx);
-    const now = Math.floor(Date.now() / 1000);
-
-    // 1. The cookie.
-    const parsed = codec.decode(ctx.cookies.get(cookieName));
-    let id: string | null = null;
-    if (parsed.kind === 'missing') {
-      run.send({ type: 'cookie.missing' });
-    } else if (parsed.kind === 'invalid') {
-      run.send({ type: 'cookie.invalid' });
-      report(ctx, new NoSessionCookieError(`session cookie rejected: bad ${parsed.reason}`, parsed.reason));
-    } else {
-      id = parsed.id;
-      run.send({ type: 'cookie.verified', keyIndex: parsed.keyIndex });
-    }
-
-    // 2. The load, when the machine asks for it.
-    let state: SessionState | null = null;
-    if (run.state === LOADING) {
-      const storedId = id as string;
-      let result;
-      try {
-        result = await store.load(storedId, now);
-      } catch (err) {
-        if (err instanceof SessionStoreError) {
-          run.send({ type: 'load.failed' });
-          if (run.done) return ctx.throw(503, err); // onRedisError 'throw'
-          report(ctx, err);
-        } else if (err instanceof RawDeserializationError) {
-          run.send({ type: 'load.undecodable' });
-          if (run.done) throw err; // deserializedFailsNew is off: the request fails, naming the key
-          report(ctx, new DeserializationError(err.message, storedId, err.key, { cause: err.cause }));
-        } else {
-          throw err;
-        }
-        result = null;
-      }
-      if (result?.status === 'found') {
-        run.send({ type: 'load.found', refreshed: result.refreshed });
-        state = new SessionState(settings, run, now, storedId, result.payload);
-      } else if (result) {
-        run.send({ type: 'load.stale' });
-        report(
-          ctx,
-          result.status === 'expired'
-            ? new PayloadTimeoutError('session payload expired', storedId)
-            : result.status === 'legacy'
-              ? new PayloadLegacyError('session payload of an older or foreign format', storedId)
-              : new NotInBackendError('session not found in Redis', storedId),
-        );
-      }
-    }
-    state ??= new SessionState(settings, run, now, null, null);
-    (ctx as unknown as Record<symbol, SessionState>)[stateKey] = state;
-
-    // 3. The handler.
-    let error: unknown;
-    let errored = false;
-    try {
-      await next();
-    } catch (err) {
-      error = err;
-      errored = true;
-    }
-
-    // 4. The end: one event, one final state, one command, one cookie action.
-    try {
-      const changes = state.changes();
-      run.send({
-        type: 'request.ended',
-        hasData: state.hasData(),
-        changed: changes.set.length + changes.del.length > 0,
-        cookieAllowed: opts.allowCookies ? opts.allowCookies(ctx) !== false : true,
-        errored,
-      });
-      const output = run.output;
-      if (output === undefined) throw new Error(`session machine: no final state after request.ended (in ${run.value})`);
-      if (output.redis === 'create' || output.redis === 'patch' || output.redis === 'rotate') {
-        const size = state.storedSize();
-        if (size > opts.maxSize) throw new SessionSizeError(size, opts.maxSize);
-      }
-      if (output.cookie === 'set' && (cookie.secure ?? ctx.secure) && !ctx.cookies.secure) {
-        // Koa's cookies refuse a Secure cookie on plain HTTP; finding out after the write would
-        // leave a stored session that no cookie names.
-        throw new TypeError('koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true');
-      }
-      let result;
-      try {
-        result = await store.write(output.redis, state, now);
-      } catch (err) {
-        if (!(err instanceof SessionStoreError)) throw err;
-        // Not stored, and never reported as saved: no cookie for a session that may not exist. A
-        // cookie being cleared is still cleared (a logout stays a logout for this browser), also on
-        // the 503, whose headers Koa would otherwise drop.
-        if (output.cookie === 'clear') clearCookie(ctx);
-        if (opts.onRedisError === 'throw') {
-          carryHeaders(ctx, err, cookieName);
-          return ctx.throw(503, err);
-        }
-        report(ctx, err);
-        result = null;
-      }
-      if (result === null) {
-        // reported above
-      } else if (!result.stored) {
-        // The session was deleted or moved meanwhile (logout, or login under a new id, in another
-        // request): it stays deleted, and this response leaves the cookie alone, since the other
-        // response may have set a new one; a stale cookie is cleared by its next load.
-        report(ctx, new NotInBackendError('session deleted while the request ran; its changes were not stored', state.storedId));
-      } else if (output.cookie === 'set' && result.id !== null) {
-        setCookie(ctx, result.id, state.cookieMaxAge);
-      } else if (output.cookie === 'clear') {
-        clearCookie(ctx);
-      }
-    } catch (err) {
-      if (!errored) throw err;
-      // The handler's error is the one the client should see.
-    }
-    if (errored) {
-      carryHeaders(ctx, error, cookieName);
-      throw error;
-    }
-  };
-
-  middleware.observe = (listener) => {
-    observers.add(listener);
-    return () => observers.delete(listener);
-  };
-
+  middleware.observe = (listener) => tracer.observe(listener);
   Object.defineProperty(middleware, 'redis', { value: client, enumerable: true });
-  middleware.close = async () => {
-    if (!owned || client.status === 'end') return;
-    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
-    // A polite QUIT when connected, bounded like any command; then the socket goes regardless, so
-    // closing never hangs on a Redis that is away.
-    if (client.status === 'ready') await Promise.race([client.quit().catch(() => undefined), delay(opts.commandTimeout)]);
-    client.disconnect();
-    await Promise.race([ended, delay(opts.commandTimeout)]);
-  };
+  middleware.close = close;
   return middleware;
-}
-
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
-
-/** `DEBUG=koa-session-machine` (or `*`, or a list holding either), as the `debug` module reads it. */
-function debugFromEnv(): boolean {
-  return (process.env.DEBUG ?? '').split(/[\s,]+/).some((p) => p === '*' || p === 'koa-session-machine' || p === 'koa-session-machine*');
 }
 
 /** The key ring from `app.keys`, when the option `keys` is not given. */

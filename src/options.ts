@@ -7,7 +7,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Context } from 'koa';
 import { CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, defaultGenId, toKeyRing, type KeyRing } from './cookie.js';
 import type { InvalidSessionError } from './errors.js';
-import type { SessionTrace } from './middleware.js';
+import type { SessionTrace } from './trace.js';
 import type { Serializer } from './payload.js';
 import { sessionSerializer } from './values.js';
 

@@ -5,9 +5,16 @@
  *   t   idle timeout, seconds; absent = never expires   (pyramid: t)
  *   x   payload expiry, epoch seconds; absent with t    (pyramid: x)
  *   v   format version                  (pyramid: v)
+ *   s   bytes the data fields take (names and values): what the write scripts check maxSize on
  *   :k  the data key k, its value encoded by the serializer on its own
- *   f:q the flash queue q (pyramid keeps these in the data as `_f_q`; here they stay out of it)
- *   k   the CSRF token (pyramid: `_csrft_`)
+ *   f:q the flash queue q: its messages, each encoded on its own and framed as `<length>:<text>`,
+ *       so a flash appends to the queue and a pop takes the frames it loaded, in Redis, without
+ *       decoding anyone's messages (pyramid keeps queues in the data as `_f_q`)
+ *   k   the CSRF salt: '' until newCsrfToken() draws one; the token is derived from the id and
+ *       the salt (src/session.ts, getCsrfToken)
+ *
+ * A hash holding only `m` is a marker a regenerate leaves at the old id: `m` names the key the
+ * session moved to (src/store/lua/include/chain.lua).
  *
  * One field per top-level data key is what lets a write send only the keys that changed, applied
  * in Redis without decoding or re-encoding anyone's values: two requests changing different keys
@@ -24,7 +31,7 @@ export const DATA_PREFIX = ':';
 /** Prefix of flash queue fields. */
 export const FLASH_PREFIX = 'f:';
 
-/** The CSRF token's field. */
+/** The CSRF salt's field. */
 export const CSRF_FIELD = 'k';
 
 /** Encodes one session value to a string and back. `stringify` gets a path naming the value for
@@ -44,6 +51,29 @@ export interface Meta {
   timeout: number | null;
 }
 
+/** One flash message as stored in its queue's field. Lengths count UTF-16 code units: only this
+ *  module reads them; Redis only joins and cuts whole frames. */
+export function frame(text: string): string {
+  return `${text.length}:${text}`;
+}
+
+/** The encoded messages of a queue field, or null when it is not a well-formed run of frames. */
+export function unframe(value: string): string[] | null {
+  const out: string[] = [];
+  let at = 0;
+  while (at < value.length) {
+    const colon = value.indexOf(':', at);
+    if (colon <= at || colon - at > 10) return null;
+    const digits = value.slice(at, colon);
+    if (!/^\d+$/.test(digits)) return null;
+    const end = colon + 1 + Number(digits);
+    if (end > value.length) return null;
+    out.push(value.slice(colon + 1, end));
+    at = end;
+  }
+  return out;
+}
+
 /** A loaded session: its metadata, its decoded data, flash queues and CSRF token, and the raw text
  *  of each field (for change detection: a field is written only when its encoding differs from what
  *  was loaded). */
@@ -56,6 +86,10 @@ export interface LoadedPayload extends Meta {
 }
 
 const PROTO_FIELD = `${DATA_PREFIX}__proto__`;
+
+function fail(): never {
+  throw new TypeError('not a run of framed messages');
+}
 
 /**
  * Decode the flat `HGETALL` reply of a found session. Data objects are prototype-less.
@@ -74,9 +108,9 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
     if (field === PROTO_FIELD) continue; // never stored by us; never let it near a prototype
     if (isData || field.startsWith(FLASH_PREFIX) || field === CSRF_FIELD) {
       try {
-        const decoded = serializer.parse(value);
-        if (isData) data[field.slice(DATA_PREFIX.length)] = decoded;
-        else extras[field] = decoded;
+        if (isData) data[field.slice(DATA_PREFIX.length)] = serializer.parse(value);
+        else if (field === CSRF_FIELD) extras[field] = serializer.parse(value);
+        else extras[field] = (unframe(value) ?? fail()).map((text) => serializer.parse(text));
       } catch (err) {
         throw new RawDeserializationError(id, isData ? field.slice(DATA_PREFIX.length) : field, err);
       }

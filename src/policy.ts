@@ -1,6 +1,7 @@
 /**
  * The pure decisions of the session machine: its context, its events, the guards it asks and the
- * context updates it makes, and what each final state asks of Redis and of the cookie.
+ * context updates it makes, and what each final state answers: the Redis command that was sent, the
+ * cookie action, and what went wrong, if anything (docs/design.md, "The machine").
  *
  * Both runtimes read these same functions by name: the XState machine in
  * `machines/session.machine.ts` (the specification, the chart, the model tests) and the compiled
@@ -11,19 +12,25 @@
 export interface SessionContext {
   /** A cookie was sent that leads to no usable session: clear it unless a new one replaces it. */
   staleCookie: boolean;
-  /** Index of the signing key that verified the cookie; above 0 the cookie is re-signed (SPEC §7). */
+  /** Index of the signing key that verified the cookie; above 0 the cookie is re-signed. */
   keyIndex: number;
-  /** The load moved the session's expiry (the refresh folded into the load, SPEC §5). */
+  /** The load moved the session's expiry (the refresh folded into the load). */
   refreshed: boolean;
   /** The handler asked for the cookie to be sent again. */
   recookie: boolean;
-  /** Which write `persisted` sends. */
-  plan: WritePlan;
+  /** The one write chosen at the end of the request, sent while the machine waits in a write state. */
+  plan: RedisCommand;
+  /** Why the request's session was not stored as the handler left it (null: nothing went wrong). */
+  failure: Failure | null;
+  /** What `request.ended` said of this response's cookies, kept for the final state that the
+   *  write's answer leads to: a cookie may be set / a stale one may be cleared. */
+  maySetCookie: boolean;
+  mayClearCookie: boolean;
   /** Options that steer the decisions, copied from the middleware's options at start. */
   invalidateEmptySession: boolean;
   cookieOnException: boolean;
   deserializedFailsNew: boolean;
-  /** `onRedisError: 'continue'`: a failed load gives an in-memory session that is never written. */
+  /** `onRedisError: 'continue'`: a failed command gives an unstored session, not a 503. */
   continueOnRedisError: boolean;
 }
 
@@ -33,32 +40,64 @@ export type SessionInput = Pick<
   'invalidateEmptySession' | 'cookieOnException' | 'deserializedFailsNew' | 'continueOnRedisError'
 >;
 
-/** The one write a persisted session sends after `await next()`. */
-export type WritePlan = 'create' | 'patch' | 'rotate';
+/**
+ * The one write a request sends after `await next()`. Each carries the request's intent, decided
+ * against what is stored by its script (src/store/lua/):
+ * - `create`  a new session under a fresh id, never over an existing key;
+ * - `patch`   set and delete these fields, take the expiry from the stored timeout, refuse growth
+ *             past `maxSize`, and delete the session if nothing is left in it (invalidateEmptySession);
+ * - `move`    `regenerate()`: the stored session moves to a fresh id, then the patch applies there;
+ * - `replace` `invalidate()` then new data: end the stored session, store the new one;
+ * - `delete`  end the session, and every id it was moved to meanwhile (a logout wins).
+ */
+export type WritePlan = 'create' | 'patch' | 'move' | 'replace' | 'delete';
 
-/** The Redis command of a final state: at most one, sent after `await next()`. */
-export type RedisCommand = 'none' | WritePlan | 'delete';
+/** The Redis command of a request's end: at most one, sent after `await next()`. */
+export type RedisCommand = 'none' | WritePlan;
 
 /** What happens to the session cookie on this response. */
 export type CookieAction = 'none' | 'set' | 'clear';
 
-/** The output of every final state: the whole cost of the request's end. */
+/**
+ * Why a request's session was not stored as the handler left it:
+ * - `gone`           the write found the session ended or moved by another request: nothing applied;
+ * - `tooLarge`       the session would pass `maxSize`: nothing written (SessionSizeError, 500);
+ * - `cookieRefused`  the cookie this write needs cannot be sent (allowCookies, or an error response
+ *                    without cookieOnException): nothing written rather than an orphan or a
+ *                    session-fixation defence skipped;
+ * - `insecureCookie` `cookie.secure` on a plain-HTTP request: a configuration error (500);
+ * - `storeFailed`    Redis failed or timed out (503, or reported with onRedisError 'continue');
+ * - `undecodable`    the stored payload cannot be decoded (500 naming the key).
+ */
+export type Failure = 'gone' | 'tooLarge' | 'cookieRefused' | 'insecureCookie' | 'storeFailed' | 'undecodable';
+
+/** The output of every final state: the whole cost and answer of the request's end. */
 export interface SessionOutput {
+  /** The command sent after `await next()` (`none` when nothing was). */
   readonly redis: RedisCommand;
   readonly cookie: CookieAction;
+  readonly failure: Failure | null;
+  /** The HTTP status the request fails with (0: it does not fail because of the session). */
+  readonly status: 0 | 500 | 503;
 }
 
 /** What the request did, reported once after `await next()`. */
 export interface RequestEndedEvent {
   type: 'request.ended';
-  /** The session holds at least one data key. */
+  /** The session holds at least one data key (or a flash message, or a CSRF salt). */
   hasData: boolean;
-  /** The data differs from what was loaded (top-level or nested), or `changed()` forced a write. */
+  /** The data differs from what was loaded (top-level or nested), `changed()` forced a write, or the
+   *  timeout was adjusted. */
   changed: boolean;
   /** `allowCookies(ctx)` did not refuse cookies on this response. */
   cookieAllowed: boolean;
   /** `await next()` threw. */
   errored: boolean;
+  /** The whole session this request would store fits `maxSize` (what create and replace store; a
+   *  patch or move is checked by its script against the stored total). */
+  fits: boolean;
+  /** A cookie set on this response would be accepted: not `cookie.secure` on a plain-HTTP request. */
+  secureOk: boolean;
 }
 
 export type SessionEvent =
@@ -73,7 +112,15 @@ export type SessionEvent =
   | { type: 'session.invalidated' }
   | { type: 'session.regenerated' }
   | { type: 'session.recookied' }
-  | RequestEndedEvent;
+  | RequestEndedEvent
+  /** The write's answer, from its script. */
+  | { type: 'write.stored' }
+  /** The write ended the session: a delete, or a patch that left nothing in it. */
+  | { type: 'write.ended' }
+  /** The session had ended or moved before the write arrived: nothing applied. */
+  | { type: 'write.gone' }
+  | { type: 'write.tooLarge' }
+  | { type: 'write.failed' };
 
 export type SessionEventType = SessionEvent['type'];
 
@@ -84,7 +131,10 @@ export function initialContext(input: SessionInput): SessionContext {
     keyIndex: 0,
     refreshed: false,
     recookie: false,
-    plan: 'patch',
+    plan: 'none',
+    failure: null,
+    maySetCookie: false,
+    mayClearCookie: false,
     invalidateEmptySession: input.invalidateEmptySession,
     cookieOnException: input.cookieOnException,
     deserializedFailsNew: input.deserializedFailsNew,
@@ -100,26 +150,37 @@ function ended(event: SessionEvent): RequestEndedEvent | undefined {
 }
 
 /** A cookie may be set on this response: allowed, and not an error response unless
- *  `cookieOnException` (pyramid: cookie_on_exception). */
+ *  `cookieOnException` (pyramid: cookie_on_exception). After a write, what `request.ended` said. */
 function cookieWritable(context: SessionContext, event: SessionEvent): boolean {
   const e = ended(event);
-  return e !== undefined && e.cookieAllowed && (!e.errored || context.cookieOnException);
+  if (e === undefined) return context.maySetCookie;
+  return e.cookieAllowed && (!e.errored || context.cookieOnException);
 }
 
-function cookieClearable(event: SessionEvent): boolean {
+function cookieClearable(context: SessionContext, event: SessionEvent): boolean {
   const e = ended(event);
-  return e !== undefined && e.cookieAllowed;
+  return e === undefined ? context.mayClearCookie : e.cookieAllowed;
 }
 
-/** Cookie action for a session that keeps its id: re-send when asked or when the cookie was
- *  verified with an older key (re-signed with the newest, every attribute kept). */
+/** Choose the write, keeping what the response allows for the final state its answer leads to. */
+function plan(command: WritePlan): Assigner {
+  return (context, event) => ({ plan: command, maySetCookie: cookieWritable(context, event), mayClearCookie: cookieClearable(context, event) });
+}
+
+/** The session keeps its id and its cookie is to be sent again: asked for, or verified with an older
+ *  key (re-signed with the newest, every attribute kept). */
+function resends(context: SessionContext): boolean {
+  return context.recookie || context.keyIndex > 0;
+}
+
+/** Cookie action for a session that keeps its id. */
 function keepCookie(context: SessionContext, event: SessionEvent): CookieAction {
-  return (context.recookie || context.keyIndex > 0) && cookieWritable(context, event) ? 'set' : 'none';
+  return resends(context) && cookieWritable(context, event) ? 'set' : 'none';
 }
 
 /** Cookie action when no session is left for the client: clear a stale cookie if we may. */
 function dropCookie(context: SessionContext, event: SessionEvent): CookieAction {
-  return context.staleCookie && cookieClearable(event) ? 'clear' : 'none';
+  return context.staleCookie && cookieClearable(context, event) ? 'clear' : 'none';
 }
 
 /** Keeps a table's names as literal keys while giving every entry the full signature. */
@@ -137,20 +198,25 @@ export const guards = named<Guard>()({
   failsNew: (context) => context.deserializedFailsNew,
   /** Redis failed the load and `onRedisError` is 'continue': serve an unstored session. */
   continuesOffline: (context) => context.continueOnRedisError,
-  /** A new session with data whose cookie can be sent: create it. Never an orphan key (SPEC §5). */
-  canCreate: (context, event) => ended(event)?.hasData === true && cookieWritable(context, event),
-  /** A new session with data that cannot get its cookie: nothing may be stored. */
-  hasData: (_context, event) => ended(event)?.hasData === true,
-  /** An existing session left empty, with `invalidateEmptySession`: delete it. */
+  /** The session holds nothing worth storing. */
+  nothingToStore: (_context, event) => ended(event)?.hasData === false,
+  /** The cookie this write needs cannot reach the browser: write nothing (never an orphan key, and
+   *  never a regenerated session's data under the old id). */
+  cookieBlocked: (context, event) => !cookieWritable(context, event),
+  /** Koa's cookies refuse a Secure cookie on plain HTTP: finding out after the write would leave a
+   *  stored session that no cookie names. */
+  insecureCookie: (_context, event) => ended(event)?.secureOk === false,
+  /** A kept session's cookie is to be re-sent, and it would be refused as insecure. */
+  resendsInsecureCookie: (context, event) => resends(context) && cookieWritable(context, event) && ended(event)?.secureOk === false,
+  /** The whole session this request would store passes `maxSize`. */
+  tooLarge: (_context, event) => ended(event)?.fits === false,
+  /** An existing session left empty, with `invalidateEmptySession`: its patch deletes it if
+   *  nothing else is left in it once applied. */
   isEmptied: (context, event) => ended(event)?.hasData === false && context.invalidateEmptySession,
   /** The data changed: write what changed. */
   hasChanges: (_context, event) => ended(event)?.changed === true,
   /** The load moved the expiry. */
   wasRefreshed: (context) => context.refreshed,
-  /** The new id's cookie can be sent: move the data to it. */
-  canRotate: (context, event) => cookieWritable(context, event),
-  /** Fresh data after `invalidate()` whose cookie can be sent: store it under a new id. */
-  canReplace: (context, event) => ended(event)?.hasData === true && cookieWritable(context, event),
 });
 
 /** Context updates: each returns the fields it changes. */
@@ -159,24 +225,57 @@ export const assigners = named<Assigner>()({
   storeKeyIndex: (_context, event) => ({ keyIndex: event.type === 'cookie.verified' ? event.keyIndex : 0 }),
   storeRefreshed: (_context, event) => ({ refreshed: event.type === 'load.found' && event.refreshed }),
   requestCookie: () => ({ recookie: true }),
-  planCreate: () => ({ plan: 'create' }),
-  planPatch: () => ({ plan: 'patch' }),
-  planRotate: () => ({ plan: 'rotate' }),
+  planCreate: plan('create'),
+  planPatch: plan('patch'),
+  planMove: plan('move'),
+  planReplace: plan('replace'),
+  planDelete: plan('delete'),
+  noteGone: () => ({ failure: 'gone' }),
+  noteTooLarge: () => ({ failure: 'tooLarge' }),
+  noteCookieRefused: () => ({ failure: 'cookieRefused' }),
+  noteInsecureCookie: () => ({ failure: 'insecureCookie' }),
+  noteStoreFailed: () => ({ failure: 'storeFailed' }),
+  noteUndecodable: () => ({ failure: 'undecodable' }),
 });
 
-/** The output of each final state: the one Redis command and the cookie action. */
+/** The output of each final state. */
 export const outputs = named<Output>()({
   persisted: (context, event) => ({
     redis: context.plan,
     cookie: context.plan === 'patch' ? keepCookie(context, event) : 'set',
+    failure: null,
+    status: 0,
   }),
-  refreshed: (context, event) => ({ redis: 'none', cookie: keepCookie(context, event) }),
+  refreshed: (context, event) => ({ redis: 'none', cookie: keepCookie(context, event), failure: null, status: 0 }),
   untouched: (context, event) => ({
     redis: 'none',
     cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event),
+    failure: null,
+    status: 0,
   }),
-  destroyed: (_context, event) => ({ redis: 'delete', cookie: cookieClearable(event) ? 'clear' : 'none' }),
-  discarded: (context, event) => ({ redis: 'none', cookie: dropCookie(context, event) }),
+  destroyed: (context, event) => ({
+    redis: context.plan,
+    cookie: cookieClearable(context, event) ? 'clear' : 'none',
+    failure: context.failure,
+    status: 0,
+  }),
+  discarded: (context, event) => ({ redis: 'none', cookie: dropCookie(context, event), failure: null, status: 0 }),
+  // The other request that ended or moved the session may have set a new cookie on its own
+  // response: this one leaves the cookie alone; a stale cookie is cleared by its next load.
+  gone: (context) => ({ redis: context.plan, cookie: 'none', failure: 'gone', status: 0 }),
+  rejected: (context, event) => ({
+    redis: 'none',
+    cookie: dropCookie(context, event),
+    failure: context.failure,
+    status: context.failure === 'cookieRefused' ? 0 : 500,
+  }),
+  failed: (context, event) => ({
+    redis: context.plan,
+    // A logout stays a logout for this browser even when Redis did not answer.
+    cookie: context.plan === 'delete' && cookieClearable(context, event) ? 'clear' : 'none',
+    failure: context.failure,
+    status: context.failure === 'undecodable' ? 500 : context.continueOnRedisError ? 0 : 503,
+  }),
 });
 
 export type GuardName = keyof typeof guards;

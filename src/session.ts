@@ -9,9 +9,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
+import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
-import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, type LoadedPayload, type Serializer } from './payload.js';
-import type { WriteSource } from './store/commands.js';
+import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, frame, type LoadedPayload, type Serializer } from './payload.js';
+import type { WriteIntent, WriteSource } from './store/commands.js';
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
  *  `declare module 'koa-session-machine' { interface SessionData { views: number } }`. */
@@ -45,9 +46,10 @@ export interface SessionMembers {
   readonly peekFlash: (queue?: string) => unknown[];
   /** The messages of a queue, removed from the session; an empty queue costs no write. */
   readonly popFlash: (queue?: string) => unknown[];
-  /** Make and store a new CSRF token: 64 hex characters (32 random bytes). */
+  /** Make a new CSRF token for this session (the old one stops being valid). */
   readonly newCsrfToken: () => string;
-  /** The session's CSRF token, made on first use; stable across requests. */
+  /** The session's CSRF token: stable across requests, the same in concurrent requests, and new
+   *  after `regenerate()` or `invalidate()` (it is bound to the id). */
   readonly getCsrfToken: () => string;
   /** Set this session's own idle timeout in seconds (0 or null: never expires). Stored in the
    *  session; the expiry moves with it at once (fixing pyramid's B5). */
@@ -74,8 +76,21 @@ export interface SessionSettings {
   serializer: Serializer;
   detectChanges: boolean;
   timeout: number | null;
-  genId: () => string;
-  idPattern: RegExp;
+  /** A fresh id for a session; `lineage` is the id it replaces or moves (the store's `drawId`). */
+  drawId: (lineage: string | null) => string;
+  /** The signing keys, once known: a CSRF token is their HMAC of the id and the stored salt. */
+  keys: KeyRing | undefined;
+}
+
+/** What a CSRF token signs: the id and the salt, in a form no cookie signature (`name=id`) takes. */
+function csrfData(id: string, salt: string): string {
+  return `csrf\n${id}\n${salt}`;
+}
+
+/** A flash queue's change in this request: it took the messages it loaded, and/or added some. */
+interface FlashChange {
+  popped: boolean;
+  added: unknown[];
 }
 
 /** Gives `csrfProtect()` the state behind a `ctx.session` Proxy; not reachable from data. */
@@ -141,6 +156,8 @@ export class SessionState implements WriteSource {
   #seen: Set<string> | null = null;
   #written = false;
   #changes: { set: string[]; del: string[] } | null = null;
+  #flash: Map<string, FlashChange> | null = null;
+  #allFields: string[] | null = null;
   #bound: Record<string, unknown> | null = null;
 
   constructor(
@@ -177,7 +194,7 @@ export class SessionState implements WriteSource {
   }
 
   get id(): string | null {
-    return this.invalidated ? null : (this.nextId ?? this.storedId);
+    return this.isNew ? null : (this.nextId ?? this.storedId);
   }
 
   get isNew(): boolean {
@@ -225,6 +242,11 @@ export class SessionState implements WriteSource {
   #touch(field: string): void {
     (this.touched ??= new Set()).add(field);
     this.#changes = null;
+    this.#markWritten();
+  }
+
+  #markWritten(): void {
+    this.#allFields = null;
     if (!this.#written) {
       this.#written = true;
       this.run.send({ type: 'data.written' });
@@ -260,12 +282,6 @@ export class SessionState implements WriteSource {
     this.#touch(field);
   }
 
-  #removeExtra(field: string): void {
-    if (!(field in this.extras)) return;
-    delete this.extras[field];
-    this.#touch(field);
-  }
-
   /** The session holds something worth storing: data, flash messages or a CSRF token. */
   hasData(): boolean {
     for (const _ in this.data) return true;
@@ -280,8 +296,34 @@ export class SessionState implements WriteSource {
     return fields;
   }
 
-  /** The changed fields (field, value pairs) and removed fields, computed once at the end. Each
-   *  call returns fresh arrays: the store appends the expiry to its copy. */
+  /** Whether the request changed anything a patch would send (the machine's `changed`). */
+  hasChanges(): boolean {
+    if (this.timeoutChanged) return true;
+    const { set, del } = this.changes();
+    return set.length + del.length > 0 || this.#flashOps().length > 0;
+  }
+
+  /** What a patch or move sends: changed fields, removed fields and flash queue changes. */
+  intent(): WriteIntent {
+    const { set, del } = this.changes();
+    return { set, del, flash: this.#flashOps() };
+  }
+
+  /** Flash queue changes as (field, the loaded frames popped or '', frames appended) triples. */
+  #flashOps(): string[] {
+    const ops: string[] = [];
+    if (this.#flash === null) return ops;
+    for (const [field, change] of this.#flash) {
+      const popped = change.popped ? (this.raw.get(field) ?? '') : '';
+      let appended = '';
+      for (const message of change.added) appended += frame(this.#encode(field, message));
+      if (popped !== '' || appended !== '') ops.push(field, popped, appended);
+    }
+    return ops;
+  }
+
+  /** The changed fields (field, value pairs) and removed fields, flash queues aside, computed once
+   *  at the end. Each call returns fresh arrays. */
   changes(): { set: string[]; del: string[] } {
     if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
     // Untouched and never handed out: nothing can have changed, not even nested values.
@@ -296,16 +338,12 @@ export class SessionState implements WriteSource {
       for (const field of this.#fields()) candidates.add(field);
       for (const field of this.raw.keys()) candidates.add(field);
     } else if (this.settings.detectChanges) {
-      // Nested changes: an object value the handler was handed (flash queues always count: their
-      // messages are handed out by peekFlash). One it never saw is as loaded; not re-encoding it is
-      // what keeps a read of one key from paying for the whole session.
+      // Nested changes: an object value the handler was handed. One it never saw is as loaded; not
+      // re-encoding it is what keeps a read of one key from paying for the whole session.
       if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
-      for (const field in this.extras) {
-        const value = this.extras[field];
-        if (value !== null && typeof value === 'object') candidates.add(field);
-      }
     }
     for (const field of candidates) {
+      if (field.startsWith(FLASH_PREFIX)) continue; // sent as appends and pops (#flashOps)
       if (this.#has(field)) {
         const text = this.#encode(field, this.#value(field));
         if (this.forced || this.raw.get(field) !== text) set.push(field, text);
@@ -313,20 +351,25 @@ export class SessionState implements WriteSource {
         del.push(field);
       }
     }
-    if (this.timeoutChanged) {
-      if (this.timeout === null) del.push('t', 'x');
-      else set.push('t', String(this.timeout));
-    }
     this.#changes = { set, del };
     return { set: [...set], del: [...del] };
   }
 
   /** Every field as field, value pairs (reusing the encodings the change computation made). */
   allFields(): string[] {
+    if (this.#allFields) return this.#allFields;
     const written = this.#writtenTexts();
     const out: string[] = [];
-    for (const field of this.#fields()) out.push(field, written.get(field) ?? this.#encode(field, this.#value(field)));
-    return out;
+    for (const field of this.#fields()) {
+      if (field.startsWith(FLASH_PREFIX)) {
+        let text = '';
+        for (const message of this.extras[field] as unknown[]) text += frame(this.#encode(field, message));
+        out.push(field, text);
+      } else {
+        out.push(field, written.get(field) ?? this.#encode(field, this.#value(field)));
+      }
+    }
+    return (this.#allFields = out);
   }
 
   /** The encodings of the fields this request's write changes, by field. */
@@ -337,27 +380,20 @@ export class SessionState implements WriteSource {
     return written;
   }
 
-  /** Bytes the stored fields take after this request's write: what `maxSize` limits. A field the
-   *  write changes counts with its new encoding (nested growth included), the others as loaded. */
+  /** Bytes the whole session takes as create and replace store it: what `maxSize` limits there
+   *  (the stored total of a session written by a patch is checked by its script). */
   storedSize(): number {
-    const written = this.#writtenTexts();
+    const fields = this.allFields();
     let size = 0;
-    for (const field of this.#fields()) {
-      const text = written.get(field) ?? (this.invalidated ? undefined : this.raw.get(field)) ?? this.#encode(field, this.#value(field));
-      size += Buffer.byteLength(field) + Buffer.byteLength(text);
-    }
+    for (const text of fields) size += Buffer.byteLength(text);
     return size;
   }
 
+  /** The id a create, move or replace stores under: the one already drawn (regenerate(), or a CSRF
+   *  token made for it), then fresh ones after a collision. */
   drawId(attempt: number): string {
     if (attempt === 0 && this.nextId !== null) return this.nextId;
-    const id = this.settings.genId();
-    if (typeof id !== 'string' || !this.settings.idPattern.test(id)) {
-      throw new TypeError(
-        `koaRedisSession: genId returned ${JSON.stringify(id)}; ids must match ${this.settings.idPattern} (cookie-safe, no ".")`,
-      );
-    }
-    return id;
+    return this.settings.drawId(this.storedId);
   }
 
   // -- members --------------------------------------------------------------------------------
@@ -376,17 +412,20 @@ export class SessionState implements WriteSource {
     this.timeoutChanged = false;
     this.#written = false;
     this.#changes = null;
+    this.#flash = null;
+    this.#allFields = null;
     this.run.send({ type: 'session.invalidated' });
   }
 
   regenerate(): void {
-    if (!this.isNew) this.nextId = this.drawId(1);
+    if (!this.isNew) this.nextId = this.settings.drawId(this.storedId);
     this.run.send({ type: 'session.regenerated' });
   }
 
   changed(): void {
     this.forced = true;
     this.#changes = null;
+    this.#allFields = null;
     this.run.send({ type: 'data.written' });
   }
 
@@ -394,15 +433,25 @@ export class SessionState implements WriteSource {
     this.run.send({ type: 'session.recookied' });
   }
 
+  #flashChange(field: string): FlashChange {
+    const changes = (this.#flash ??= new Map());
+    let change = changes.get(field);
+    if (change === undefined) changes.set(field, (change = { popped: false, added: [] }));
+    return change;
+  }
+
   flash(message: unknown, queue = '', allowDuplicate = true): void {
     if (typeof queue !== 'string') throw new TypeError('ctx.session.flash(message, queue): queue must be a string');
     const field = FLASH_PREFIX + queue;
     const current = (this.extras[field] as unknown[] | undefined) ?? [];
     if (!allowDuplicate) {
-      const text = this.#encode(field, [message]);
-      if (current.some((m) => this.#encode(field, [m]) === text)) return;
+      const text = this.#encode(field, message);
+      if (current.some((m) => this.#encode(field, m) === text)) return;
     }
-    this.#setExtra(field, [...current, message]);
+    this.#check(field, message);
+    this.extras[field] = [...current, message];
+    this.#flashChange(field).added.push(message);
+    this.#markWritten();
   }
 
   peekFlash(queue = ''): unknown[] {
@@ -412,35 +461,60 @@ export class SessionState implements WriteSource {
   popFlash(queue = ''): unknown[] {
     const field = FLASH_PREFIX + queue;
     const messages = (this.extras[field] as unknown[] | undefined) ?? [];
-    this.#removeExtra(field);
+    if (messages.length === 0) return messages;
+    delete this.extras[field];
+    // Takes what it loaded (if no other request took it first) and drops what it added unstored.
+    const change = this.#flashChange(field);
+    change.popped = this.raw.has(field);
+    change.added = [];
+    this.#markWritten();
     return messages;
   }
 
-  newCsrfToken(): string {
-    const token = randomBytes(32).toString('hex');
-    this.#setExtra(CSRF_FIELD, token);
-    return token;
-  }
-
+  /**
+   * CSRF tokens are HMACs, with the signing keys, of the session id and a stored salt (OWASP's
+   * HMAC-based token pattern: https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html).
+   * Bound to the id, the token needs no write and concurrent first uses agree; a regenerate or a
+   * new session gives a new one. A session not stored yet keeps an empty salt so it is stored.
+   */
   getCsrfToken(): string {
-    const token = this.extras[CSRF_FIELD];
-    return typeof token === 'string' ? token : this.newCsrfToken();
+    if (this.isNew && !(CSRF_FIELD in this.extras)) this.#setExtra(CSRF_FIELD, '');
+    return this.#csrfToken();
   }
 
-  /** The CSRF token if the session has one, without making one. */
-  peekCsrfToken(): string | undefined {
-    const token = this.extras[CSRF_FIELD];
-    return typeof token === 'string' ? token : undefined;
+  newCsrfToken(): string {
+    this.#setExtra(CSRF_FIELD, randomBytes(16).toString('hex'));
+    return this.#csrfToken();
+  }
+
+  #csrfToken(): string {
+    // The id this request leaves the session under: drawn now for a session not stored yet.
+    const id = this.isNew ? (this.nextId ??= this.settings.drawId(this.storedId)) : (this.nextId ?? (this.storedId as string));
+    return this.#keys().sign(csrfData(id, this.#salt()));
+  }
+
+  #salt(): string {
+    const salt = this.extras[CSRF_FIELD];
+    return typeof salt === 'string' ? salt : '';
+  }
+
+  #keys(): KeyRing {
+    const keys = this.settings.keys;
+    if (keys === undefined) throw new Error('koaRedisSession: no signing keys yet');
+    return keys;
+  }
+
+  /** Whether `sent` is the CSRF token of the session this request loaded (any key of the ring). */
+  csrfValid(sent: string): boolean {
+    if (this.storedId === null || this.invalidated) return false;
+    return this.#keys().index(csrfData(this.storedId, this.#salt()), sent) >= 0;
   }
 
   adjustTimeout(seconds: number | null): void {
     this.timeout = checkSeconds(seconds);
     this.timeoutChanged = true;
     this.#changes = null;
-    if (!this.#written) {
-      this.#written = true;
-      this.run.send({ type: 'data.written' });
-    }
+    this.#markWritten();
   }
 
   adjustCookieMaxAge(ms: number | null): void {

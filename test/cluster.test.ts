@@ -70,8 +70,7 @@ runContract(
     inspect: () => client,
     keyCount: async () => (await onMasters((n) => n.dbsize())).reduce((a, b) => a + b, 0),
     request: (send) => monitor.request(send),
-    // The old and the new key live in different slots: create the new one, then delete the old.
-    rotate: ['create', 'del'],
+    cluster: true,
   },
   'Redis Cluster',
 );

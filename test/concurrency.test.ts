@@ -126,7 +126,7 @@ describe('concurrent requests on one session', () => {
     const fresh = (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
     const newId = fresh.slice(fresh.indexOf('=') + 1, fresh.lastIndexOf('.'));
     assert.notEqual(newId, id);
-    assert.equal(await f.redis.exists(`sess:${id}`), 0, 'the old id is gone');
+    assert.equal(await f.redis.hexists(`sess:${id}`, 'v'), 0, 'no session under the old id');
     assert.deepEqual(await storedData(f.redis, `sess:${newId}`), { user: 'ada', cart: ['apple'], role: 'admin' });
   });
 

@@ -14,7 +14,6 @@ runContract(
     inspect: () => f.redis,
     keyCount: () => f.redis.dbsize(),
     request: (send) => f.monitor.request(send),
-    rotate: ['rotate'],
   },
   'one redis-server',
 );

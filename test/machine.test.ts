@@ -12,11 +12,15 @@ import { sessionMachine } from '../machines/session.machine.js';
 import { MachineRun, compileMachine, sessionTable } from '../src/fsm.js';
 import type { RequestEndedEvent, SessionEvent, SessionInput, SessionOutput } from '../src/policy.js';
 
+// Every combination of what a handler can leave; the two vetoes (too large, insecure cookie) on
+// their own, as the graph walks below grow with each event kind (the oracle test covers them all).
 const ENDINGS: RequestEndedEvent[] = [];
 for (const hasData of [false, true])
   for (const changed of [false, true])
     for (const cookieAllowed of [false, true])
-      for (const errored of [false, true]) ENDINGS.push({ type: 'request.ended', hasData, changed, cookieAllowed, errored });
+      for (const errored of [false, true]) ENDINGS.push({ type: 'request.ended', hasData, changed, cookieAllowed, errored, fits: true, secureOk: true });
+ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: false, secureOk: true });
+ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: true, secureOk: false });
 
 const EVENTS: SessionEvent[] = [
   { type: 'cookie.missing' },
@@ -33,6 +37,11 @@ const EVENTS: SessionEvent[] = [
   { type: 'session.regenerated' },
   { type: 'session.recookied' },
   ...ENDINGS,
+  { type: 'write.stored' },
+  { type: 'write.ended' },
+  { type: 'write.gone' },
+  { type: 'write.tooLarge' },
+  { type: 'write.failed' },
 ];
 
 const INPUTS: SessionInput[] = [];
@@ -71,8 +80,9 @@ describe('compiled machine', () => {
     assert.deepEqual(
       sessionTable.leaves.map((l) => l.path).sort(),
       [
-        'destroyed', 'discarded', 'invalid.clean', 'invalid.dirty', 'loaded.clean', 'loaded.dirty', 'loaded.invalidated',
-        'loaded.regenerated', 'loaded.replaced', 'loading', 'new.clean', 'new.dirty', 'offline.clean', 'offline.dirty', 'persisted', 'refreshed', 'unloaded', 'untouched',
+        'creating', 'deleting', 'destroyed', 'discarded', 'failed', 'gone', 'invalid.clean', 'invalid.dirty', 'loaded.clean', 'loaded.dirty', 'loaded.invalidated',
+        'loaded.regenerated', 'loaded.replaced', 'loading', 'moving', 'new.clean', 'new.dirty', 'offline.clean', 'offline.dirty', 'patching', 'persisted', 'refreshed',
+        'rejected', 'replacing', 'unloaded', 'untouched',
       ],
     );
   });
@@ -88,14 +98,17 @@ describe('compiled machine', () => {
       }
     }
     assert.ok(paths > 100, `explored ${paths} paths`);
-    assert.deepEqual([...finals].sort(), ['destroyed', 'discarded', 'persisted', 'refreshed', 'untouched']);
+    assert.deepEqual([...finals].sort(), ['destroyed', 'discarded', 'failed', 'gone', 'persisted', 'refreshed', 'rejected', 'untouched']);
   });
 
   it('equals the XState actor on every simple path to a final state (default options)', () => {
     const input = INPUTS.find((i) => i.invalidateEmptySession && i.cookieOnException && !i.deserializedFailsNew && i.continueOnRedisError) as SessionInput;
+    // Simple paths multiply with every event kind: the handler's endings here are those of a
+    // response that did not fail (the shortest paths and the random sequences cover the rest).
+    const events = EVENTS.filter((e) => e.type !== 'request.ended' || (!e.errored && e.fits && e.secureOk));
     const paths = getSimplePaths(sessionMachine, {
       input,
-      events: EVENTS,
+      events,
       toState: (s) => s.status === 'done',
     });
     assert.ok(paths.length > 50, `explored ${paths.length} simple paths`);
@@ -124,11 +137,13 @@ describe('compiled machine', () => {
 
 const DEFAULTS: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false };
 const end = (e: Partial<RequestEndedEvent>): RequestEndedEvent => ({
-  type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, ...e,
+  type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, fits: true, secureOk: true, ...e,
 });
 const loaded = (refreshed = true, keyIndex = 0): SessionEvent[] => [{ type: 'cookie.verified', keyIndex }, { type: 'load.found', refreshed }];
+const answer = (a: 'stored' | 'ended' | 'gone' | 'tooLarge' | 'failed'): SessionEvent => ({ type: `write.${a}` });
+const out = (redis: SessionOutput['redis'], cookie: SessionOutput['cookie'], failure: SessionOutput['failure'] = null, status: SessionOutput['status'] = 0): SessionOutput => ({ redis, cookie, failure, status });
 
-/** Final state and output for a story, run on the compiled machine. */
+/** Final state and output for a story, run on both runtimes. */
 function story(events: SessionEvent[], input: SessionInput = DEFAULTS): [string, SessionOutput | undefined] {
   const { value, output } = compare(input, events);
   return [value, output];
@@ -137,104 +152,151 @@ function story(events: SessionEvent[], input: SessionInput = DEFAULTS): [string,
 describe('final decisions', () => {
   describe('no cookie', () => {
     it('stores nothing for an untouched session', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ hasData: false })]), ['untouched', { redis: 'none', cookie: 'none' }]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ hasData: false })]), ['untouched', out('none', 'none')]);
     });
-    it('creates a session that holds data, and sets its cookie', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ changed: true })]), ['persisted', { redis: 'create', cookie: 'set' }]);
+    it('creates a session that holds data, and sets its cookie once Redis stored it', () => {
+      const events: SessionEvent[] = [{ type: 'cookie.missing' }, { type: 'data.written' }, end({ changed: true })];
+      assert.deepEqual(story(events), ['creating', undefined]);
+      assert.deepEqual(story([...events, answer('stored')]), ['persisted', out('create', 'set')]);
     });
-    it('discards data whose cookie may not be sent (never an orphan key)', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ cookieAllowed: false })]), ['discarded', { redis: 'none', cookie: 'none' }]);
+    it('sets no cookie when the create failed (503)', () => {
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({}), answer('failed')]), ['failed', out('create', 'none', 'storeFailed', 503)]);
     });
-    it('discards data on an error response without cookieOnException', () => {
+    it('refuses data whose cookie may not be sent (never an orphan key), and says so', () => {
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ cookieAllowed: false })]), ['rejected', out('none', 'none', 'cookieRefused')]);
+    });
+    it('refuses data on an error response without cookieOnException', () => {
       const input = { ...DEFAULTS, cookieOnException: false };
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true })], input), ['discarded', { redis: 'none', cookie: 'none' }]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true })], input), ['rejected', out('none', 'none', 'cookieRefused')]);
     });
     it('creates on an error response with cookieOnException', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true })]), ['persisted', { redis: 'create', cookie: 'set' }]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true }), answer('stored')]), ['persisted', out('create', 'set')]);
+    });
+    it('refuses a session over maxSize before any write (500)', () => {
+      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ fits: false })]), ['rejected', out('none', 'none', 'tooLarge', 500)]);
+    });
+    it('refuses a Secure cookie on plain HTTP before any write (500)', () => {
+      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ secureOk: false })]), ['rejected', out('none', 'none', 'insecureCookie', 500)]);
     });
   });
 
   describe('invalid cookie', () => {
     it('clears the cookie when nothing replaces it', () => {
-      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false })]), ['untouched', { redis: 'none', cookie: 'clear' }]);
+      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false })]), ['untouched', out('none', 'clear')]);
     });
     it('sends no cookie header at all when cookies are refused', () => {
-      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false, cookieAllowed: false })]), ['untouched', { redis: 'none', cookie: 'none' }]);
+      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false, cookieAllowed: false })]), ['untouched', out('none', 'none')]);
     });
     it('replaces it with a new session that holds data', () => {
-      assert.deepEqual(story([{ type: 'cookie.invalid' }, { type: 'data.written' }, end({})]), ['persisted', { redis: 'create', cookie: 'set' }]);
+      assert.deepEqual(story([{ type: 'cookie.invalid' }, { type: 'data.written' }, end({}), answer('stored')]), ['persisted', out('create', 'set')]);
     });
   });
 
   describe('valid cookie', () => {
     it('sends nothing more after a refreshing load', () => {
-      assert.deepEqual(story([...loaded(true), end({})]), ['refreshed', { redis: 'none', cookie: 'none' }]);
+      assert.deepEqual(story([...loaded(true), end({})]), ['refreshed', out('none', 'none')]);
     });
     it('sends nothing more when the load did not refresh (timeoutTrigger)', () => {
-      assert.deepEqual(story([...loaded(false), end({})]), ['untouched', { redis: 'none', cookie: 'none' }]);
+      assert.deepEqual(story([...loaded(false), end({})]), ['untouched', out('none', 'none')]);
     });
     it('patches changed data', () => {
-      assert.deepEqual(story([...loaded(), { type: 'data.written' }, end({ changed: true })]), ['persisted', { redis: 'patch', cookie: 'none' }]);
+      assert.deepEqual(story([...loaded(), { type: 'data.written' }, end({ changed: true }), answer('stored')]), ['persisted', out('patch', 'none')]);
     });
     it('patches nested changes found at the end even without a top-level write', () => {
-      assert.deepEqual(story([...loaded(), end({ changed: true })]), ['persisted', { redis: 'patch', cookie: 'none' }]);
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('stored')]), ['persisted', out('patch', 'none')]);
+    });
+    it('reports a patch that found the session ended or moved meanwhile, leaving the cookie alone', () => {
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('gone')]), ['gone', out('patch', 'none', 'gone')]);
+    });
+    it('fails a patch the stored total makes too large (500)', () => {
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('tooLarge')]), ['rejected', out('none', 'none', 'tooLarge', 500)]);
     });
     it('re-signs a cookie verified with an older key', () => {
-      assert.deepEqual(story([...loaded(true, 1), end({})]), ['refreshed', { redis: 'none', cookie: 'set' }]);
+      assert.deepEqual(story([...loaded(true, 1), end({})]), ['refreshed', out('none', 'set')]);
     });
     it('sends the cookie again on recookie()', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.recookied' }, end({})]), ['refreshed', { redis: 'none', cookie: 'set' }]);
+      assert.deepEqual(story([...loaded(), { type: 'session.recookied' }, end({})]), ['refreshed', out('none', 'set')]);
     });
-    it('deletes a session left empty', () => {
-      assert.deepEqual(story([...loaded(), end({ hasData: false, changed: true })]), ['destroyed', { redis: 'delete', cookie: 'clear' }]);
+    it('refuses to re-send a Secure cookie on plain HTTP', () => {
+      assert.deepEqual(story([...loaded(), { type: 'session.recookied' }, end({ secureOk: false })]), ['rejected', out('none', 'none', 'insecureCookie', 500)]);
+    });
+    it('an emptied session is patched; the script deletes it when nothing is left', () => {
+      const events = [...loaded(), end({ hasData: false, changed: true })];
+      assert.deepEqual(story([...events, answer('ended')]), ['destroyed', out('patch', 'clear')]);
+      // Another request added a key meanwhile: the session stays, and so does its cookie.
+      assert.deepEqual(story([...events, answer('stored')]), ['persisted', out('patch', 'none')]);
     });
     it('keeps an emptied session without invalidateEmptySession', () => {
       const input = { ...DEFAULTS, invalidateEmptySession: false };
-      assert.deepEqual(story([...loaded(), end({ hasData: false, changed: true })], input), ['persisted', { redis: 'patch', cookie: 'none' }]);
+      assert.deepEqual(story([...loaded(), end({ hasData: false, changed: true }), answer('stored')], input), ['persisted', out('patch', 'none')]);
     });
-    it('deletes on invalidate()', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false })]), ['destroyed', { redis: 'delete', cookie: 'clear' }]);
+    it('ends the session on invalidate()', () => {
+      assert.deepEqual(story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false }), answer('ended')]), ['destroyed', out('delete', 'clear')]);
     });
-    it('rotates on invalidate() then write', () => {
+    it('a logout clears the cookie even when Redis failed it', () => {
+      assert.deepEqual(story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false }), answer('failed')]), ['failed', out('delete', 'clear', 'storeFailed', 503)]);
+    });
+    it('replaces on invalidate() then write', () => {
       assert.deepEqual(
-        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ changed: true })]),
-        ['persisted', { redis: 'rotate', cookie: 'set' }],
+        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ changed: true }), answer('stored')]),
+        ['persisted', out('replace', 'set')],
       );
     });
-    it('only deletes on invalidate() then write when the new cookie may not be sent', () => {
+    it('only ends the session on invalidate() then write when the new cookie may not be sent, and says so', () => {
       assert.deepEqual(
-        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ cookieAllowed: false })]),
-        ['destroyed', { redis: 'delete', cookie: 'none' }],
+        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ cookieAllowed: false }), answer('ended')]),
+        ['destroyed', out('delete', 'none', 'cookieRefused')],
       );
     });
-    it('rotates on regenerate()', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({})]), ['persisted', { redis: 'rotate', cookie: 'set' }]);
+    it('only ends the session when it was replaced, then emptied', () => {
+      assert.deepEqual(
+        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ hasData: false, changed: true }), answer('ended')]),
+        ['destroyed', out('delete', 'clear')],
+      );
     });
-    it('keeps the id when regenerate() cannot send the new cookie', () => {
+    it('moves on regenerate()', () => {
+      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({}), answer('stored')]), ['persisted', out('move', 'set')]);
+    });
+    it('regenerated then emptied: the move deletes what is left empty', () => {
+      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({ hasData: false, changed: true }), answer('ended')]), ['destroyed', out('move', 'clear')]);
+    });
+    it('a regenerate that found the session logged out meanwhile sets no cookie', () => {
+      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({}), answer('gone')]), ['gone', out('move', 'none', 'gone')]);
+    });
+    it('writes nothing under the old id when regenerate() cannot send the new cookie, and says so', () => {
       assert.deepEqual(
         story([...loaded(), { type: 'session.regenerated' }, end({ changed: true, cookieAllowed: false })]),
-        ['persisted', { redis: 'patch', cookie: 'none' }],
+        ['rejected', out('none', 'none', 'cookieRefused')],
+      );
+      const input = { ...DEFAULTS, cookieOnException: false };
+      assert.deepEqual(
+        story([...loaded(), { type: 'session.regenerated' }, end({ changed: true, errored: true })], input),
+        ['rejected', out('none', 'none', 'cookieRefused')],
       );
     });
     it('treats a missing, expired or legacy key as an invalid cookie', () => {
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.stale' }, end({ hasData: false })]), ['untouched', { redis: 'none', cookie: 'clear' }]);
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.stale' }, end({ hasData: false })]), ['untouched', out('none', 'clear')]);
     });
-    it('fails the request on an undecodable payload by default', () => {
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }]), ['discarded', { redis: 'none', cookie: 'none' }]);
+    it('fails the request on an undecodable payload by default (500)', () => {
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }]), ['failed', out('none', 'none', 'undecodable', 500)]);
     });
-    it('fails the request when Redis fails the load (onRedisError throw)', () => {
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.failed' }]), ['discarded', { redis: 'none', cookie: 'none' }]);
+    it('fails the request when Redis fails the load (onRedisError throw: 503)', () => {
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.failed' }]), ['failed', out('none', 'none', 'storeFailed', 503)]);
     });
     it("serves an unstored session, keeping the cookie, when Redis fails the load (onRedisError continue)", () => {
       const input = { ...DEFAULTS, continueOnRedisError: true };
       assert.deepEqual(
         story([{ type: 'cookie.verified', keyIndex: 1 }, { type: 'load.failed' }, { type: 'data.written' }, { type: 'session.recookied' }, end({ changed: true })], input),
-        ['discarded', { redis: 'none', cookie: 'none' }],
+        ['discarded', out('none', 'none')],
       );
+    });
+    it('reports a failed write without failing the request with onRedisError continue', () => {
+      const input = { ...DEFAULTS, continueOnRedisError: true };
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('failed')], input), ['failed', out('patch', 'none', 'storeFailed', 0)]);
     });
     it('starts fresh on an undecodable payload with deserializedFailsNew', () => {
       const input = { ...DEFAULTS, deserializedFailsNew: true };
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }, end({ hasData: false })], input), ['untouched', { redis: 'none', cookie: 'clear' }]);
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }, end({ hasData: false })], input), ['untouched', out('none', 'clear')]);
     });
   });
 });

@@ -202,7 +202,8 @@ describe('detectChanges', () => {
       ctx.session.changed();
     });
     assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
-    assert.deepEqual(wire[1]?.args.slice(3, 7), [':cart', '{"n":2}', ':b', '2']);
+    // key, now, TTL flag, maxSize, timeout intent, prune flag, flash count, pair count, then pairs
+    assert.deepEqual(wire[1]?.args.slice(8, 12), [':cart', '{"n":2}', ':b', '2']);
     assert.deepEqual(await storedData(f.redis, key), { cart: { n: 2 }, b: 2 });
   });
 
@@ -213,8 +214,9 @@ describe('detectChanges', () => {
     });
     assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
     const args = wire[1]?.args ?? [];
-    // key, TTL, pair count, then only b and the moved expiry
-    assert.deepEqual(args.slice(1), ['1200', '2', ':b', '{"y":3}', 'x', args[6]]);
+    // key, now, TTL flag, maxSize, no timeout intent, prune flag, no flash, one pair: only b. The
+    // expiry is not sent: the script takes it from the stored timeout.
+    assert.deepEqual(args.slice(2), ['1', '65536', '', '1', '0', '1', ':b', '{"y":3}']);
   });
 });
 

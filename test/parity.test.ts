@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
 import { csrfProtect, type SessionOptions } from '../src/index.js';
-import { expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
+import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
 import { storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
@@ -40,7 +40,7 @@ describe('flash', () => {
     const { cookie, id } = expectCookieSet(first.res);
     const shown = await run('/show', cookie);
     assert.deepEqual(JSON.parse(shown.res.text), ['saved', { level: 'warn', text: 'check it' }]);
-    assert.deepEqual(shown.wire, ['load', 'del'], 'popping the only content empties the session, which is deleted');
+    assert.deepEqual(shown.wire, ['load', 'patch'], 'popping the only content empties the session: the patch deletes it');
     const again = await run('/show', cookie);
     assert.equal(again.res.text, '[]');
     await app.close();
@@ -62,8 +62,9 @@ describe('flash', () => {
     assert.deepEqual(JSON.parse(peek.res.text), { errors: ['e1', 'e2'], info: ['i1'], none: [], keys: ['user'] });
     assert.deepEqual(peek.wire, ['load'], 'peeking writes nothing');
     const hash = await f.redis.hgetall(`sess:${id}`);
-    assert.equal(hash['f:errors'], '["e1","e2"]');
-    assert.equal(hash['f:info'], '["i1"]');
+    // Each message encoded on its own and framed (<length>:<text>), so flashes append in Redis.
+    assert.equal(hash['f:errors'], '4:"e1"4:"e2"');
+    assert.equal(hash['f:info'], '4:"i1"');
     await app.close();
   });
 
@@ -96,7 +97,7 @@ describe('flash', () => {
     assert.deepEqual(pop.wire, ['load', 'patch']);
     const hash = await f.redis.hgetall(`sess:${id}`);
     assert.equal(hash['f:one'], undefined);
-    assert.equal(hash['f:two'], '["b"]');
+    assert.equal(hash['f:two'], '3:"b"');
     await app.close();
   });
 
@@ -127,27 +128,28 @@ describe('flash', () => {
       },
     });
     const { res, wire } = await run('/put');
-    assert.match(res.text, /ctx\.session\.flash\(…, "q"\)\[0\] cannot be stored in the session: a function/);
+    assert.match(res.text, /ctx\.session\.flash\(…, "q"\) cannot be stored in the session: a function/);
     assert.deepEqual(wire, []);
     await app.close();
   });
 });
 
 describe('CSRF tokens', () => {
-  it('getCsrfToken() makes a 64-hex token once, stable across requests, stored outside the data', async () => {
+  it('getCsrfToken() makes a token bound to the id, stable across requests, with an empty salt stored outside the data', async () => {
     const { app, run } = await appWith({
       '/token': (ctx) => JSON.stringify({ token: ctx.session.getCsrfToken(), keys: Object.keys(ctx.session) }),
     });
     const first = await run('/token');
     const { token, keys } = JSON.parse(first.res.text);
-    assert.match(token, /^[0-9a-f]{64}$/);
+    assert.match(token, /^[A-Za-z0-9_-]{27}$/);
     assert.deepEqual(keys, []);
     assert.deepEqual(first.wire, ['create']);
     const { cookie, id } = expectCookieSet(first.res);
     const second = await run('/token', cookie);
     assert.equal(JSON.parse(second.res.text).token, token);
     assert.deepEqual(second.wire, ['load'], 'reading the token again writes nothing');
-    assert.equal(await f.redis.hget(`sess:${id}`, 'k'), JSON.stringify(token));
+    assert.equal(await f.redis.hget(`sess:${id}`, 'k'), '""', 'the session is stored with an empty salt; the token is derived');
+    assert.notEqual(token, id);
     await app.close();
   });
 
@@ -160,7 +162,7 @@ describe('CSRF tokens', () => {
     const { cookie } = expectCookieSet(first.res);
     const renewed = await run('/renew', cookie);
     assert.notEqual(renewed.res.text, first.res.text);
-    assert.match(renewed.res.text, /^[0-9a-f]{64}$/);
+    assert.match(renewed.res.text, /^[A-Za-z0-9_-]{27}$/);
     assert.deepEqual(renewed.wire, ['load', 'patch']);
     assert.equal((await run('/token', cookie)).res.text, renewed.res.text);
     await app.close();
@@ -386,7 +388,10 @@ describe('maxSize', () => {
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const add = await run('/add', cookie);
     assert.equal(add.res.status, 500);
-    assert.deepEqual(add.wire, ['load']);
+    assert.match(add.res.text, /Internal Server Error/);
+    // The patch's script checks the stored total (field s) and refuses the growth: nothing applied.
+    assert.deepEqual(add.wire, ['load', 'patch']);
+    assert.equal(await f.redis.hget(`sess:${id}`, 's'), String(':blob'.length + 902));
     assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${id}`)), ['blob']);
     await app.close();
   });
@@ -399,8 +404,32 @@ describe('maxSize', () => {
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const grow = await run('/grow', cookie);
     assert.equal(grow.res.status, 500);
-    assert.deepEqual(grow.wire, ['load']);
+    assert.deepEqual(grow.wire, ['load', 'patch']);
     assert.deepEqual(await storedData(f.redis, `sess:${id}`), { cart: { items: [] } });
+    await app.close();
+  });
+
+  it('a session over the limit (maxSize lowered since) can still shrink, move and end', async () => {
+    const big = await appWith({ '/put': (ctx) => void Object.assign(ctx.session, { a: 'x'.repeat(600), b: 'y'.repeat(600) }) }, { maxSize: 5000 });
+    const { cookie } = expectCookieSet((await big.run('/put')).res);
+    await big.app.close();
+    const { app, run } = await appWith({
+      '/grow': (ctx) => void (ctx.session.c = 'z'),
+      '/shrink': (ctx) => void delete ctx.session.a,
+      '/login': (ctx) => ctx.session.regenerate(),
+      '/logout': (ctx) => void (ctx.session = null),
+    }, { maxSize: 1000 });
+    assert.equal((await run('/grow', cookie)).res.status, 500, 'growth over the limit is refused');
+    const shrink = await run('/shrink', cookie);
+    assert.equal(shrink.res.status, 200);
+    const login = await run('/login', cookie);
+    assert.equal(login.res.status, 200);
+    const moved = expectCookieSet(login.res);
+    assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${moved.id}`)), ['b']);
+    const logout = await run('/logout', moved.cookie);
+    assert.equal(logout.res.status, 200);
+    expectCookieCleared(logout.res);
+    assert.equal(await f.redis.exists(`sess:${moved.id}`), 0);
     await app.close();
   });
 

@@ -53,7 +53,6 @@ runContract(
       const { res, wire } = await monitor.request(send);
       return { res, wire: wire.filter((c) => !SENTINEL_TRAFFIC.has(c.op)) };
     },
-    rotate: ['rotate'],
   },
   'Redis Sentinel',
 );

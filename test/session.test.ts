@@ -196,7 +196,7 @@ describe('reserved members', () => {
       return JSON.stringify({ keys: Object.keys(ctx.session), id: ctx.session.id, isNew: ctx.session.isNew });
     });
     assert.deepEqual(JSON.parse(res.text), { keys: [], id: null, isNew: true });
-    assert.deepEqual(wire, ['load', 'del']);
+    assert.deepEqual(wire, ['load', 'end']);
     expectCookieCleared(res);
   });
 
@@ -207,7 +207,8 @@ describe('reserved members', () => {
     });
     assert.notEqual(res.text, id);
     assert.equal(expectCookieSet(res).id, res.text);
-    assert.equal(await f.redis.exists(key), 0);
+    assert.equal(await f.redis.hexists(key, 'v'), 0, 'no session under the old id');
+    assert.deepEqual(await f.redis.hgetall(key), { m: `sess:${res.text}` }, 'a marker leads a concurrent logout to the new id');
     assert.deepEqual(await storedData(f.redis, `sess:${res.text}`), { user: 'ada', cart: { n: 1 } });
   });
 
@@ -223,14 +224,14 @@ describe('reserved members', () => {
     expectCookieSet(res);
   });
 
-  it('invalidate() twice, then write: one rotate', async () => {
+  it('invalidate() twice, then write: one replace', async () => {
     const { wire, res } = await withSession((ctx) => {
       ctx.session.invalidate();
       ctx.session.a = 1;
       ctx.session.invalidate();
       ctx.session.b = 2;
     });
-    assert.deepEqual(wire, ['load', 'rotate']);
+    assert.deepEqual(wire, ['load', 'replace']);
     const { id } = expectCookieSet(res);
     assert.deepEqual(await storedData(f.redis, `sess:${id}`), { b: 2 });
   });
@@ -248,7 +249,7 @@ describe('reserved members', () => {
       const { invalidate } = ctx.session;
       invalidate();
     });
-    assert.deepEqual(wire, ['load', 'del']);
+    assert.deepEqual(wire, ['load', 'end']);
   });
 });
 
@@ -257,7 +258,7 @@ describe('ctx.session assignment', () => {
     const { wire, res } = await withSession((ctx) => {
       (ctx as { session: unknown }).session = null;
     });
-    assert.deepEqual(wire, ['load', 'del']);
+    assert.deepEqual(wire, ['load', 'end']);
     expectCookieCleared(res);
   });
 

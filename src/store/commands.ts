@@ -8,16 +8,17 @@ import type { Cluster, Redis } from 'ioredis';
 import { SessionStoreError } from '../errors.js';
 import { FORMAT_VERSION, decodeHash, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
-import { createLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
+import { createLua, endLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
 
 /** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
  *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV2Buffer(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, Buffer?]>;
+  ksmLoadV3Buffer(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, Buffer?]>;
   ksmCreateV1(key: string, ttl: number, ...fields: string[]): Promise<number>;
-  ksmPatchV1(key: string, ttl: number, pairs: number, ...fields: string[]): Promise<number>;
-  ksmRotateV1(oldKey: string, newKey: string, mode: 'move' | 'fresh', ttl: number, pairs: number, ...fields: string[]): Promise<number>;
+  ksmPatchV2(key: string, ...intent: Array<string | number>): Promise<number>;
+  ksmRotateV2(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number>): Promise<number>;
+  ksmEndV1(key: string): Promise<number>;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -77,26 +78,37 @@ const LEGACY: LoadResult = { status: 'legacy' };
 
 /** What a write needs from the session, computed only for the command that needs it. */
 export interface WriteSource {
-  /** Id of the stored session (patch, delete, rotate's old key). */
+  /** Id of the stored session (patch, move, replace and delete address it). */
   readonly storedId: string | null;
   readonly created: number;
+  /** The session's timeout as this request leaves it (what create and replace store). */
   readonly timeout: number | null;
-  /** The timeout was changed by this request (a TTL may have to be removed). */
+  /** `adjustTimeout()` was called: the write carries the new timeout as an intent. */
   readonly timeoutChanged: boolean;
-  /** `invalidate()` was called: a rotate stores fresh data instead of moving the stored session. */
-  readonly invalidated: boolean;
-  /** Every field as field, value pairs (create, rotate). */
+  /** Every field as field, value pairs (create, replace). */
   allFields(): string[];
-  /** Changed fields as field, value pairs, and removed fields (patch). */
-  changes(): { set: string[]; del: string[] };
-  /** The id a create or rotate stores under: a fresh draw on each call after a collision. */
+  /** Bytes the fields of `allFields()` take: the session's size as create and replace store it. */
+  storedSize(): number;
+  /** This request's changes (patch, move): fields to set (field, value pairs), fields to delete,
+   *  and flash queue triples (field, the loaded frames it popped or '', frames to append). */
+  intent(): WriteIntent;
+  /** The id a create, move or replace stores under: a fresh draw on each call after a collision. */
   drawId(attempt: number): string;
 }
 
-/** What the write did. `id` is the id the session now lives under, or null if it has none. */
-export type WriteResult =
-  | { readonly stored: true; readonly id: string | null }
-  | { readonly stored: false; readonly id: null; readonly reason: 'gone' };
+export interface WriteIntent {
+  readonly set: readonly string[];
+  readonly del: readonly string[];
+  readonly flash: readonly string[];
+}
+
+/** What Redis answered to a write (the machine's `write.*` events), and the id the session now
+ *  lives under (null when it has none). */
+export type WriteAnswer = 'stored' | 'ended' | 'gone' | 'tooLarge';
+export interface WriteResult {
+  readonly answer: WriteAnswer;
+  readonly id: string | null;
+}
 
 export interface StoreSettings {
   prefix: string;
@@ -105,7 +117,16 @@ export interface StoreSettings {
   serializer: Serializer;
   /** Milliseconds a command may take before it counts as failed. */
   commandTimeout: number;
+  /** Largest stored session, in bytes: patch and move scripts check it against the stored total. */
+  maxSize: number;
+  /** A patch that leaves no data field deletes the session. */
+  invalidateEmptySession: boolean;
+  genId: () => string;
+  idPattern: RegExp;
 }
+
+/** Characters of an id that form its Redis Cluster hash tag (48 bits at the default alphabet). */
+export const TAG_LENGTH = 8;
 
 /** How many fresh ids a create or rotate may draw before giving up. */
 const MAX_ID_DRAWS = 3;
@@ -115,28 +136,55 @@ export class SessionStore {
   readonly #settings: StoreSettings;
   readonly #trigger: number;
   readonly #ttlFlag: string;
-  /** A Redis Cluster: the old and the new key of a rotate live in different slots. */
+  /** A Redis Cluster: no socket batching (a command's node is picked per key). */
   readonly #cluster: boolean;
+  /** Keys carry a hash tag made of the id's first characters, which the ids a session is moved to
+   *  share: a rotate and a logout that follows the session's moves stay in one slot, one script.
+   *  Not when the prefix holds a hash tag of its own: then every session shares one slot already. */
+  readonly #tagged: boolean;
   /** The client's own `commandTimeout` (ioredis), when it bounds commands at least as tightly as
    *  ours: then no second timer per command. Clients this package creates are always set so. */
   readonly #clientTimeout: number | null;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
-    redis.defineCommand('ksmLoadV2', { numberOfKeys: 1, lua: loadLua });
+    redis.defineCommand('ksmLoadV3', { numberOfKeys: 1, lua: loadLua });
     redis.defineCommand('ksmCreateV1', { numberOfKeys: 1, lua: createLua });
-    redis.defineCommand('ksmPatchV1', { numberOfKeys: 1, lua: patchLua });
-    redis.defineCommand('ksmRotateV1', { numberOfKeys: 2, lua: rotateLua });
+    redis.defineCommand('ksmPatchV2', { numberOfKeys: 1, lua: patchLua });
+    redis.defineCommand('ksmRotateV2', { numberOfKeys: 2, lua: rotateLua });
+    redis.defineCommand('ksmEndV1', { numberOfKeys: 1, lua: endLua });
     this.#redis = redis as RedisClient & SessionCommands;
     this.#settings = settings;
     this.#trigger = settings.timeoutTrigger ?? -1;
     this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
     this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
+    this.#tagged = this.#cluster && !settings.prefix.includes('{');
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
     this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
   }
 
+  /** The Redis key of a session id. */
   key(id: string): string {
-    return this.#settings.prefix + id;
+    if (!this.#tagged) return this.#settings.prefix + id;
+    return `${this.#settings.prefix}{${id.slice(0, TAG_LENGTH)}}${id.slice(TAG_LENGTH)}`;
+  }
+
+  /**
+   * A fresh id, checked against the id format. `lineage` is the id of the session it replaces or
+   * moves (null for a new session): on Cluster the new id starts with the lineage's hash tag,
+   * followed by a whole fresh id, so the tag (random, and already in the old cookie) takes nothing
+   * from the new id's own 256 bits.
+   */
+  drawId(lineage: string | null): string {
+    const fresh = this.#settings.genId();
+    if (typeof fresh !== 'string' || !this.#settings.idPattern.test(fresh) || (this.#tagged && fresh.length < TAG_LENGTH)) {
+      throw new TypeError(
+        `koaRedisSession: genId returned ${JSON.stringify(fresh)}; ids must match ${this.#settings.idPattern} (cookie-safe, no ".")${this.#tagged ? ` and have at least ${TAG_LENGTH} characters on Redis Cluster` : ''}`,
+      );
+    }
+    if (!this.#tagged || lineage === null) return fresh;
+    const id = lineage.slice(0, TAG_LENGTH) + fresh;
+    if (!this.#settings.idPattern.test(id)) throw new TypeError(`koaRedisSession: the id ${JSON.stringify(id)} drawn for a regenerate does not match ${this.#settings.idPattern}`);
+    return id;
   }
 
   /**
@@ -211,7 +259,7 @@ export class SessionStore {
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV2Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
+    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV3Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
     switch (reply[0]) {
       case 1:
         return { status: 'found', refreshed: reply[1] === 1, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };
@@ -224,28 +272,39 @@ export class SessionStore {
     }
   }
 
-  /** The command of a final state. Exactly one ioredis call, except a create or rotate whose fresh
-   *  id collided with an existing key, which draws again. */
+  /** The write the machine chose, and what Redis answered. Exactly one ioredis call, except a
+   *  create, move or replace whose fresh id collided with an existing key, which draws again. */
   async write(command: RedisCommand, source: WriteSource, now: number): Promise<WriteResult> {
     switch (command) {
       case 'none':
-        return { stored: true, id: source.storedId };
-      case 'create':
-        return this.#create(source, now, null);
-      case 'rotate':
-        if (this.#cluster) return this.#rotateAcrossSlots(source, now);
-        return source.invalidated ? this.#create(source, now, source.storedId) : this.#move(source, now);
+        return { answer: 'stored', id: source.storedId };
+      case 'create': {
+        const { ttl, fields } = this.#whole(source, now);
+        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields)));
+      }
+      case 'replace': {
+        const oldId = source.storedId as string;
+        const { ttl, fields } = this.#whole(source, now);
+        return this.#underFreshId(source, (id) =>
+          this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, ...fields)),
+        );
+      }
       case 'patch': {
         const id = source.storedId as string;
-        const { set, del } = this.#changes(source, now);
-        const ttl = this.#patchTtl(source);
-        const applied = await this.#send('patch', id, () => this.#redis.ksmPatchV1(this.key(id), ttl, set.length / 2, ...set, ...del));
-        return applied === 1 ? { stored: true, id } : { stored: false, id: null, reason: 'gone' };
+        const intent = this.#intent(source, now);
+        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV2(this.key(id), ...intent)), id);
+      }
+      case 'move': {
+        const oldId = source.storedId as string;
+        const intent = this.#intent(source, now);
+        return this.#underFreshId(source, (id) =>
+          this.#send('move', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'move', ...intent)),
+        );
       }
       case 'delete': {
         const id = source.storedId as string;
-        await this.#send('delete', id, () => this.#redis.del(this.key(id)));
-        return { stored: true, id: null };
+        await this.#send('delete', id, () => this.#redis.ksmEndV1(this.key(id)));
+        return { answer: 'ended', id: null };
       }
       default: {
         const unknown: never = command;
@@ -254,70 +313,52 @@ export class SessionStore {
     }
   }
 
-  /** This request's changes, with the expiry moved when the session has a timeout. */
-  #changes(source: WriteSource, now: number): { set: string[]; del: string[] } {
-    const { set, del } = source.changes();
-    if (source.timeout !== null) set.push('x', String(now + source.timeout));
-    return { set, del };
+  /** A patch's or move's arguments: the intent include/apply.lua reads. */
+  #intent(source: WriteSource, now: number): Array<string | number> {
+    const { set, del, flash } = source.intent();
+    const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';
+    const s = this.#settings;
+    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flash.length / 3, set.length / 2, ...flash, ...set, ...del];
   }
 
-  /** TTL for a write of changes: a timeout adjusted to "never" removes the key's TTL (-1: PERSIST). */
-  #patchTtl(source: WriteSource): number {
-    return source.timeout === null && source.timeoutChanged && this.#settings.setRedisTtl ? -1 : this.#ttl(source.timeout);
-  }
-
-  /** regenerate(): the stored session moves to a new id with this request's changes applied. */
-  async #move(source: WriteSource, now: number): Promise<WriteResult> {
-    const oldId = source.storedId as string;
-    const { set, del } = this.#changes(source, now);
-    const ttl = this.#patchTtl(source);
-    return this.#underFreshId(source, (id) =>
-      this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'move', ttl, set.length / 2, ...set, ...del)),
-    );
+  /** A whole session as create and replace store it: metadata, then every field. */
+  #whole(source: WriteSource, now: number): { ttl: number; fields: string[] } {
+    const t = source.timeout;
+    const fields = ['c', String(source.created), 'v', String(FORMAT_VERSION)];
+    if (t !== null) fields.push('t', String(t), 'x', String(now + t));
+    fields.push('s', String(source.storedSize()));
+    for (const f of source.allFields()) fields.push(f);
+    return { ttl: t !== null && this.#settings.setRedisTtl ? t : 0, fields };
   }
 
   /**
-   * Store under a freshly drawn id: `store(id)` answers 1 (stored), 0 (the id is taken: draw again)
-   * or -1 (the session it moves no longer exists). With 256-bit ids a second draw is already a
-   * once-in-the-universe event; a custom genId that repeats itself fails loudly.
+   * Store under a freshly drawn id: the script answers 0 when the id is taken (draw again), else
+   * its answer. With 256-bit ids a second draw is already a once-in-the-universe event; a custom
+   * genId that repeats itself fails loudly.
    */
   async #underFreshId(source: WriteSource, store: (id: string) => Promise<number>): Promise<WriteResult> {
     for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
       const id = source.drawId(attempt);
-      const result = await store(id);
-      if (result === 1) return { stored: true, id };
-      if (result === -1) return { stored: false, id: null, reason: 'gone' };
+      const code = await store(id);
+      if (code !== 0) return answer(code, id);
     }
     throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
   }
+}
 
-  #ttl(timeout: number | null): number {
-    return timeout !== null && this.#settings.setRedisTtl ? timeout : 0;
-  }
-
-  /**
-   * Rotate on Redis Cluster, where one script cannot touch two keys of different slots (CROSSSLOT):
-   * create the new key first, then delete the old one. Two commands instead of one atomic script;
-   * at no moment does the session exist under neither id.
-   */
-  async #rotateAcrossSlots(source: WriteSource, now: number): Promise<WriteResult> {
-    const result = await this.#create(source, now, null);
-    const oldId = source.storedId as string;
-    await this.#send('delete', oldId, () => this.#redis.del(this.key(oldId)));
-    return result;
-  }
-
-  async #create(source: WriteSource, now: number, oldId: string | null): Promise<WriteResult> {
-    const t = source.timeout;
-    const fields = ['c', String(source.created), 'v', String(FORMAT_VERSION)];
-    if (t !== null) fields.push('t', String(t), 'x', String(now + t));
-    for (const f of source.allFields()) fields.push(f);
-    const ttl = this.#ttl(t);
-    return this.#underFreshId(source, (id) =>
-      oldId !== null
-        ? // After invalidate(): the old session goes and fresh data is stored under a new id, in one script.
-          this.#send('rotate', oldId, () => this.#redis.ksmRotateV1(this.key(oldId), this.key(id), 'fresh', ttl, fields.length / 2, ...fields))
-        : this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields)),
-    );
+/** A script's reply code as the machine's answer: 1 stored, 2 ended (left empty), -1 gone, -2 too
+ *  large (src/store/lua/patch.lua). */
+function answer(code: number, id: string): WriteResult {
+  switch (code) {
+    case 1:
+      return { answer: 'stored', id };
+    case 2:
+      return { answer: 'ended', id: null };
+    case -1:
+      return { answer: 'gone', id: null };
+    case -2:
+      return { answer: 'tooLarge', id: null };
+    default:
+      throw new Error(`session store: unexpected reply ${String(code)} from a write script`);
   }
 }

@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { createLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
+import { createLua, endLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
 
 export interface WireCommand {
   /** MONITOR's timestamp (seconds.microseconds): orders commands seen by different servers. */
   readonly time: number;
-  /** Command name, lower case; a script call is named after its script: load, create, patch, rotate. */
+  /** Command name, lower case; a script call is named after its script: load, create, patch, end;
+   *  rotate.lua after its mode: move or replace. */
   readonly op: string;
   readonly args: readonly string[];
   /** The key the command addresses (the first key). */
@@ -20,7 +21,7 @@ export interface WireCommand {
 }
 
 const SCRIPTS = new Map<string, string>(
-  Object.entries({ load: loadLua, create: createLua, patch: patchLua, rotate: rotateLua }).flatMap(([name, lua]) => [
+  Object.entries({ load: loadLua, create: createLua, patch: patchLua, rotate: rotateLua, end: endLua }).flatMap(([name, lua]) => [
     [createHash('sha1').update(lua).digest('hex'), name],
   ]),
 );
@@ -30,7 +31,8 @@ function describe(time: number, args: string[], lua: boolean): WireCommand {
   if (name === 'evalsha' || name === 'eval') {
     // EVAL carries the script text (MONITOR shows it escaped): its header names the file.
     const script = SCRIPTS.get(args[1] ?? '') ?? /-- (\w+)\.lua:/.exec(args[1] ?? '')?.[1] ?? `${name}?`;
-    return { time, op: script, args: args.slice(3), key: args[3], lua };
+    const op = script === 'rotate' ? (args[5] ?? script) : script;
+    return { time, op, args: args.slice(3), key: args[3], lua };
   }
   return { time, op: name, args: args.slice(1), key: args[1], lua };
 }

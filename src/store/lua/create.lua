@@ -1,4 +1,4 @@
--- create.lua: store a new session, never over an existing one (SPEC §5: create-if-absent).
+-- create.lua: store a new session, never over an existing one (create-if-absent: docs/design.md, "What a request costs").
 --
 -- KEYS[1]  the new session key
 -- ARGV[1]  TTL in seconds, or 0 for none (no timeout, or LRU mode)

@@ -1,4 +1,4 @@
--- load.lua: read one session and, when its expiry is due, move it: one round trip (SPEC §5).
+-- load.lua: read one session and, when its expiry is due, move it: one round trip (docs/design.md, "What a request costs").
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  now, epoch seconds: the application's clock, as the machine's is (time arrives as data)
@@ -9,6 +9,8 @@
 --
 -- Returns  {0}                      no such session
 --          {2}                      the payload's own expiry had passed: the key is deleted
+--          {0}                      also for a marker left by a regenerate: the old id leads
+--                                   nowhere (kept, so a logout that loaded it still follows it)
 --          {3}                      legacy or foreign payload (no or older version, or not a
 --                                   hash): the key is deleted
 --          {1, refreshed, packed}   found; refreshed is 1 when the expiry moved; packed is the
@@ -37,7 +39,8 @@ for i = 1, #fields, 2 do
   local f = fields[i]
   if f == 'v' then v = tonumber(fields[i + 1])
   elseif f == 't' then t = tonumber(fields[i + 1])
-  elseif f == 'x' then x = tonumber(fields[i + 1]) end
+  elseif f == 'x' then x = tonumber(fields[i + 1])
+  elseif f == 'm' then return {0} end
   if x and t and v then break end -- create writes them first: a small hash keeps that order
 end
 if not v or v < tonumber(ARGV[4]) then

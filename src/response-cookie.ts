@@ -1,0 +1,72 @@
+/**
+ * Writing the session cookie on a response: set (the signed id), clear, and carry both through an
+ * error response. Which of them a response gets is the machine's decision; this module only does it.
+ */
+import type { Context } from 'koa';
+import type { CookieCodec } from './cookie.js';
+import type { ResolvedOptions } from './options.js';
+
+export class ResponseCookie {
+  readonly name: string;
+  readonly #secure: boolean | undefined;
+  readonly #set: ReadonlyArray<Readonly<Record<string, unknown>>>;
+  readonly #clear: ReadonlyArray<Readonly<Record<string, unknown>>>;
+
+  constructor(cookie: ResolvedOptions['cookie']) {
+    this.name = cookie.name;
+    this.#secure = cookie.secure;
+    // Attributes are made once, for a plain-HTTP and an HTTPS request (`secure` follows the request
+    // unless the option fixes it); `cookies` copies them into each Cookie it makes.
+    this.#set = [false, true].map((secure) => Object.freeze({ ...cookie, secure: cookie.secure ?? secure, signed: false, overwrite: true }));
+    this.#clear = [false, true].map((secure) =>
+      Object.freeze({
+        path: cookie.path,
+        domain: cookie.domain,
+        secure: cookie.secure ?? secure,
+        httpOnly: cookie.httpOnly,
+        sameSite: cookie.sameSite,
+        partitioned: cookie.partitioned,
+        signed: false,
+        overwrite: true,
+      }),
+    );
+  }
+
+  #index(ctx: Context): number {
+    return (this.#secure ?? ctx.secure) ? 1 : 0;
+  }
+
+  /** Koa's cookies refuse a Secure cookie on a plain-HTTP request (`cookie.secure` set, no TLS and no
+   *  `app.proxy`): the machine's `insecureCookie` veto. */
+  secureOk(ctx: Context): boolean {
+    return this.#secure !== true || ctx.cookies.secure;
+  }
+
+  /** Send the signed id. `maxAge`: undefined = the options' lifetime, null = a browser-session
+   *  cookie, else this response's lifetime in milliseconds (adjustCookieMaxAge()). */
+  set(ctx: Context, codec: CookieCodec, id: string, maxAge: number | null | undefined): void {
+    let attributes = this.#set[this.#index(ctx)] as Record<string, unknown>;
+    if (maxAge !== undefined) {
+      const { expires: _expires, maxAge: _maxAge, ...rest } = attributes;
+      attributes = maxAge === null ? rest : { ...rest, maxAge };
+    }
+    ctx.cookies.set(this.name, codec.encode(id), attributes);
+    ctx.vary('Cookie');
+  }
+
+  clear(ctx: Context): void {
+    ctx.cookies.set(this.name, '', this.#clear[this.#index(ctx)]);
+  }
+
+  /** Copy our cookie headers onto an error, so Koa's `ctx.onerror` (which removes every header
+   *  before answering) still sends them: what `cookieOnException` promises. */
+  carry(ctx: Context, err: unknown): void {
+    if (err === null || typeof err !== 'object') return;
+    const header = ctx.response.get('Set-Cookie') as string | string[] | undefined;
+    if (!header) return;
+    const ours = (Array.isArray(header) ? header : [header]).filter((h) => h.startsWith(`${this.name}=`));
+    if (ours.length === 0) return;
+    const e = err as { headers?: Record<string, unknown> };
+    e.headers = { ...e.headers, 'Set-Cookie': ours, ...(ours.some((h) => !h.startsWith(`${this.name}=;`)) ? { Vary: 'Cookie' } : {}) };
+  }
+}

@@ -1,0 +1,102 @@
+-- apply.lua (included): apply one request's intent to a stored session hash, as patch.lua and
+-- rotate.lua's move both do. Decided here, against what is stored, not from the request's copy
+-- (docs/design.md, "Concurrency"):
+--   * the size limit on the stored total, kept in the field `s` and moved by each write's delta:
+--     growth past maxSize is refused whole; a session over it can still shrink or move;
+--   * the expiry from the stored timeout `t` (the last adjustTimeout() to land is what holds);
+--   * flash queues as appends and pops of framed messages, so concurrent flashes are all kept;
+--   * "emptied -> deleted" after the deletions are applied: a key another request added keeps it.
+--
+-- The intent, from ARGV[b + 1] on:
+--   b+1 now, epoch seconds     b+2 "1" keep a Redis TTL, "0" LRU mode     b+3 maxSize in bytes
+--   b+4 timeout intent: "" keep the stored one, "0" never expire, or seconds
+--   b+5 "1" delete the session when no data field is left (invalidateEmptySession)
+--   b+6 q, flash queues changed   b+7 n, fields to set
+--   then q triples (field, the loaded frames this request popped or "", frames to append),
+--   then n field, value pairs, then the fields to delete.
+local META = { c = true, t = true, x = true, v = true, s = true }
+
+-- Bytes of the data fields (name and value), for a session stored before `s` was kept.
+local function measure(key)
+  local all = redis.call('HGETALL', key)
+  local size = 0
+  for i = 1, #all, 2 do
+    if not META[all[i]] then size = size + #all[i] + #all[i + 1] end
+  end
+  return size
+end
+
+-- What one field costs stored: its name and value, or nothing when absent.
+local function cost(field, length)
+  if length > 0 then return #field + length end
+  return 0
+end
+
+-- Reads only. Returns nil and a reply code (-1 gone, -2 too large), or the plan for commit().
+local function prepare(key, b)
+  local meta = redis.call('HMGET', key, 'v', 's')
+  if not meta[1] then return nil, -1 end -- no session here (deleted, expired, or a moved marker)
+  local size = tonumber(meta[2]) or measure(key)
+  local q, n = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
+  local flashAt, setAt = b + 8, b + 8 + 3 * q
+  local delAt = setAt + 2 * n
+  local delta = 0
+  local queues = {}
+  for i = flashAt, setAt - 1, 3 do
+    local field, popped, appended = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local current = redis.call('HGET', key, field) or ''
+    local text = current
+    -- Popped: the messages this request loaded and took, if no other request took them first.
+    if popped ~= '' and text:sub(1, #popped) == popped then text = text:sub(#popped + 1) end
+    text = text .. appended
+    queues[#queues + 1] = { field, text }
+    delta = delta + cost(field, #text) - cost(field, #current)
+  end
+  for i = setAt, delAt - 1, 2 do
+    delta = delta + #ARGV[i] + #ARGV[i + 1] - cost(ARGV[i], redis.call('HSTRLEN', key, ARGV[i]))
+  end
+  for i = delAt, #ARGV do
+    delta = delta - cost(ARGV[i], redis.call('HSTRLEN', key, ARGV[i]))
+  end
+  if delta > 0 and size + delta > tonumber(ARGV[b + 3]) then return nil, -2 end
+  return { size = size + delta, queues = queues, setAt = setAt, delAt = delAt }
+end
+
+-- Writes the plan to `key`. Returns 1 stored, or 2 the session was left empty and is deleted.
+local function commit(key, b, plan)
+  -- HSET/HDEL in slices: Lua's unpack() has a stack limit of a few thousand values.
+  for i = plan.setAt, plan.delAt - 1, 1000 do
+    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, plan.delAt - 1)))
+  end
+  for i = plan.delAt, #ARGV, 1000 do
+    redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  for _, queue in ipairs(plan.queues) do
+    if queue[2] == '' then redis.call('HDEL', key, queue[1]) else redis.call('HSET', key, queue[1], queue[2]) end
+  end
+  local intent = ARGV[b + 4]
+  if intent == '0' then
+    redis.call('HDEL', key, 't', 'x')
+  elseif intent ~= '' then
+    redis.call('HSET', key, 't', intent)
+  end
+  if ARGV[b + 5] == '1' then
+    local meta = redis.call('HMGET', key, 'c', 't', 'x', 'v', 's')
+    local present = 0
+    for i = 1, 5 do if meta[i] then present = present + 1 end end
+    if redis.call('HLEN', key) == present then
+      redis.call('DEL', key)
+      return 2
+    end
+  end
+  redis.call('HSET', key, 's', plan.size)
+  local t = tonumber(redis.call('HGET', key, 't'))
+  local keepTtl = ARGV[b + 2] == '1'
+  if t and t > 0 then
+    redis.call('HSET', key, 'x', tonumber(ARGV[b + 1]) + t)
+    if keepTtl then redis.call('EXPIRE', key, t) end
+  elseif intent == '0' and keepTtl then
+    redis.call('PERSIST', key)
+  end
+  return 1
+end
