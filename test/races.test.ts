@@ -25,6 +25,8 @@ import { Cluster, Redis } from 'ioredis';
 import {
   csrfProtect,
   koaRedisSession,
+  NotInBackendError,
+  SessionSizeError,
   type InvalidSessionError,
   type SessionMiddleware,
   type SessionOptions,
@@ -515,6 +517,304 @@ for (const b of [single, clustered]) {
       }
     });
 
+    describe('3. the fixation defence is never skipped silently: a regenerate() whose new cookie cannot be sent is not stored', () => {
+      const cases = [
+        {
+          name: 'the handler throws, with cookieOnException: false',
+          options: { cookieOnException: false } satisfies SessionOptions,
+          path: '/act',
+          ops: [['regenerate'], ['set', { user: 'ada' }], ['throw']] as Op[],
+          status: 500,
+        },
+        {
+          name: 'allowCookies(ctx) refuses cookies on this route',
+          options: { allowCookies: (ctx: Context) => !ctx.path.startsWith('/cdn') } satisfies SessionOptions,
+          path: '/cdn/act',
+          ops: [['regenerate'], ['set', { user: 'ada' }]] as Op[],
+          status: 200,
+        },
+      ];
+      for (const c of cases) {
+        it(c.name, { timeout: TEST_TIMEOUT }, async () => {
+          await withApp(b, c.options, async (app) => {
+            await repeat(REPS, async () => {
+              const tag = marker('tag');
+              const { cookie, id } = await login(app, { user: 'anon', tag });
+              const keysBefore = await allKeys(b);
+              const r = await app.act(c.ops, { cookie, path: c.path });
+              expectStatus(r, c.status, 'the regenerating request');
+              expectNoCookie(r, 'the regenerating request (its new cookie cannot be sent)');
+              assert.deepEqual((await app.whoami(cookie)).data, { user: 'anon', tag }, 'the old id still leads to the data as it was (user: anon), not to what the request wrote');
+              const stored = await expectOneHolding(b, tag, id, 'after the refused regenerate');
+              assert.deepEqual(stored.data, { user: 'anon', tag }, "the old id's stored data is unchanged");
+              assert.deepEqual(await allKeys(b), keysBefore, 'no new key exists');
+              const why = reportsOf(app, r.tag);
+              assert.ok(
+                why.some((e) => e instanceof Error && /regenerat/i.test(e.message)),
+                `onInvalid must be told that the regenerate was not stored, and why; it got ${JSON.stringify(why.map((e) => `${e.name}: ${e.message}`))}`,
+              );
+            });
+          });
+        });
+      }
+    });
+
+    describe('4. adjustTimeout() vs a concurrent plain write (timeout 1200): the adjusted timeout holds', () => {
+      const variants = [
+        { name: 'adjustTimeout(0) lands, then a write of a request that loaded before it', seconds: 0, order: ['A', 'B'] },
+        { name: 'adjustTimeout(30) lands, then a write of a request that loaded before it', seconds: 30, order: ['A', 'B'] },
+        { name: 'a plain write lands, then adjustTimeout(0)', seconds: 0, order: ['B', 'A'] },
+        { name: 'a plain write lands, then adjustTimeout(30)', seconds: 30, order: ['B', 'A'] },
+      ];
+      for (const v of variants) {
+        it(v.name, { timeout: TEST_TIMEOUT }, async () => {
+          await withApp(b, { timeout: 1200 }, async (app) => {
+            await repeat(REPS, async () => {
+              const user = marker('user');
+              const { cookie, id } = await login(app, { user });
+              const r = await race(
+                app,
+                [
+                  { name: 'A', ops: [['set', { remember: true }], ['timeout', v.seconds]], cookie },
+                  { name: 'B', ops: [['set', { cart: ['apple'] }]], cookie },
+                ],
+                v.order,
+              );
+              expectStatus(r.A as Reply, 200, `A (adjustTimeout(${v.seconds}))`);
+              expectStatus(r.B as Reply, 200, 'B (writes cart)');
+              expectNoCookie(r.A as Reply, `A (adjustTimeout(${v.seconds}))`);
+              expectNoCookie(r.B as Reply, 'B (writes cart)');
+              // Redis first: a later load would itself move the TTL and hide what the writes left.
+              const [stored] = await holding(b, user);
+              assert.ok(stored, 'the session is still stored');
+              assert.deepEqual(stored.data, { user, remember: true, cart: ['apple'] }, "both A's data and B's cart are stored");
+              if (v.seconds === 0) {
+                assert.equal(stored.ttl, -1, `the key must not expire after adjustTimeout(0) (TTL ${stored.ttl})`);
+                assert.equal(stored.hash.t, undefined, `no stored timeout field t after adjustTimeout(0) (t = ${stored.hash.t})`);
+              } else {
+                assert.ok(stored.ttl >= 20 && stored.ttl <= 30, `the key's TTL follows adjustTimeout(30): between 20 and 30 s, got ${stored.ttl}`);
+                assert.equal(stored.hash.t, '30', 'the stored timeout t is 30');
+              }
+              await expectOneHolding(b, user, id, 'after both writes');
+              const seen = await app.whoami(cookie);
+              assert.deepEqual(seen.data, { user, remember: true, cart: ['apple'] }, 'a later request sees both writes');
+              assert.equal(seen.timeout, v.seconds === 0 ? null : 30, 'a later request sees the adjusted timeout');
+            });
+          });
+        });
+      }
+    });
+
+    describe('5. emptying a session (A deletes its only key) vs a concurrent write (B sets theme)', () => {
+      it("B's write lands first, then A's: the session is kept, holding theme", { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(b, {}, async (app) => {
+          await repeat(REPS, async () => {
+            const m = marker('m');
+            const { cookie, id } = await login(app, { cart: [m] });
+            const r = await race(
+              app,
+              [
+                { name: 'A', ops: [['del', 'cart']], cookie },
+                { name: 'B', ops: [['set', { theme: `dark ${m}` }]], cookie },
+              ],
+              ['B', 'A'],
+            );
+            expectStatus(r.B as Reply, 200, 'B (sets theme)');
+            expectStatus(r.A as Reply, 200, 'A (deletes cart)');
+            expectNoCookie(r.B as Reply, 'B (sets theme)');
+            expectNoCookie(r.A as Reply, 'A (deletes cart, but the session still holds theme)');
+            assert.deepEqual((await app.whoami(cookie)).data, { theme: `dark ${m}` }, 'a later request sees the session, holding theme only');
+            const stored = await expectOneHolding(b, m, id, 'after both writes');
+            assert.deepEqual(stored.data, { theme: `dark ${m}` });
+          });
+        });
+      });
+
+      it("A's write lands first (the session is deleted), then B's: no resurrection", { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(b, {}, async (app) => {
+          await repeat(REPS, async () => {
+            const m = marker('m');
+            const { cookie } = await login(app, { cart: [m] });
+            const r = await race(
+              app,
+              [
+                { name: 'A', ops: [['del', 'cart']], cookie },
+                { name: 'B', ops: [['set', { theme: `dark ${m}` }]], cookie },
+              ],
+              ['A', 'B'],
+            );
+            expectStatus(r.A as Reply, 200, 'A (empties the session)');
+            expectStatus(r.B as Reply, 200, 'B (sets theme on a session deleted meanwhile)');
+            expectCleared(r.A as Reply, 'A (empties the session)');
+            expectNoCookie(r.B as Reply, 'B (its session is gone)');
+            assert.deepEqual((await app.whoami(cookie)).data, {}, 'the cookie leads to an empty session');
+            await expectNoneHolding(b, m, "after the emptying and B's late write");
+            const why = reportsOf(app, (r.B as Reply).tag);
+            assert.ok(
+              why.some((e) => e instanceof NotInBackendError),
+              `onInvalid gets a NotInBackendError for B; it got ${JSON.stringify(why.map((e) => e.name))}`,
+            );
+          });
+        });
+      });
+    });
+
+    describe('6. maxSize bounds the session, not each request', () => {
+      it('40 concurrent requests each adding a 60 000-character key: one is stored, 39 fail; the session still regenerates, shrinks and logs out', { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(b, {}, async (app) => {
+          await repeat(REPS, async () => {
+            const user = marker('user');
+            const { cookie, id } = await login(app, { user });
+            const racers = Array.from({ length: 40 }, (_, i) => ({ name: `R${i}`, ops: [['big', `k${i}`]] as Op[], cookie }));
+            const r = await race(app, racers, 'together');
+            const statuses = racers.map((x) => (r[x.name] as Reply).status);
+            assert.equal(statuses.filter((s) => s === 200).length, 1, `exactly one request answers 200; statuses: ${JSON.stringify(statuses)}`);
+            assert.equal(statuses.filter((s) => s === 500).length, 39, `the other 39 answer 500; statuses: ${JSON.stringify(statuses)}`);
+            for (const x of racers) {
+              const reply = r[x.name] as Reply;
+              expectNoCookie(reply, `request ${x.name}`);
+              if (reply.status === 500) {
+                const errs = app.errors.filter((e) => e.tag === reply.tag).map((e) => e.err);
+                assert.ok(errs.some((e) => e instanceof SessionSizeError), `request ${x.name} failed with a SessionSizeError; got ${String(errs[0])}`);
+              }
+            }
+            const stored = await expectOneHolding(b, user, id, 'after the 40 writes');
+            const size = Object.entries(stored.hash)
+              .filter(([f]) => f.startsWith(DATA_PREFIX))
+              .reduce((n, [f, v]) => n + Buffer.byteLength(f) + Buffer.byteLength(v), 0);
+            assert.ok(size <= 65536, `the stored data stays within maxSize: ${size} bytes`);
+            const bigKeys = Object.keys(stored.data).filter((k) => k !== 'user');
+            assert.equal(bigKeys.length, 1, `one big key stored, got ${JSON.stringify(bigKeys)}`);
+            const big = bigKeys[0] as string;
+
+            const regen = await app.act([['regenerate']], { cookie });
+            expectStatus(regen, 200, 'regenerate() of the full session');
+            const fresh = expectNewId(regen, id, 'regenerate() of the full session');
+            const seen = await app.whoami(fresh.header);
+            assert.deepEqual(Object.keys(seen.data).sort(), [big, 'user'].sort(), 'the regenerated session keeps its data');
+            assert.equal(seen.data.user, user);
+            assert.deepEqual((await app.whoami(cookie)).data, {}, 'the old id leads to nothing after the regenerate');
+
+            const shrink = await app.act([['del', big]], { cookie: fresh.header });
+            expectStatus(shrink, 200, 'deleting the big key');
+            expectNoCookie(shrink, 'deleting the big key');
+            assert.deepEqual((await app.whoami(fresh.header)).data, { user });
+
+            const out = await app.act([['logout']], { cookie: fresh.header });
+            expectStatus(out, 200, 'the logout');
+            expectCleared(out, 'the logout');
+            assert.deepEqual((await app.whoami(fresh.header)).data, {});
+            await expectNoneHolding(b, user, 'after the logout');
+          });
+        });
+      });
+
+      it('a session over the limit after maxSize was lowered (200 KB → 64 KiB): reads work, growth is refused, a shrink back within the limit and a logout work', { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(b, { maxSize: 200_000 }, async (large) => {
+          await withApp(b, {}, async (app) => {
+            await repeat(REPS, async () => {
+              const user = marker('user');
+              const { cookie, id } = await login(large, { user }, [
+                ['big', 'b0'],
+                ['big', 'b1'],
+              ]);
+              const all = ['b0', 'b1', 'user'];
+              assert.deepEqual(Object.keys((await app.whoami(cookie)).data).sort(), all, 'the 64 KiB app reads the 120 KB session');
+
+              const grow = await app.act([['set', { more: 1 }]], { cookie });
+              expectStatus(grow, 500, 'growing a session that is over maxSize');
+              expectNoCookie(grow, 'growing a session that is over maxSize');
+              assert.deepEqual(Object.keys((await app.whoami(cookie)).data).sort(), all, 'the refused growth stored nothing');
+
+              const shrink = await app.act([['del', 'b0']], { cookie });
+              expectStatus(shrink, 200, 'deleting one big key (back within maxSize)');
+              expectNoCookie(shrink, 'deleting one big key');
+              assert.deepEqual(Object.keys((await app.whoami(cookie)).data).sort(), ['b1', 'user']);
+              const stored = await expectOneHolding(b, user, id, 'after shrinking');
+              assert.deepEqual(Object.keys(stored.data).sort(), ['b1', 'user']);
+
+              const out = await app.act([['logout']], { cookie });
+              expectStatus(out, 200, 'the logout');
+              expectCleared(out, 'the logout');
+              assert.deepEqual((await app.whoami(cookie)).data, {});
+              await expectNoneHolding(b, user, 'after the logout');
+
+              // Destroyed straight away while still over the limit.
+              const other = marker('user');
+              const second = await login(large, { user: other }, [
+                ['big', 'b0'],
+                ['big', 'b1'],
+              ]);
+              const out2 = await app.act([['logout']], { cookie: second.cookie });
+              expectStatus(out2, 200, 'the logout of a session over maxSize');
+              expectCleared(out2, 'the logout of a session over maxSize');
+              await expectNoneHolding(b, other, 'after the logout of a session over maxSize');
+            });
+          });
+        });
+      });
+
+      it('a session over the limit after maxSize was lowered: a shrink that leaves it still over the limit (180 KB → 120 KB) is accepted', { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(b, { maxSize: 200_000 }, async (large) => {
+          await withApp(b, {}, async (app) => {
+            await repeat(REPS, async () => {
+              const user = marker('user');
+              const { cookie, id } = await login(large, { user }, [
+                ['big', 'b0'],
+                ['big', 'b1'],
+                ['big', 'b2'],
+              ]);
+              const shrink = await app.act([['del', 'b0']], { cookie });
+              expectStatus(shrink, 200, 'deleting one big key (120 KB left: still over maxSize, but smaller)');
+              expectNoCookie(shrink, 'deleting one big key');
+              assert.deepEqual(Object.keys((await app.whoami(cookie)).data).sort(), ['b1', 'b2', 'user']);
+              const stored = await expectOneHolding(b, user, id, 'after shrinking');
+              assert.deepEqual(Object.keys(stored.data).sort(), ['b1', 'b2', 'user']);
+              const out = await app.act([['logout']], { cookie });
+              expectStatus(out, 200, 'the logout');
+              expectCleared(out, 'the logout');
+              await expectNoneHolding(b, user, 'after the logout');
+            });
+          });
+        });
+      });
+    });
+
+    describe('7. two concurrent first getCsrfToken() calls', () => {
+      it('a later POST carrying either token passes csrfProtect()', { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(
+          b,
+          {},
+          async (app) => {
+            await repeat(REPS, async () => {
+              const user = marker('user');
+              const { cookie } = await login(app, { user });
+              const r = await race(
+                app,
+                [
+                  { name: 'A', ops: [['csrf']], cookie },
+                  { name: 'B', ops: [['csrf']], cookie },
+                ],
+                ['A', 'B'],
+              );
+              expectStatus(r.A as Reply, 200, 'A (getCsrfToken)');
+              expectStatus(r.B as Reply, 200, 'B (getCsrfToken)');
+              expectNoCookie(r.A as Reply, 'A (getCsrfToken)');
+              expectNoCookie(r.B as Reply, 'B (getCsrfToken)');
+              const tokenA = (JSON.parse((r.A as Reply).body) as { token: string }).token;
+              const tokenB = (JSON.parse((r.B as Reply).body) as { token: string }).token;
+              const postA = await app.post(cookie, tokenA);
+              expectStatus(postA, 200, "a POST carrying A's token");
+              const postB = await app.post(cookie, tokenB);
+              expectStatus(postB, 200, "a POST carrying B's token");
+              assert.deepEqual((await app.whoami(cookie)).data, { user }, 'the session is intact');
+            });
+          },
+          true,
+        );
+      });
+    });
+
     describe('8. logout (A) vs a plain write (B): the logout wins, the write never resurrects the session', () => {
       for (const order of BOTH) {
         it(orderName(order), { timeout: TEST_TIMEOUT }, async () => {
@@ -570,6 +870,60 @@ for (const b of [single, clustered]) {
           });
         });
       });
+    });
+
+    describe('10. flash messages on one queue', () => {
+      for (const order of BOTH) {
+        it(`flash('a') (A) and flash('b') (B), ${orderName(order)}: a later popFlash() returns both, in landing order`, { timeout: TEST_TIMEOUT }, async () => {
+          await withApp(b, {}, async (app) => {
+            await repeat(REPS, async () => {
+              const user = marker('user');
+              const { cookie } = await login(app, { user });
+              const r = await race(
+                app,
+                [
+                  { name: 'A', ops: [['flash', 'a']], cookie },
+                  { name: 'B', ops: [['flash', 'b']], cookie },
+                ],
+                [...order],
+              );
+              expectStatus(r.A as Reply, 200, "A (flash('a'))");
+              expectStatus(r.B as Reply, 200, "B (flash('b'))");
+              expectNoCookie(r.A as Reply, "A (flash('a'))");
+              expectNoCookie(r.B as Reply, "B (flash('b'))");
+              const pop = await app.act([['pop']], { cookie });
+              expectStatus(pop, 200, 'the later popFlash()');
+              assert.deepEqual((JSON.parse(pop.body) as { popped: unknown[] }).popped, order.map((n) => n.toLowerCase()), 'popFlash() returns both messages, in the order their writes landed');
+              assert.deepEqual((await app.whoami(cookie)).flash, [], 'the queue is empty after the pop');
+            });
+          });
+        });
+
+        it(`popFlash() of ['m1'] (A) and flash('m2') (B), ${orderName(order)}: the queue holds exactly ['m2']`, { timeout: TEST_TIMEOUT }, async () => {
+          await withApp(b, {}, async (app) => {
+            await repeat(REPS, async () => {
+              const user = marker('user');
+              const { cookie } = await login(app, { user }, [['flash', 'm1']]);
+              const r = await race(
+                app,
+                [
+                  { name: 'A', ops: [['pop']], cookie },
+                  { name: 'B', ops: [['flash', 'm2']], cookie },
+                ],
+                [...order],
+              );
+              expectStatus(r.A as Reply, 200, 'A (popFlash)');
+              expectStatus(r.B as Reply, 200, "B (flash('m2'))");
+              expectNoCookie(r.A as Reply, 'A (popFlash)');
+              expectNoCookie(r.B as Reply, "B (flash('m2'))");
+              assert.deepEqual((JSON.parse((r.A as Reply).body) as { popped: unknown[] }).popped, ['m1'], 'A popped what it loaded');
+              const seen = await app.whoami(cookie);
+              assert.deepEqual(seen.flash, ['m2'], "the queue holds exactly ['m2']: m1 was shown once, m2 not lost");
+              assert.deepEqual(seen.data, { user });
+            });
+          });
+        });
+      }
     });
 
     describe('11. regenerate() (A) vs a plain write (B)', () => {
