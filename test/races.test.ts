@@ -21,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import Koa from 'koa';
 import type { Context } from 'koa';
+import fc from 'fast-check';
 import { Cluster, Redis } from 'ioredis';
 import {
   csrfProtect,
@@ -980,5 +981,110 @@ for (const b of [single, clustered]) {
         });
       });
     });
+
+    describe('property: 2–4 requests with random intents, writes landing in a random order, match their serial application', () => {
+      it('the data under the browser\'s final cookie equals the model', { timeout: TEST_TIMEOUT * 2 }, async () => {
+        await withApp(b, { timeout: 1200 }, async (app) => {
+          await fc.assert(
+            fc.asyncProperty(scenario, async ([intents, order]) => {
+              const user = marker('user');
+              const preloaded = { user, p0: 'p', p1: 'p', p2: 'p', p3: 'p' };
+              const { cookie, id } = await login(app, preloaded);
+              const names = intents.map((_, i) => `R${i}`);
+              const r = await race(
+                app,
+                intents.map((intent, i) => ({ name: names[i] as string, ops: opsOf(intent, i), cookie })),
+                order.map((i) => names[i] as string),
+              );
+              for (const name of names) expectStatus(r[name] as Reply, 200, `${name}`);
+              const expected = model(preloaded, intents, order);
+              let jar: string | undefined = cookie;
+              for (const reply of r.arrival) jar = applyCookie(jar, reply);
+              const seen = await app.whoami(jar);
+              if (expected.alive) {
+                assert.deepEqual(seen.data, expected.data, "the browser's final cookie leads to the serially expected data");
+                assert.equal(seen.timeout, expected.timeout, 'and the serially expected timeout');
+                const finalId = (jar as string).slice('session='.length, (jar as string).lastIndexOf('.'));
+                assert.equal(finalId === id, !expected.moved, expected.moved ? 'the final cookie names a new id' : 'the final cookie still names the original id');
+                await expectOneHolding(b, user, finalId, 'afterwards');
+              } else {
+                assert.deepEqual(seen.data, {}, "the session was logged out: the browser's final cookie leads to an empty session");
+                await expectNoneHolding(b, user, 'after a logout');
+              }
+            }),
+            { numRuns: b.cluster ? 15 : 30 },
+          );
+        });
+      });
+    });
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The property's intents and their model
+
+type Intent = { kind: 'set'; key: 'k0' | 'k1' } | { kind: 'del'; key: string } | { kind: 'logout' } | { kind: 'regenerate' } | { kind: 'timeout'; n: number };
+
+const intent: fc.Arbitrary<Intent> = fc.oneof(
+  fc.record({ kind: fc.constant('set' as const), key: fc.constantFrom('k0' as const, 'k1' as const) }),
+  fc.record({ kind: fc.constant('del' as const), key: fc.constantFrom('p0', 'p1', 'p2', 'p3') }),
+  fc.constant({ kind: 'logout' as const }),
+  fc.constant({ kind: 'regenerate' as const }),
+  fc.record({ kind: fc.constant('timeout' as const), n: fc.constantFrom(0, 30, 3600) }),
+);
+
+/** Intents, and the order (indices) in which their writes land. */
+const scenario: fc.Arbitrary<[Intent[], number[]]> = fc
+  .array(intent, { minLength: 2, maxLength: 4 })
+  .chain((intents) =>
+    fc.tuple(
+      fc.constant(intents),
+      fc.shuffledSubarray(
+        intents.map((_, i) => i),
+        { minLength: intents.length, maxLength: intents.length },
+      ),
+    ),
+  );
+
+/** Request i's value for a `set`: distinct per request, so the last one to land is seen. */
+const valueOf = (i: number) => `v${i}`;
+
+function opsOf(x: Intent, i: number): Op[] {
+  switch (x.kind) {
+    case 'set':
+      return [['set', { [x.key]: valueOf(i) }]];
+    case 'del':
+      return [['del', x.key]];
+    case 'logout':
+      return [['logout']];
+    case 'regenerate':
+      return [['regenerate']];
+    case 'timeout':
+      return [['timeout', x.n]];
+  }
+}
+
+/**
+ * The serial application of the intents in landing order. Every request loaded the original id:
+ * its set, delete, adjustTimeout or regenerate applies only while the session still lives under
+ * that id (not logged out, not moved); a logout ends the session wherever it moved.
+ */
+function model(preloaded: Record<string, unknown>, intents: Intent[], order: number[]): { alive: boolean; moved: boolean; data: Record<string, unknown>; timeout: number | null } {
+  const data: Record<string, unknown> = { ...preloaded };
+  let alive = true;
+  let moved = false;
+  let timeout: number | null = 1200;
+  for (const i of order) {
+    const x = intents[i] as Intent;
+    if (x.kind === 'logout') {
+      alive = false;
+      continue;
+    }
+    if (!alive || moved) continue;
+    if (x.kind === 'set') data[x.key] = valueOf(i);
+    else if (x.kind === 'del') delete data[x.key];
+    else if (x.kind === 'timeout') timeout = x.n === 0 ? null : x.n;
+    else moved = true;
+  }
+  return { alive, moved, data, timeout };
 }
