@@ -1,7 +1,7 @@
 /**
  * What the session machine costs per request: the compiled interpreter the middleware runs
  * (src/fsm.ts) beside an XState actor of the same chart, on four request stories. Target: the
- * compiled machine at most 3 µs per request (issue: foundation). Prints medians of several rounds.
+ * compiled machine at most 3 µs per request . Prints medians of several rounds.
  *   npm run bench:machine
  */
 import { createActor } from 'xstate';
@@ -10,12 +10,12 @@ import { MachineRun } from '../src/fsm.js';
 import type { SessionEvent, SessionInput } from '../src/policy.js';
 
 const input: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false };
-const ended = (hasData: boolean, changed: boolean): SessionEvent => ({ type: 'request.ended', hasData, changed, cookieAllowed: true, errored: false });
+const ended = (hasData: boolean, changed: boolean): SessionEvent => ({ type: 'request.ended', hasData, changed, cookieAllowed: true, errored: false, fits: true, secureOk: true });
 
 const STORIES: Record<string, SessionEvent[]> = {
   'read-only (cookie, load, end)': [{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.found', refreshed: true }, ended(true, false)],
-  'write (cookie, load, write, end)': [{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.found', refreshed: true }, { type: 'data.written' }, ended(true, true)],
-  'new session (no cookie, write, end)': [{ type: 'cookie.missing' }, { type: 'data.written' }, ended(true, true)],
+  'write (cookie, load, write, end)': [{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.found', refreshed: true }, { type: 'data.written' }, ended(true, true), { type: 'write.stored' }],
+  'new session (no cookie, write, end)': [{ type: 'cookie.missing' }, { type: 'data.written' }, ended(true, true), { type: 'write.stored' }],
   'untouched, no cookie': [{ type: 'cookie.missing' }, ended(false, false)],
 };
 

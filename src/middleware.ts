@@ -191,11 +191,11 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
         return new NotInBackendError('session ended or moved by another request while this one ran; its changes were not stored', state.storedId);
       case 'tooLarge':
         return new SessionSizeError(run.context.plan === 'none' ? state.storedSize() : null, opts.maxSize);
-      case 'cookieRefused':
-        return new SessionNotStoredError(
-          `session not stored: the cookie it needs cannot be sent on this response (${errored && !opts.cookieOnException ? 'an error response, and cookieOnException is off' : 'allowCookies refused cookies'})`,
-          state.storedId,
-        );
+      case 'cookieRefused': {
+        const why = errored && !opts.cookieOnException ? 'an error response, and cookieOnException is off' : 'allowCookies refused cookies';
+        const what = state.isNew ? 'session not stored' : 'regenerate() not stored: nothing was written under the old id either';
+        return new SessionNotStoredError(`${what}: the cookie it needs cannot be sent on this response (${why})`, state.storedId);
+      }
       case 'insecureCookie':
         return new TypeError('koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true');
       default:

@@ -417,7 +417,7 @@ describe('maxSize', () => {
       '/grow': (ctx) => void (ctx.session.c = 'z'),
       '/shrink': (ctx) => void delete ctx.session.a,
       '/login': (ctx) => ctx.session.regenerate(),
-      '/logout': (ctx) => void (ctx.session = null),
+      '/logout': (ctx) => void ((ctx as { session: unknown }).session = null),
     }, { maxSize: 1000 });
     assert.equal((await run('/grow', cookie)).res.status, 500, 'growth over the limit is refused');
     const shrink = await run('/shrink', cookie);
