@@ -30,13 +30,15 @@ describe('toMermaid', () => {
   const chart = toMermaid();
 
   it('draws every state of the machine and every final state leads out', () => {
-    for (const state of ['unloaded', 'loading', 'new', 'invalid', 'loaded', 'loaded_invalidated', 'loaded_replaced', 'loaded_regenerated']) {
+    for (const state of ['unloaded', 'loading', 'new', 'invalid', 'loaded', 'loaded_invalidated', 'loaded_replaced', 'loaded_regenerated', 'creating', 'patching', 'moving', 'replacing', 'deleting']) {
       assert.match(chart, new RegExp(`as ${state}\\b`));
     }
-    for (const final of ['persisted', 'refreshed', 'untouched', 'destroyed', 'discarded']) {
+    for (const final of ['persisted', 'refreshed', 'untouched', 'destroyed', 'discarded', 'gone', 'rejected', 'failed']) {
       assert.match(chart, new RegExp(`^  ${final} --> \\[\\*\\]$`, 'm'));
     }
-    assert.match(chart, /new --> persisted: request\.ended \[canCreate\] \/ planCreate/);
+    assert.match(chart, /new --> creating: request\.ended \/ planCreate/);
+    assert.match(chart, /creating --> persisted: write\.stored/);
+    assert.match(chart, /loaded_regenerated --> rejected: request\.ended \[cookieBlocked\] \/ noteCookieRefused/);
   });
 
   it('is the chart the README shows', () => {

@@ -11,6 +11,7 @@ import { KOA_VERSIONS } from './helpers/app.js';
 import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { storedData } from './helpers/fixture.js';
+import { sessionKey } from './helpers/keys.js';
 import { MultiMonitor } from './helpers/monitor.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 
@@ -92,7 +93,7 @@ describe('concurrency on Redis Cluster', () => {
     const id = cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
     await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
     await app.close();
-    const data = await storedData(client, `sess:${id}`);
+    const data = await storedData(client, sessionKey(id, true));
     assert.equal(Object.keys(data).filter((k) => k.startsWith('k')).length, 50);
   });
 });
