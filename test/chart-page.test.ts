@@ -83,7 +83,8 @@ describe('sessionChart() in a browser', () => {
     const byId = Object.fromEntries(counted);
     assert.equal(byId['unloaded:cookie.missing:0'], '× 1');
     assert.equal(byId['unloaded:cookie.verified:0'], '× 2');
-    assert.equal(byId['new:request.ended:0'], '× 1', 'the create');
+    assert.equal(byId['new:request.ended:4'], '× 1', 'the create');
+    assert.equal(byId['creating:write.stored:0'], '× 1', 'the create stored');
     assert.equal(byId['loaded.invalidated:request.ended:0'], '× 1', 'the logout');
     const rows = await page.$$eval('#recent tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(1, 5).map((td) => td.textContent)));
     assert.deepEqual(rows, [

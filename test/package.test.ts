@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 
 const EXPECTED = [
   'DeserializationError', 'InvalidSessionError', 'NoSessionCookieError', 'NotInBackendError', 'PayloadLegacyError',
-  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionSizeError', 'SessionStoreError', 'csrfProtect', 'default',
+  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionNotStoredError', 'SessionSizeError', 'SessionStoreError', 'csrfProtect', 'default',
   'koaRedisSession', 'sessionMachine', 'sessionSerializer', 'toDot', 'toMermaid',
 ];
 

@@ -32,11 +32,11 @@ describe('debug', () => {
     );
     assert.deepEqual(
       traces[1]?.steps.map((s) => `${s.from} -${s.event}-> ${s.to}`),
-      ['unloaded -cookie.verified-> loading', 'loading -load.found-> loaded.clean', 'loaded.clean -data.written-> loaded.dirty', 'loaded.dirty -request.ended-> persisted'],
+      ['unloaded -cookie.verified-> loading', 'loading -load.found-> loaded.clean', 'loaded.clean -data.written-> loaded.dirty', 'loaded.dirty -request.ended-> patching', 'patching -write.stored-> persisted'],
     );
     assert.match(
       traces[1]?.line ?? '',
-      /^GET \/cart unloaded -cookie\.verified-> loading -load\.found-> loaded\.clean -data\.written-> loaded\.dirty -request\.ended-> persisted \| redis: load, patch \| cookie: none \| \d+\.\d\d ms$/,
+      /^GET \/cart unloaded -cookie\.verified-> loading -load\.found-> loaded\.clean -data\.written-> loaded\.dirty -request\.ended-> patching -write\.stored-> persisted \| redis: load, patch \| cookie: none \| \d+\.\d\d ms$/,
     );
     assert.ok((traces[0]?.ms ?? -1) >= 0);
   });
@@ -92,7 +92,7 @@ describe('traceHeader', () => {
     });
     const res = await app.get('/');
     await app.close();
-    assert.match(String(res.headers['x-session-trace']), /^GET \/ unloaded -cookie\.missing-> new\.clean -data\.written-> new\.dirty -request\.ended-> persisted \| redis: create \| cookie: set \| /);
+    assert.match(String(res.headers['x-session-trace']), /^GET \/ unloaded -cookie\.missing-> new\.clean -data\.written-> new\.dirty -request\.ended-> creating -write\.stored-> persisted \| redis: create \| cookie: set \| /);
   });
 
   it('is refused when NODE_ENV is production', () => {
