@@ -124,8 +124,9 @@ export class CookieCodec {
 /** A key ring from the `keys` option or `app.keys`: a list of secrets (newest first) or a Keygrip. */
 export function toKeyRing(keys: unknown, source: string): KeyRing {
   if (Array.isArray(keys)) {
-    if (keys.length === 0 || !keys.every((k) => (typeof k === 'string' && k.length > 0) || Buffer.isBuffer(k))) {
-      throw new TypeError(`${source} must be a non-empty array of non-empty strings, newest key first`);
+    // An empty key, of either type, would let anyone sign a cookie for any id.
+    if (keys.length === 0 || !keys.every((k) => (typeof k === 'string' || Buffer.isBuffer(k)) && k.length > 0)) {
+      throw new TypeError(`${source} must be a non-empty array of non-empty strings or Buffers, newest key first`);
     }
     return new HmacKeyRing(keys as Array<string | Buffer>);
   }

@@ -158,6 +158,9 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     }
     if (result.status === 'found') {
       run.send({ type: 'load.found', refreshed: result.refreshed });
+      if (result.refreshRefused) {
+        report(ctx, new SessionStoreError('session store refused the expiry refresh (maxmemory with noeviction?); the session was read without it', id, 'load'));
+      }
       return new SessionState(settings, run, now, id, result.payload);
     }
     run.send({ type: 'load.stale' });
@@ -185,14 +188,45 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   // -- 4. The end: what the request did, the one write, its answer, the cookie and the status ----
 
-  const failureError = (failure: Failure, run: MachineRun, state: SessionState, errored: boolean, storeError: unknown): unknown => {
+  /** Why no session cookie can reach the browser on this response, or null when one can. */
+  const unreachable = (ctx: Context, outcome: HandlerOutcome): string | null => {
+    if (ctx.headerSent) return 'the response headers were already sent';
+    if (ctx.respond === false) return 'ctx.respond is false: the application writes the response itself';
+    const { error } = outcome;
+    if (outcome.errored && (typeof error !== 'object' || error === null || !Object.isExtensible(error))) {
+      // Koa's onerror drops every header and sends the error's own `headers`: a thrown string (or a
+      // frozen object) cannot carry ours.
+      return 'the handler threw a value that cannot carry headers (not an extensible object)';
+    }
+    return null;
+  };
+
+  /**
+   * A new id's cookie on an error response reaches the browser only if the error that Koa finally
+   * handles still carries it: an upstream middleware that replaces the error drops it. Once the
+   * response is sent, a session whose cookie did not go out is ended, so no key is left that no
+   * cookie names (one command more, on this rare path only).
+   */
+  const watchNewCookie = (ctx: Context, id: string): void => {
+    const value = `${cookie.name}=${(codec as CookieCodec).encode(id)};`;
+    ctx.res.once('finish', () => {
+      const sent = ctx.res.getHeader('set-cookie');
+      if ((Array.isArray(sent) ? sent : [String(sent ?? '')]).some((h) => h.startsWith(value))) return;
+      store.end(id).then(
+        () => report(ctx, new SessionNotStoredError('session ended again: its cookie did not reach the browser (an upstream middleware replaced the error and its headers)', id)),
+        (err: unknown) => report(ctx, err instanceof InvalidSessionError ? err : new SessionStoreError(String(err), id, 'delete')),
+      );
+    });
+  };
+
+  const failureError = (failure: Failure, run: MachineRun, state: SessionState, errored: boolean, storeError: unknown, blocked: string | null): unknown => {
     switch (failure) {
       case 'gone':
         return new NotInBackendError('session ended or moved by another request while this one ran; its changes were not stored', state.storedId);
       case 'tooLarge':
         return new SessionSizeError(run.context.plan === 'none' ? state.storedSize() : null, opts.maxSize);
       case 'cookieRefused': {
-        const why = errored && !opts.cookieOnException ? 'an error response, and cookieOnException is off' : 'allowCookies refused cookies';
+        const why = blocked ?? (errored && !opts.cookieOnException ? 'an error response, and cookieOnException is off' : 'allowCookies refused cookies');
         const what = state.isNew ? 'session not stored' : 'regenerate() not stored: nothing was written under the old id either';
         return new SessionNotStoredError(`${what}: the cookie it needs cannot be sent on this response (${why})`, state.storedId);
       }
@@ -205,11 +239,12 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   const finish = async (ctx: Context, run: MachineRun, state: SessionState, outcome: HandlerOutcome, now: number): Promise<void> => {
     const hasData = state.hasData();
+    const blocked = unreachable(ctx, outcome);
     run.send({
       type: 'request.ended',
       hasData,
       changed: state.hasChanges(),
-      cookieAllowed: opts.allowCookies ? opts.allowCookies(ctx) !== false : true,
+      cookieAllowed: blocked === null && (opts.allowCookies ? opts.allowCookies(ctx) !== false : true),
       errored: outcome.errored,
       // What create and replace store whole is measured here; a patch's total, by its script.
       fits: !state.isNew || !hasData || state.storedSize() <= opts.maxSize,
@@ -231,9 +266,13 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     }
     const output = run.output;
     if (output === undefined) throw new Error(`session machine: no final state after the write (in ${run.value})`);
-    if (output.cookie === 'set') cookie.set(ctx, codec as CookieCodec, id as string, state.cookieMaxAge);
-    else if (output.cookie === 'clear') cookie.clear(ctx);
-    if (output.failure !== null) settle(ctx, output, failureError(output.failure, run, state, outcome.errored, storeError), outcome.errored);
+    if (output.cookie === 'set') {
+      cookie.set(ctx, codec as CookieCodec, id as string, state.cookieMaxAge);
+      if (outcome.errored && id !== state.storedId) watchNewCookie(ctx, id as string);
+    } else if (output.cookie === 'clear') {
+      cookie.clear(ctx);
+    }
+    if (output.failure !== null) settle(ctx, output, failureError(output.failure, run, state, outcome.errored, storeError, blocked), outcome.errored);
   };
 
   /** One request. */

@@ -86,6 +86,7 @@ export interface LoadedPayload extends Meta {
 }
 
 const PROTO_FIELD = `${DATA_PREFIX}__proto__`;
+const CONSTRUCTOR_FIELD = `${DATA_PREFIX}constructor`;
 
 function fail(): never {
   throw new TypeError('not a run of framed messages');
@@ -108,7 +109,12 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
     if (field === PROTO_FIELD) continue; // never stored by us; never let it near a prototype
     if (isData || field.startsWith(FLASH_PREFIX) || field === CSRF_FIELD) {
       try {
-        if (isData) data[field.slice(DATA_PREFIX.length)] = serializer.parse(value);
+        if (isData) {
+          const decoded = serializer.parse(value);
+          // A top-level `constructor` holding a `prototype` is dropped, as at every depth below.
+          if (field === CONSTRUCTOR_FIELD && decoded !== null && typeof decoded === 'object' && Object.hasOwn(decoded, 'prototype')) continue;
+          data[field.slice(DATA_PREFIX.length)] = decoded;
+        }
         else if (field === CSRF_FIELD) extras[field] = serializer.parse(value);
         else extras[field] = (unframe(value) ?? fail()).map((text) => serializer.parse(text));
       } catch (err) {

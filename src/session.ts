@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
-import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, frame, type LoadedPayload, type Serializer } from './payload.js';
+import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, FORMAT_VERSION, frame, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
@@ -384,7 +384,9 @@ export class SessionState implements WriteSource {
    *  (the stored total of a session written by a patch is checked by its script). */
   storedSize(): number {
     const fields = this.allFields();
-    let size = 0;
+    // The metadata create stores (c, v, t, x) counts too: maxSize limits what is stored.
+    let size = 2 + String(this.created).length + String(FORMAT_VERSION).length;
+    if (this.timeout !== null) size += 2 + String(this.timeout).length + String(this.now + this.timeout).length;
     for (const text of fields) size += Buffer.byteLength(text);
     return size;
   }
@@ -442,6 +444,7 @@ export class SessionState implements WriteSource {
 
   flash(message: unknown, queue = '', allowDuplicate = true): void {
     if (typeof queue !== 'string') throw new TypeError('ctx.session.flash(message, queue): queue must be a string');
+    checkName(queue, 'ctx.session.flash() queue');
     const field = FLASH_PREFIX + queue;
     const current = (this.extras[field] as unknown[] | undefined) ?? [];
     if (!allowDuplicate) {
@@ -555,9 +558,23 @@ export class SessionState implements WriteSource {
     return types.isProxy(this) ? { ...this } : { ...this.data };
   }
 }
+/** A lone UTF-16 surrogate: Redis stores field names as UTF-8, where it becomes U+FFFD, so two such
+ *  keys would overwrite each other. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A name that becomes a field of the stored hash (a data key, a flash queue) must be well-formed. */
+function checkName(name: string, what: string): void {
+  if (LONE_SURROGATE.test(name)) throw new TypeError(`${what} ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate); it cannot be stored`);
+}
+
 function setData(state: SessionState, key: string | symbol, value: unknown): void {
   if (typeof key !== 'string') throw new TypeError('ctx.session keys must be strings');
   if (key === '__proto__') throw new TypeError('ctx.session.__proto__ cannot hold data: the key "__proto__" is reserved by JavaScript');
+  checkName(key, 'ctx.session key');
+  if (key === 'constructor' && value !== null && typeof value === 'object' && Object.hasOwn(value, 'prototype')) {
+    // Refused at the top as at every depth: `{ ...ctx.session }` would carry it as a gadget.
+    throw new TypeError('ctx.session.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused (decoding drops it)');
+  }
   if (RESERVED_MEMBERS.has(key)) {
     throw new TypeError(`ctx.session.${key} is a reserved member and cannot hold data; choose another key`);
   }

@@ -14,8 +14,8 @@
  * it gives `undefined` either way).
  *
  * Decoding never lets data reach an object prototype: `__proto__` keys are dropped, and so is a
- * `constructor` key holding a `prototype` (SPEC §7; jshttp/cookie keeps a NullObject for the same
- * reason). The slower reviving walk only runs on text that contains a tag or either name.
+ * `constructor` key holding a `prototype` (jshttp/cookie keeps a NullObject for the same reason:
+ * https://github.com/jshttp/cookie). The slower reviving walk only runs on text that contains a tag or either name.
  */
 import type { Serializer } from './payload.js';
 
@@ -70,7 +70,9 @@ function encode(value: unknown, path: string, ancestors: object[]): unknown {
         if (v === undefined) continue;
         out[key] = encode(v, `${path}.${key}`, ancestors);
       }
-      return Object.hasOwn(object, TAG) ? { [TAG]: 'o', v: out } : out;
+      // Wrapped only when a `$t` key is stored: `{ $t: undefined }` encodes as `{}`, which decodes
+      // and encodes again to the same text (no spurious write).
+      return Object.hasOwn(out, TAG) ? { [TAG]: 'o', v: out } : out;
     }
     if (object instanceof Date && proto === Date.prototype) {
       const time = object.getTime();

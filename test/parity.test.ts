@@ -391,7 +391,9 @@ describe('maxSize', () => {
     assert.match(add.res.text, /Internal Server Error/);
     // The patch's script checks the stored total (field s) and refuses the growth: nothing applied.
     assert.deepEqual(add.wire, ['load', 'patch']);
-    assert.equal(await f.redis.hget(`sess:${id}`, 's'), String(':blob'.length + 902));
+    const { s, ...stored } = await f.redis.hgetall(`sess:${id}`);
+    const bytes = Object.entries(stored).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+    assert.equal(s, String(bytes), 'the stored size counts every field, metadata included');
     assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${id}`)), ['blob']);
     await app.close();
   });
@@ -433,12 +435,18 @@ describe('maxSize', () => {
     await app.close();
   });
 
-  it('accepts a session at the limit', async () => {
-    const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.b = 'x'.repeat(100)) }, { maxSize: 104 });
-    const { res } = await run('/');
+  it('accepts a session at the limit, metadata counted, and refuses one byte more', async () => {
+    // ':b' and '"x…x"' (104 bytes), then c, v, t and x as create stores them (29 bytes today).
+    const size = 104 + (1 + 10) + (1 + 1) + (1 + 4) + (1 + 10);
+    const at = await appWith({ '/': (ctx) => void (ctx.session.b = 'x'.repeat(100)) }, { maxSize: size });
+    const { res } = await at.run('/');
     assert.equal(res.status, 200);
-    expectCookieSet(res);
-    await app.close();
+    const { id } = expectCookieSet(res);
+    assert.equal(await f.redis.hget(`sess:${id}`, 's'), String(size));
+    await at.app.close();
+    const over = await appWith({ '/': (ctx) => void (ctx.session.b = 'x'.repeat(100)) }, { maxSize: size - 1 });
+    assert.equal((await over.run('/')).res.status, 500);
+    await over.app.close();
   });
 
   it('must be a whole number of bytes', async () => {

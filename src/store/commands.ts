@@ -15,9 +15,11 @@ import { createLua, endLua, loadLua, patchLua, rotateLua } from './scripts.gener
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
   ksmLoadV3Buffer(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, Buffer?]>;
-  ksmCreateV1(key: string, ttl: number, ...fields: string[]): Promise<number>;
-  ksmPatchV2(key: string, ...intent: Array<string | number>): Promise<number>;
-  ksmRotateV2(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number>): Promise<number>;
+  // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
+  // overflow the JavaScript stack.
+  ksmCreateV1(key: string, ttl: number, fields: readonly string[]): Promise<number>;
+  ksmPatchV2(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
+  ksmRotateV2(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | ReadonlyArray<string | number>>): Promise<number>;
   ksmEndV1(key: string): Promise<number>;
 }
 
@@ -69,7 +71,7 @@ export function unpackFields(packed: Buffer | undefined): string[] {
 
 /** Result of the load. */
 export type LoadResult =
-  | { readonly status: 'found'; readonly refreshed: boolean; readonly payload: LoadedPayload }
+  | { readonly status: 'found'; readonly refreshed: boolean; readonly refreshRefused: boolean; readonly payload: LoadedPayload }
   | { readonly status: 'missing' | 'expired' | 'legacy' };
 
 const MISSING: LoadResult = { status: 'missing' };
@@ -262,7 +264,7 @@ export class SessionStore {
     const reply = await this.#send('load', id, () => this.#redis.ksmLoadV3Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
     switch (reply[0]) {
       case 1:
-        return { status: 'found', refreshed: reply[1] === 1, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };
+        return { status: 'found', refreshed: reply[1] === 1, refreshRefused: reply[1] === 2, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };
       case 2:
         return EXPIRED;
       case 3:
@@ -280,25 +282,25 @@ export class SessionStore {
         return { answer: 'stored', id: source.storedId };
       case 'create': {
         const { ttl, fields } = this.#whole(source, now);
-        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, ...fields)));
+        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, fields)));
       }
       case 'replace': {
         const oldId = source.storedId as string;
         const { ttl, fields } = this.#whole(source, now);
         return this.#underFreshId(source, (id) =>
-          this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, ...fields)),
+          this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, fields)),
         );
       }
       case 'patch': {
         const id = source.storedId as string;
         const intent = this.#intent(source, now);
-        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV2(this.key(id), ...intent)), id);
+        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV2(this.key(id), intent)), id);
       }
       case 'move': {
         const oldId = source.storedId as string;
         const intent = this.#intent(source, now);
         return this.#underFreshId(source, (id) =>
-          this.#send('move', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'move', ...intent)),
+          this.#send('move', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'move', intent)),
         );
       }
       case 'delete': {
@@ -311,6 +313,12 @@ export class SessionStore {
         throw new TypeError(`session store: unknown command ${String(unknown)}`);
       }
     }
+  }
+
+  /** End a session (and every id it was moved to), outside a request's machine: what a session whose
+   *  cookie never reached the browser is undone with. */
+  async end(id: string): Promise<void> {
+    await this.#send('delete', id, () => this.#redis.ksmEndV1(this.key(id)));
   }
 
   /** A patch's or move's arguments: the intent include/apply.lua reads. */
@@ -327,7 +335,8 @@ export class SessionStore {
     const fields = ['c', String(source.created), 'v', String(FORMAT_VERSION)];
     if (t !== null) fields.push('t', String(t), 'x', String(now + t));
     fields.push('s', String(source.storedSize()));
-    for (const f of source.allFields()) fields.push(f);
+    const all = source.allFields();
+    for (let i = 0; i < all.length; i++) fields.push(all[i] as string);
     return { ttl: t !== null && this.#settings.setRedisTtl ? t : 0, fields };
   }
 

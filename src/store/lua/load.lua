@@ -13,7 +13,8 @@
 --                                   nowhere (kept, so a logout that loaded it still follows it)
 --          {3}                      legacy or foreign payload (no or older version, or not a
 --                                   hash): the key is deleted
---          {1, refreshed, packed}   found; refreshed is 1 when the expiry moved; packed is the
+--          {1, refreshed, packed}   found; refreshed is 1 when the expiry moved, 2 when Redis refused
+--                                   the move (out of memory); packed is the
 --                                   HGETALL reply packed by Redis' built-in cmsgpack: a MessagePack
 --                                   array of strings, one bulk string on the wire instead of two
 --                                   per field. A client decodes each reply element at a cost of its
@@ -57,9 +58,15 @@ if t and t > 0 then
   local due
   if trigger < 0 then due = (x ~= now + t) else due = (not x) or (x - now <= trigger) end
   if due then
-    redis.call('HSET', key, 'x', now + t)
-    if ARGV[3] == '1' then redis.call('EXPIRE', key, t) end
-    refreshed = 1
+    -- A Redis at maxmemory with noeviction refuses the HSET: the session is still read, its refresh
+    -- skipped and reported (refreshed = 2), so reads and logouts keep working.
+    local moved = redis.pcall('HSET', key, 'x', now + t)
+    if type(moved) == 'table' and moved.err then
+      refreshed = 2
+    else
+      if ARGV[3] == '1' then redis.call('EXPIRE', key, t) end
+      refreshed = 1
+    end
   end
 end
 return {1, refreshed, cmsgpack.pack(fields)}

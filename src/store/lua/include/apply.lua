@@ -1,7 +1,8 @@
 -- apply.lua (included): apply one request's intent to a stored session hash, as patch.lua and
 -- rotate.lua's move both do. Decided here, against what is stored, not from the request's copy
 -- (docs/design.md, "Concurrency"):
---   * the size limit on the stored total, kept in the field `s` and moved by each write's delta:
+--   * the size limit on the stored total (every field but `s`), kept in `s` and moved by each write's
+--     delta (metadata changes of a few bytes aside):
 --     growth past maxSize is refused whole; a session over it can still shrink or move;
 --   * the expiry from the stored timeout `t` (the last adjustTimeout() to land is what holds);
 --   * flash queues as appends and pops of framed messages, so concurrent flashes are all kept;
@@ -14,14 +15,13 @@
 --   b+6 q, flash queues changed   b+7 n, fields to set
 --   then q triples (field, the loaded frames this request popped or "", frames to append),
 --   then n field, value pairs, then the fields to delete.
-local META = { c = true, t = true, x = true, v = true, s = true }
-
--- Bytes of the data fields (name and value), for a session stored before `s` was kept.
+-- Bytes the session's fields take (names and values, metadata included, `s` itself aside), for a
+-- session stored before `s` was kept.
 local function measure(key)
   local all = redis.call('HGETALL', key)
   local size = 0
   for i = 1, #all, 2 do
-    if not META[all[i]] then size = size + #all[i] + #all[i + 1] end
+    if all[i] ~= 's' then size = size + #all[i] + #all[i + 1] end
   end
   return size
 end
