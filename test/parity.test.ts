@@ -391,7 +391,7 @@ describe('maxSize', () => {
     assert.match(add.res.text, /Internal Server Error/);
     // The patch's script checks the stored total (field s) and refuses the growth: nothing applied.
     assert.deepEqual(add.wire, ['load', 'patch']);
-    const { s, ...stored } = await f.redis.hgetall(`sess:${id}`);
+    const { s, o: _op, ...stored } = await f.redis.hgetall(`sess:${id}`);
     const bytes = Object.entries(stored).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
     assert.equal(s, String(bytes), 'the stored size counts every field, metadata included');
     assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${id}`)), ['blob']);

@@ -4,6 +4,7 @@
  * new final state). Scripts are registered with ioredis `defineCommand`, which sends `EVAL` the first
  * time on each connection and `EVALSHA` after that: one command either way.
  */
+import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { SessionStoreError } from '../errors.js';
 import { FORMAT_VERSION, decodeHash, type LoadedPayload, type Serializer } from '../payload.js';
@@ -17,7 +18,7 @@ interface SessionCommands {
   ksmLoadV3Buffer(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, Buffer?]>;
   // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
   // overflow the JavaScript stack.
-  ksmCreateV1(key: string, ttl: number, fields: readonly string[]): Promise<number>;
+  ksmCreateV2(key: string, ttl: number, op: string, fields: readonly string[]): Promise<number>;
   ksmPatchV2(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
   ksmRotateV2(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | ReadonlyArray<string | number>>): Promise<number>;
   ksmEndV1(key: string): Promise<number>;
@@ -150,7 +151,7 @@ export class SessionStore {
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     redis.defineCommand('ksmLoadV3', { numberOfKeys: 1, lua: loadLua });
-    redis.defineCommand('ksmCreateV1', { numberOfKeys: 1, lua: createLua });
+    redis.defineCommand('ksmCreateV2', { numberOfKeys: 1, lua: createLua });
     redis.defineCommand('ksmPatchV2', { numberOfKeys: 1, lua: patchLua });
     redis.defineCommand('ksmRotateV2', { numberOfKeys: 2, lua: rotateLua });
     redis.defineCommand('ksmEndV1', { numberOfKeys: 1, lua: endLua });
@@ -282,13 +283,15 @@ export class SessionStore {
         return { answer: 'stored', id: source.storedId };
       case 'create': {
         const { ttl, fields } = this.#whole(source, now);
-        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV1(this.key(id), ttl, fields)));
+        const op = nextOp();
+        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV2(this.key(id), ttl, op, fields)));
       }
       case 'replace': {
         const oldId = source.storedId as string;
         const { ttl, fields } = this.#whole(source, now);
+        const op = nextOp();
         return this.#underFreshId(source, (id) =>
-          this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, fields)),
+          this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, op, fields)),
         );
       }
       case 'patch': {
@@ -326,7 +329,7 @@ export class SessionStore {
     const { set, del, flash } = source.intent();
     const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';
     const s = this.#settings;
-    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flash.length / 3, set.length / 2, ...flash, ...set, ...del];
+    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flash.length / 3, set.length / 2, nextOp(), ...flash, ...set, ...del];
   }
 
   /** A whole session as create and replace store it: metadata, then every field. */
@@ -353,6 +356,15 @@ export class SessionStore {
     }
     throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
   }
+}
+
+/** Operation ids: unique per write, so a script resent after a lost reply is known as a replay
+ *  (src/store/lua/include/op.lua). A random prefix per process and a counter: no draw per write. */
+const OP_PREFIX = randomBytes(6).toString('base64url');
+let opCount = 0;
+function nextOp(): string {
+  opCount = (opCount + 1) % 0x7fffffff;
+  return OP_PREFIX + opCount.toString(36).padStart(6, '0');
 }
 
 /** A script's reply code as the machine's answer: 1 stored, 2 ended (left empty), -1 gone, -2 too

@@ -12,16 +12,16 @@
 --   b+1 now, epoch seconds     b+2 "1" keep a Redis TTL, "0" LRU mode     b+3 maxSize in bytes
 --   b+4 timeout intent: "" keep the stored one, "0" never expire, or seconds
 --   b+5 "1" delete the session when no data field is left (invalidateEmptySession)
---   b+6 q, flash queues changed   b+7 n, fields to set
+--   b+6 q, flash queues changed   b+7 n, fields to set   b+8 the operation id (include/op.lua)
 --   then q triples (field, the loaded frames this request popped or "", frames to append),
 --   then n field, value pairs, then the fields to delete.
--- Bytes the session's fields take (names and values, metadata included, `s` itself aside), for a
+-- Bytes the session's fields take (names and values, metadata included, `s` and `o` aside), for a
 -- session stored before `s` was kept.
 local function measure(key)
   local all = redis.call('HGETALL', key)
   local size = 0
   for i = 1, #all, 2 do
-    if all[i] ~= 's' then size = size + #all[i] + #all[i + 1] end
+    if all[i] ~= 's' and all[i] ~= 'o' then size = size + #all[i] + #all[i + 1] end
   end
   return size
 end
@@ -32,13 +32,16 @@ local function cost(field, length)
   return 0
 end
 
--- Reads only. Returns nil and a reply code (-1 gone, -2 too large), or the plan for commit().
+-- Reads only. Returns nil and a reply code (-1 gone, -2 too large, or what a first run of this same
+-- operation answered), or the plan for commit().
 local function prepare(key, b)
+  local done = replayed(key, ARGV[b + 8])
+  if done then return nil, done end
   local meta = redis.call('HMGET', key, 'v', 's')
   if not meta[1] then return nil, -1 end -- no session here (deleted, expired, or a moved marker)
   local size = tonumber(meta[2]) or measure(key)
   local q, n = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
-  local flashAt, setAt = b + 8, b + 8 + 3 * q
+  local flashAt, setAt = b + 9, b + 9 + 3 * q
   local delAt = setAt + 2 * n
   local delta = 0
   local queues = {}
@@ -81,15 +84,16 @@ local function commit(key, b, plan)
     redis.call('HSET', key, 't', intent)
   end
   if ARGV[b + 5] == '1' then
-    local meta = redis.call('HMGET', key, 'c', 't', 'x', 'v', 's')
+    local meta = redis.call('HMGET', key, 'c', 't', 'x', 'v', 's', 'o')
     local present = 0
-    for i = 1, 5 do if meta[i] then present = present + 1 end end
+    for i = 1, 6 do if meta[i] then present = present + 1 end end
     if redis.call('HLEN', key) == present then
       redis.call('DEL', key)
       return 2
     end
   end
   redis.call('HSET', key, 's', plan.size)
+  record(key, ARGV[b + 8], 1)
   local t = tonumber(redis.call('HGET', key, 't'))
   local keepTtl = ARGV[b + 2] == '1'
   if t and t > 0 then

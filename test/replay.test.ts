@@ -1,0 +1,218 @@
+/**
+ * A lost reply: the connection drops after Redis ran a write script but before its reply arrived,
+ * and ioredis sends the script again once reconnected (autoResendUnfulfilledCommands, on by
+ * default). Every write must be safe to run twice (docs/design.md, "Faults"): a TCP proxy between
+ * the client and a private redis-server forwards the write, lets Redis run it, swallows the reply and
+ * cuts the connection. Checked with a client the middleware creates and one passed in with ioredis
+ * defaults.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import type Koa from 'koa';
+import { createLua, patchLua, rotateLua } from '../src/store/scripts.generated.js';
+import type { SessionOptions } from '../src/index.js';
+import { cookieOf, serveSession, type LiveApp } from './helpers/server.js';
+import { storedData, useRedis } from './helpers/fixture.js';
+
+const f = useRedis();
+
+const sha = (lua: string) => createHash('sha1').update(lua).digest('hex');
+
+/** A proxy to Redis that, once armed with a script's sha, forwards the next command carrying it,
+ *  drops Redis' reply to it and cuts the client's connection. */
+class ReplyDropper {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  /** The script's sha (EVALSHA) and its first line (EVAL, the first call on a connection). */
+  #armed: [string, string] | null = null;
+  dropped = 0;
+
+  constructor(target: number) {
+    this.#server = createServer((client) => {
+      const upstream = connect(target, '127.0.0.1');
+      this.#sockets.add(client).add(upstream);
+      let cutting = false;
+      client.on('data', (chunk) => {
+        if (this.#armed !== null && this.#armed.some((mark) => chunk.includes(mark))) {
+          this.#armed = null;
+          cutting = true;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk) => {
+        if (!cutting) {
+          client.write(chunk);
+          return;
+        }
+        // Redis ran the script and answered: the answer is lost with the connection.
+        this.dropped++;
+        client.destroy();
+        upstream.destroy();
+      });
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', close).on('close', close);
+      upstream.on('error', close).on('close', close);
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  arm(lua: string): void {
+    this.#armed = [sha(lua), lua.slice(0, lua.indexOf('\n'))];
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await new Promise((r) => this.#server.close(r));
+  }
+}
+
+let proxy: ReplyDropper | undefined;
+let port = 0;
+/** Started in each suite's `before`, once the fixture's redis-server runs. */
+async function startProxy(): Promise<void> {
+  if (proxy) return;
+  proxy = new ReplyDropper(f.server.port);
+  port = await proxy.listen();
+}
+after(async () => {
+  await proxy?.close();
+});
+
+/** The session keys holding data (markers of regenerates hold none). */
+async function sessionsHolding(): Promise<Record<string, Record<string, unknown>>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const key of await f.redis.keys('sess:*')) {
+    if ((await f.redis.hexists(key, 'v')) === 1) out[key] = await storedData(f.redis, key);
+  }
+  return out;
+}
+
+const idOf = (cookie: string) => cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
+
+const clients: Array<{ name: string; redis: () => SessionOptions['redis']; cleanup: (redis: SessionOptions['redis']) => void }> = [
+  { name: 'a client the middleware creates', redis: () => `redis://127.0.0.1:${port}`, cleanup: () => undefined },
+  {
+    name: 'a client passed in with ioredis defaults',
+    redis: () => {
+      const client = new Redis(port, '127.0.0.1');
+      client.on('error', () => undefined);
+      return client;
+    },
+    cleanup: (redis) => (redis as Redis).disconnect(),
+  },
+];
+
+async function withApp(redis: SessionOptions['redis'], handler: (ctx: Koa.Context) => void, fn: (app: LiveApp) => Promise<void>): Promise<void> {
+  const app = await serveSession({ redis, commandTimeout: 5000 }, handler);
+  try {
+    await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+for (const c of clients) {
+  describe(`a write whose reply is lost is sent again, and does what it did once (${c.name})`, () => {
+    before(startProxy);
+    const handler = (ctx: Koa.Context) => {
+      if (ctx.path === '/login') ctx.session.user = 'ada';
+      else if (ctx.path === '/elevate') {
+        ctx.session.regenerate();
+        ctx.session.role = 'admin';
+      } else if (ctx.path === '/relogin') {
+        ctx.session.invalidate();
+        ctx.session.user = 'grace';
+      } else if (ctx.path === '/flash') ctx.session.flash('saved');
+      else if (ctx.path === '/show') ctx.body = JSON.stringify(ctx.session.peekFlash());
+      else ctx.body = JSON.stringify({ ...ctx.session });
+      ctx.body ??= 'ok';
+    };
+
+    it('create: one session, and the cookie leads to it', async () => {
+      const redis = c.redis();
+      try {
+        await withApp(redis, handler, async (app) => {
+          await (await app.get('/me')).text(); // connected, scripts loaded
+          const before = (proxy as ReplyDropper).dropped;
+          (proxy as ReplyDropper).arm(createLua);
+          const res = await app.get('/login');
+          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+          assert.equal(res.status, 200);
+          const cookie = cookieOf(res);
+          assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(cookie)}`]: { user: 'ada' } }, 'one key, no second one from a redraw');
+          assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), { user: 'ada' });
+        });
+      } finally {
+        c.cleanup(redis);
+      }
+    });
+
+    it('regenerate (move): the user stays logged in under the new id, nothing orphaned', async () => {
+      const redis = c.redis();
+      try {
+        await withApp(redis, handler, async (app) => {
+          const cookie = cookieOf(await app.get('/login'));
+          const before = (proxy as ReplyDropper).dropped;
+          (proxy as ReplyDropper).arm(rotateLua);
+          const res = await app.get('/elevate', cookie);
+          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+          assert.equal(res.status, 200);
+          const moved = cookieOf(res);
+          assert.ok(moved, 'the new cookie is set: the replay answered "moved", not "gone"');
+          assert.notEqual(idOf(moved), idOf(cookie));
+          assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(moved)}`]: { user: 'ada', role: 'admin' } });
+          assert.deepEqual(JSON.parse(await (await app.get('/me', moved)).text()), { user: 'ada', role: 'admin' });
+          assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), {}, 'the old id leads nowhere');
+        });
+      } finally {
+        c.cleanup(redis);
+      }
+    });
+
+    it('invalidate() then write (replace): one new session, the old one ended', async () => {
+      const redis = c.redis();
+      try {
+        await withApp(redis, handler, async (app) => {
+          const cookie = cookieOf(await app.get('/login'));
+          const before = (proxy as ReplyDropper).dropped;
+          (proxy as ReplyDropper).arm(rotateLua);
+          const res = await app.get('/relogin', cookie);
+          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+          assert.equal(res.status, 200);
+          const fresh = cookieOf(res);
+          assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(fresh)}`]: { user: 'grace' } });
+        });
+      } finally {
+        c.cleanup(redis);
+      }
+    });
+
+    it('flash (patch): the message is queued once', async () => {
+      const redis = c.redis();
+      try {
+        await withApp(redis, handler, async (app) => {
+          const cookie = cookieOf(await app.get('/login'));
+          const before = (proxy as ReplyDropper).dropped;
+          (proxy as ReplyDropper).arm(patchLua);
+          const res = await app.get('/flash', cookie);
+          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+          assert.equal(res.status, 200);
+          assert.deepEqual(JSON.parse(await (await app.get('/show', cookie)).text()), ['saved']);
+        });
+      } finally {
+        c.cleanup(redis);
+      }
+    });
+  });
+}
