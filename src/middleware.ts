@@ -190,8 +190,8 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   /** Why no session cookie can reach the browser on this response, or null when one can. */
   const unreachable = (ctx: Context, outcome: HandlerOutcome): string | null => {
-    if (ctx.headerSent) return 'the response headers were already sent';
     if (ctx.respond === false) return 'ctx.respond is false: the application writes the response itself';
+    if (ctx.headerSent) return 'the response headers were already sent';
     const { error } = outcome;
     if (outcome.errored && (typeof error !== 'object' || error === null || !Object.isExtensible(error))) {
       // Koa's onerror drops every header and sends the error's own `headers`: a thrown string (or a

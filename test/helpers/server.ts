@@ -14,10 +14,11 @@ export interface LiveApp {
   close(): Promise<void>;
 }
 
-export async function serveSession(options: SessionOptions, handler: (ctx: Koa.Context) => Promise<void> | void): Promise<LiveApp> {
+export async function serveSession(options: SessionOptions, handler: (ctx: Koa.Context) => Promise<void> | void, upstream?: Koa.Middleware): Promise<LiveApp> {
   const app = new Koa();
   app.keys = KEYS;
   app.silent = true;
+  if (upstream) app.use(upstream);
   const session = koaRedisSession(options);
   app.use(session);
   app.use(handler);
