@@ -8,6 +8,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import type Koa from 'koa';
 import { Cluster, Redis } from 'ioredis';
 import { KOA_VERSIONS } from './helpers/app.js';
+import { closeOpened } from './helpers/cleanup.js';
 import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { storedData } from './helpers/fixture.js';
@@ -55,12 +56,14 @@ before(async () => {
   monitor = await MultiMonitor.start((await cluster.masters()).map((p) => `redis://127.0.0.1:${p}`));
 });
 afterEach(async () => {
+  await closeOpened();
   await onMasters((n) => n.flushall());
 });
 after(async () => {
-  await monitor.stop();
-  client.disconnect();
-  await cluster.stop();
+  await closeOpened();
+  await monitor?.stop();
+  client?.disconnect();
+  await cluster?.stop();
 });
 
 runContract(
@@ -99,8 +102,9 @@ describe('concurrency on Redis Cluster', () => {
 });
 
 describe('failover on Redis Cluster', () => {
-  it('a master killed under load: no crash, bounded answers, and the sessions written before are still readable', async () => {
+  it('a master killed under load: no crash, bounded answers, and the sessions written before are still readable', async (t) => {
     const redis = connectCluster();
+    t.after(() => redis.disconnect());
     const app = await serve(redis, (ctx) => {
       if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
       ctx.body = JSON.stringify({ isNew: ctx.session.isNew, n: ctx.session.n ?? null });
@@ -138,7 +142,6 @@ describe('failover on Redis Cluster', () => {
       if (res.status === 200 && (JSON.parse(await res.text()) as { isNew: boolean }).isNew === false) readable++;
     }
     await app.close();
-    redis.disconnect();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`cluster failover: ${statuses.length} requests during the kill (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before the kill readable after failover`);
     assert.ok(statuses.every((s) => s === 200 || s === 503));

@@ -85,10 +85,11 @@ describe('option validation', () => {
     assert.throws(() => koaRedisSession({ redis: f.server.url }, app), /no signing keys; set option "keys" or app.keys/);
   });
 
-  it('fails the first request with the same message when no keys exist at all', async () => {
+  it('fails the first request with the same message when no keys exist at all', async (t) => {
     const app = new Koa();
     app.silent = true;
     const mw = koaRedisSession({ redis: f.server.url });
+    t.after(() => mw.close());
     let seen: unknown;
     app.use(async (ctx, next) => {
       try {
@@ -100,7 +101,6 @@ describe('option validation', () => {
     });
     app.use(mw);
     await request(app.callback()).get('/');
-    await mw.close();
     assert.match(String(seen), /no signing keys/);
   });
 });
@@ -514,20 +514,21 @@ describe('genId', () => {
 });
 
 describe('redis', () => {
-  it('a client passed in is used and not closed', async () => {
+  it('a client passed in is used and not closed', async (t) => {
     const { Redis } = await import('ioredis');
     const client = new Redis(f.server.url);
+    t.after(() => client.disconnect());
     const app = makeApp(3, { redis: client }, (ctx) => {
       ctx.session.a = 1;
     });
     expectCookieSet(await app.get('/'));
     await app.close();
     assert.equal(await client.ping(), 'PONG');
-    client.disconnect();
   });
 
-  it('a client made from options is closed by close()', async () => {
+  it('a client made from options is closed by close()', async (t) => {
     const mw = koaRedisSession({ redis: { host: '127.0.0.1', port: f.server.port }, keys: KEYS });
+    t.after(() => mw.close());
     assert.equal(await mw.redis.ping(), 'PONG');
     await mw.close();
     assert.equal(mw.redis.status, 'end');

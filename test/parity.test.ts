@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
 import { csrfProtect, type SessionOptions } from '../src/index.js';
 import { expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
+import { closeable } from './helpers/cleanup.js';
 import { storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
@@ -174,6 +175,7 @@ describe('CSRF tokens', () => {
       koa.keys = ['k'];
       koa.silent = true;
       const session = koaRedisSession({ redis: f.server.url });
+      const close = closeable(() => session.close());
       koa.use(session);
       koa.use(async (ctx, next) => {
         // a stand-in body parser for form posts
@@ -191,7 +193,7 @@ describe('CSRF tokens', () => {
       const agent = request(koa.callback());
       const form = await agent.get('/form');
       const cookie = String((form.headers['set-cookie'] as unknown as string[])[0]).split(';')[0] as string;
-      return { agent, cookie, token: form.text, close: () => session.close() };
+      return { agent, cookie, token: form.text, close };
     };
 
     it('lets safe methods through without a token', async () => {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { closeOpened } from './helpers/cleanup.js';
 import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { Monitor } from './helpers/monitor.js';
@@ -33,12 +34,14 @@ before(async () => {
   monitor = await Monitor.start(sentinel.master.url);
 });
 afterEach(async () => {
+  await closeOpened();
   await client.flushall();
 });
 after(async () => {
-  await monitor.stop();
-  client.disconnect();
-  await sentinel.stop();
+  await closeOpened();
+  await monitor?.stop();
+  client?.disconnect();
+  await sentinel?.stop();
 });
 
 runContract(
@@ -59,8 +62,9 @@ runContract(
 );
 
 describe('failover with Redis Sentinel', () => {
-  it('a forced failover under load: no crash, bounded answers, and the sessions written before are still readable', async () => {
+  it('a forced failover under load: no crash, bounded answers, and the sessions written before are still readable', async (t) => {
     const redis = connectSentinel();
+    t.after(() => redis.disconnect());
     const app = await serveSession({ redis, commandTimeout: 1000 }, (ctx) => {
       if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
       ctx.body = JSON.stringify({ isNew: ctx.session.isNew });
@@ -80,8 +84,11 @@ describe('failover with Redis Sentinel', () => {
       await new Promise((r) => setTimeout(r, 300));
       before = await sentinel.currentMasterPort();
       const admin = new Redis(sentinel.sentinels[0]?.port as number, '127.0.0.1');
-      await admin.call('SENTINEL', 'FAILOVER', MASTER_NAME);
-      admin.disconnect();
+      try {
+        await admin.call('SENTINEL', 'FAILOVER', MASTER_NAME);
+      } finally {
+        admin.disconnect();
+      }
       const deadline = Date.now() + 30_000;
       while ((await sentinel.currentMasterPort()) === before) {
         assert.ok(Date.now() < deadline, 'the sentinels promoted the replica');
@@ -96,7 +103,6 @@ describe('failover with Redis Sentinel', () => {
       if (res.status === 200 && (JSON.parse(await res.text()) as { isNew: boolean }).isNew === false) readable++;
     }
     await app.close();
-    redis.disconnect();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`sentinel failover: master ${before} → ${await sentinel.currentMasterPort()}; ${statuses.length} requests during it (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before readable after`);
     assert.ok(statuses.every((s) => s === 200 || s === 503));

@@ -8,6 +8,7 @@ import { Redis, type Cluster } from 'ioredis';
 import { CookieCodec, DEFAULT_ID_PATTERN, defaultGenId } from '../../src/cookie.js';
 import { DATA_PREFIX } from '../../src/payload.js';
 import { KEYS } from './app.js';
+import { closeOpened } from './cleanup.js';
 import { Monitor } from './monitor.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 
@@ -22,7 +23,8 @@ export interface Fixture {
   redis: Redis;
 }
 
-/** Register before/after hooks that give the file its own Redis. */
+/** Register before/after hooks that give the file its own Redis; they close the apps a failed test
+ *  left open before flushing and before stopping the server. */
 export function useRedis(): Fixture {
   const fixture = {} as Fixture;
   before(async () => {
@@ -31,12 +33,15 @@ export function useRedis(): Fixture {
     fixture.redis = new Redis(fixture.server.url);
   });
   afterEach(async () => {
+    await closeOpened();
     await fixture.redis.flushall();
   });
   after(async () => {
-    fixture.redis.disconnect();
-    await fixture.monitor.stop();
-    await fixture.server.stop();
+    await closeOpened();
+    // Each may be missing when the before hook failed part-way.
+    fixture.redis?.disconnect();
+    await fixture.monitor?.stop();
+    await fixture.server?.stop();
   });
   return fixture;
 }
