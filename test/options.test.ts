@@ -523,12 +523,22 @@ describe('genId', () => {
   });
 
   it('an id that is not cookie-safe is a clear error', async () => {
+    let seen: unknown;
     const app = makeApp(3, { redis: f.server.url, genId: () => 'has space' }, (ctx) => {
       ctx.session.a = 1;
+    }, async (_ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        seen = err;
+        throw err;
+      }
     });
     const res = await app.get('/');
     await app.close();
     assert.equal(res.status, 500);
+    assert.ok(seen instanceof TypeError, `a TypeError, got ${String(seen)}`);
+    assert.match(seen.message, /genId returned "has space"; ids must match .* \(cookie-safe, no "\."\)/);
     assert.equal(await f.redis.dbsize(), 0);
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
-import { csrfProtect, type SessionOptions } from '../src/index.js';
+import { SessionSizeError, csrfProtect, type SessionOptions } from '../src/index.js';
 import { expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
@@ -370,13 +370,83 @@ describe('adjustCookieMaxAge() and recookie()', () => {
 });
 
 describe('maxSize', () => {
+  /** What maxSize counts, from what Redis holds: every field but the metadata (c, t, x, v), name and
+   *  value, in bytes. */
+  async function storedBytes(key: string): Promise<number> {
+    const hash = await f.redis.hgetall(key);
+    return Object.entries(hash)
+      .filter(([field]) => !['c', 't', 'x', 'v'].includes(field))
+      .reduce((n, [field, value]) => n + Buffer.byteLength(field) + Buffer.byteLength(value), 0);
+  }
+
+  /** The error the request failed with, caught in front of the session middleware. */
+  function catchError(into: { error?: unknown }): Middleware {
+    return async (_ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        into.error = err;
+        throw err;
+      }
+    };
+  }
+
   it('refuses a session over the limit: 500, nothing written, no cookie', async () => {
-    const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.blob = 'x'.repeat(2000)) }, { maxSize: 1000 });
+    const caught: { error?: unknown } = {};
+    const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.blob = 'x'.repeat(2000)) }, { maxSize: 1000 }, catchError(caught));
     const { res, wire } = await run('/');
     assert.equal(res.status, 500);
     assert.deepEqual(wire, []);
     expectNoCookie(res);
     assert.equal(await f.redis.dbsize(), 0);
+    assert.ok(caught.error instanceof SessionSizeError, `a SessionSizeError, got ${String(caught.error)}`);
+    // ':blob' 5 bytes + '"x…"' 2002
+    assert.equal(caught.error.message, 'session data is 2007 bytes, over the maxSize option (1000 bytes); nothing was written');
+    assert.deepEqual([caught.error.size, caught.error.maxSize], [2007, 1000]);
+    await app.close();
+  });
+
+  // The limit to the byte, in bytes not characters (é is two), counting flash messages too: a new
+  // session of exactly maxSize bytes is created, one byte more is refused; then the same for a write
+  // to an existing session, whose stored fields count as they are.
+  it('a new session of exactly maxSize bytes is stored; one byte more is refused', async () => {
+    const fill = (ctx: Context, message: string) => {
+      ctx.session.b = 'é'.repeat(494);
+      ctx.session.flash(message);
+    };
+    const { app, run } = await appWith({ '/at': (ctx) => fill(ctx, 'mm'), '/over': (ctx) => fill(ctx, 'mmm') }, { maxSize: 1000 });
+    // ':b' 2 + '"é…"' 2 × 494 + 2, then 'f:' 2 + '["mm"]' 6: 1000 bytes (counted in characters: 506)
+    const at = await run('/at');
+    assert.equal(at.res.status, 200);
+    assert.deepEqual(at.wire, ['create']);
+    assert.equal(await storedBytes(`sess:${expectCookieSet(at.res).id}`), 1000);
+    const over = await run('/over');
+    assert.equal(over.res.status, 500);
+    assert.deepEqual(over.wire, []);
+    assert.equal(await f.redis.dbsize(), 1);
+    await app.close();
+  });
+
+  it('a write that brings a session to exactly maxSize bytes is stored; one byte more is refused', async () => {
+    const caught: { error?: unknown } = {};
+    const { app, run } = await appWith({
+      '/put': (ctx) => void (ctx.session.blob = 'x'.repeat(900)),
+      '/at': (ctx) => void (ctx.session.more = 'y'.repeat(86)),
+      '/over': (ctx) => void (ctx.session.more = 'y'.repeat(87)),
+    }, { maxSize: 1000 }, catchError(caught));
+    const { cookie, id } = expectCookieSet((await run('/put')).res);
+    // stored: ':blob' 5 + '"x…"' 902 = 907; then ':more' 5 + '"y…"' 88 = 93 more: 1000 bytes
+    const key = `sess:${id}`;
+    assert.equal(await storedBytes(key), 907);
+    const over = await run('/over', cookie);
+    assert.equal(over.res.status, 500);
+    assert.deepEqual(over.wire, ['load']);
+    assert.match(String((caught.error as Error | undefined)?.message), /^session data is 1001 bytes, over the maxSize option \(1000 bytes\)/);
+    assert.equal(await storedBytes(key), 907, 'nothing written');
+    const at = await run('/at', cookie);
+    assert.equal(at.res.status, 200);
+    assert.deepEqual(at.wire, ['load', 'patch']);
+    assert.equal(await storedBytes(key), 1000);
     await app.close();
   });
 
