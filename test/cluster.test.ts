@@ -92,10 +92,12 @@ describe('concurrency on Redis Cluster', () => {
       ctx.body = 'ok';
     });
     const login = await app.get('/login');
+    assert.equal(login.status, 200, 'login');
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
     const id = cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
-    await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
     await app.close();
+    assert.deepEqual(responses.map((r) => r.status), responses.map(() => 200));
     const data = await storedData(client, `sess:${id}`);
     assert.equal(Object.keys(data).filter((k) => k.startsWith('k')).length, 50);
   });
@@ -123,12 +125,13 @@ describe('failover on Redis Cluster', () => {
       await new Promise((r) => setTimeout(r, 300));
       const masters = await cluster.masters();
       const victim = cluster.nodes.find((n) => n.port === masters[0]);
-      await victim?.stop('SIGKILL');
+      assert.ok(victim, `a master to kill among ${JSON.stringify(masters)}`);
+      await victim.stop('SIGKILL');
       // The victim's replica takes over once the others agree it is gone (node timeout 1 s).
       const deadline = Date.now() + 30_000;
       for (;;) {
         const now = await cluster.masters();
-        if (now.length === 3 && !now.includes(victim?.port ?? -1)) break;
+        if (now.length === 3 && !now.includes(victim.port)) break;
         assert.ok(Date.now() < deadline, 'a replica took over');
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -144,6 +147,10 @@ describe('failover on Redis Cluster', () => {
     await app.close();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`cluster failover: ${statuses.length} requests during the kill (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before the kill readable after failover`);
+    // A floor on the traffic during the fault, else "every request answered" holds for none: this
+    // phase served about 1 500 requests on an idle 2-core machine and under 200 on a loaded one, so
+    // at least 50 is required, which a loaded machine still clears.
+    assert.ok(statuses.length >= 50, `${statuses.length} requests during the kill (at least 50)`);
     assert.ok(statuses.every((s) => s === 200 || s === 503));
     assert.ok(slowest <= 2000, `every request answered within the bound (slowest ${slowest.toFixed(0)} ms)`);
     assert.ok(readable >= 190, `${readable}/200 sessions readable after failover`);

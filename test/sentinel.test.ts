@@ -105,6 +105,10 @@ describe('failover with Redis Sentinel', () => {
     await app.close();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`sentinel failover: master ${before} → ${await sentinel.currentMasterPort()}; ${statuses.length} requests during it (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before readable after`);
+    // A floor on the traffic during the fault, else "every request answered" holds for none: this
+    // phase served 1 600 to 2 900 requests on an idle 2-core machine and a small fraction of that on
+    // a loaded one, so at least 50 is required, which a loaded machine still clears.
+    assert.ok(statuses.length >= 50, `${statuses.length} requests during the failover (at least 50)`);
     assert.ok(statuses.every((s) => s === 200 || s === 503));
     assert.ok(slowest <= 2000, `every request answered within the bound (slowest ${slowest.toFixed(0)} ms)`);
     assert.ok(readable >= 190, `${readable}/200 sessions readable after failover`);
