@@ -114,8 +114,9 @@ describe('write coalescing', () => {
     t.after(() => client.disconnect());
     const { call } = makeApp({ redis: client });
     const cookies = await seed(5);
-    const [, own] = await Promise.all([Promise.all(cookies.map((c) => call('/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
+    const [responses, own] = await Promise.all([Promise.all(cookies.map((c) => call('/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
     assert.deepEqual(own, ['OK', 'v']);
+    assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '1']));
   });
 
   it('new sessions made in one turn are created in one write, each with its own cookie', async (t) => {
@@ -132,6 +133,7 @@ describe('write coalescing', () => {
     });
     assert.ok(reads <= 2, `${reads} socket reads for 10 commands`);
     assert.deepEqual(writes, [10]);
+    assert.deepEqual(responses.map((r) => r.status), responses.map(() => 200));
     const ids = new Set(responses.map((r) => r.setCookie[0]?.split(';')[0]));
     assert.equal(ids.size, 10);
   });
