@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type Koa from 'koa';
+import { closeable } from './helpers/cleanup.js';
 import { serveSession } from './helpers/server.js';
 import { storedData, useRedis } from './helpers/fixture.js';
 
@@ -28,6 +29,9 @@ function barrier(): Barrier {
   let open!: () => void;
   const reached = new Promise<void>((r) => (arrive = r));
   const opened = new Promise<void>((r) => (open = r));
+  // Opened by the after hooks at the latest (with the apps they close), so a test that failed before
+  // opening it leaves no handler waiting and no server that cannot close.
+  closeable(async () => open());
   return { reached, open, wait: () => (arrive(), opened) };
 }
 
