@@ -74,6 +74,15 @@ async function serve(options: SessionOptions, url: string) {
 
 const cookieOf = (o: Outcome) => (o.cookie ?? '').split(';')[0] as string;
 
+/** Wait until a client is connected again (ioredis reconnects with a growing delay). */
+async function reconnected(client: { status: string }, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (client.status !== 'ready') {
+    if (performance.now() > deadline) throw new Error(`the client did not reconnect within ${timeoutMs} ms (${client.status})`);
+    await sleep(50);
+  }
+}
+
 /** Fire requests continuously (a few in flight) until stopped; collect every outcome. */
 function load(get: (path: string, cookie?: string) => Promise<Outcome>, cookie: string) {
   const outcomes: Outcome[] = [];
@@ -121,15 +130,24 @@ for (const policy of ['throw', 'continue'] as const) {
         const cookie = cookieOf(login);
         const traffic = load(app.get, cookie);
         let during = 0;
+        let down = false;
         try {
           await sleep(300);
           await redis.stop('SIGKILL');
+          down = true;
           await sleep(1200);
           during = traffic.outcomes.length;
           redis = await startRedis(DEBUG, redis.port);
+          down = false;
           await sleep(1500);
         } finally {
-          await traffic.stop(); // the workers never outlive the test
+          // The workers never outlive the test, and the next tests get their Redis back even when
+          // this one failed while it was down.
+          await traffic.stop();
+          if (down) {
+            redis = await startRedis(DEBUG, redis.port);
+            await reconnected(app.session.redis);
+          }
         }
         const outcomes = traffic.outcomes;
         assertBounded(outcomes, 'killed');
