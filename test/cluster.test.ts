@@ -8,12 +8,14 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import type Koa from 'koa';
 import { Cluster, Redis } from 'ioredis';
 import { KOA_VERSIONS } from './helpers/app.js';
+import { closeOpened } from './helpers/cleanup.js';
 import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { storedData } from './helpers/fixture.js';
 import { sessionKey } from './helpers/keys.js';
 import { MultiMonitor } from './helpers/monitor.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
+import { replicasCaughtUp } from './helpers/redis-server.js';
 
 process.on('unhandledRejection', (reason) => {
   throw reason instanceof Error ? reason : new Error(String(reason));
@@ -56,12 +58,14 @@ before(async () => {
   monitor = await MultiMonitor.start((await cluster.masters()).map((p) => `redis://127.0.0.1:${p}`));
 });
 afterEach(async () => {
+  await closeOpened();
   await onMasters((n) => n.flushall());
 });
 after(async () => {
-  await monitor.stop();
-  client.disconnect();
-  await cluster.stop();
+  await closeOpened();
+  await monitor?.stop();
+  client?.disconnect();
+  await cluster?.stop();
 });
 
 runContract(
@@ -89,18 +93,21 @@ describe('concurrency on Redis Cluster', () => {
       ctx.body = 'ok';
     });
     const login = await app.get('/login');
+    assert.equal(login.status, 200, 'login');
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
     const id = cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
-    await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
     await app.close();
+    assert.deepEqual(responses.map((r) => r.status), responses.map(() => 200));
     const data = await storedData(client, sessionKey(id, true));
     assert.equal(Object.keys(data).filter((k) => k.startsWith('k')).length, 50);
   });
 });
 
 describe('failover on Redis Cluster', () => {
-  it('a master killed under load: no crash, bounded answers, and the sessions written before are still readable', async () => {
+  it('a master killed under load: no crash, bounded answers, and the sessions written before are still readable', async (t) => {
     const redis = connectCluster();
+    t.after(() => redis.disconnect());
     const app = await serve(redis, (ctx) => {
       if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
       ctx.body = JSON.stringify({ isNew: ctx.session.isNew, n: ctx.session.n ?? null });
@@ -112,19 +119,21 @@ describe('failover on Redis Cluster', () => {
       assert.equal(res.status, 200, await res.text());
       cookies.push(cookieOf(res));
     }
-    await new Promise((r) => setTimeout(r, 500)); // let replication catch up, as it would between requests
+    // The replicas have every session before a master dies (else losing the last writes is expected).
+    await Promise.all((await cluster.masters()).map((port) => replicasCaughtUp(port)));
     const check = await app.get('/read', cookies[0]);
     assert.deepEqual(JSON.parse(await check.text()), { isNew: false, n: 1 }, `before the kill (${cookies[0]})`);
     const { statuses, slowest } = await trafficDuring(app, cookies, async () => {
       await new Promise((r) => setTimeout(r, 300));
       const masters = await cluster.masters();
       const victim = cluster.nodes.find((n) => n.port === masters[0]);
-      await victim?.stop('SIGKILL');
+      assert.ok(victim, `a master to kill among ${JSON.stringify(masters)}`);
+      await victim.stop('SIGKILL');
       // The victim's replica takes over once the others agree it is gone (node timeout 1 s).
       const deadline = Date.now() + 30_000;
       for (;;) {
         const now = await cluster.masters();
-        if (now.length === 3 && !now.includes(victim?.port ?? -1)) break;
+        if (now.length === 3 && !now.includes(victim.port)) break;
         assert.ok(Date.now() < deadline, 'a replica took over');
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -138,11 +147,14 @@ describe('failover on Redis Cluster', () => {
       if (res.status === 200 && (JSON.parse(await res.text()) as { isNew: boolean }).isNew === false) readable++;
     }
     await app.close();
-    redis.disconnect();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`cluster failover: ${statuses.length} requests during the kill (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before the kill readable after failover`);
+    // A floor on the traffic during the fault, else "every request answered" holds for none: this
+    // phase served about 1 500 requests on an idle 2-core machine and under 200 on a loaded one, so
+    // at least 50 is required, which a loaded machine still clears.
+    assert.ok(statuses.length >= 50, `${statuses.length} requests during the kill (at least 50)`);
     assert.ok(statuses.every((s) => s === 200 || s === 503));
     assert.ok(slowest <= 2000, `every request answered within the bound (slowest ${slowest.toFixed(0)} ms)`);
-    assert.ok(readable >= 190, `${readable}/200 sessions readable after failover`);
+    assert.equal(readable, 200, `${readable}/200 sessions readable after failover`);
   });
 });

@@ -14,6 +14,7 @@ import { signedCookie, useRedis } from './helpers/fixture.js';
 import { inProcess, type InProcessResponse } from './helpers/in-process.js';
 
 const f = useRedis();
+// Closed after each test, passed or failed: an open client would keep the file from exiting.
 const opened: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((m) => m.close()));
@@ -66,12 +67,13 @@ async function seed(n: number): Promise<string[]> {
 }
 
 describe('write coalescing', () => {
-  it('20 concurrent reads: 20 loads on the wire, carried by one socket write', async () => {
+  it('20 concurrent reads: 20 loads on the wire, carried by one socket write', async (t) => {
     const { call, session } = makeApp({ redis: f.server.url });
     await session.redis.ping(); // connected, the scripts' first EVAL aside
     const cookies = await seed(20);
     await call('/read', cookies[0]); // each script is sent by EVAL once per connection
     const probe = new Redis(f.server.url);
+    t.after(() => probe.disconnect());
     await probe.ping();
     const writes = countWrites(session.redis as Redis);
     let responses: InProcessResponse[] = [];
@@ -81,18 +83,18 @@ describe('write coalescing', () => {
       });
       assert.ok(reads <= 2, `${reads} socket reads for 20 commands`);
     });
-    probe.disconnect();
     assert.deepEqual(writes, [20]);
     assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '0']));
     assert.deepEqual(wire.map((c) => c.op).filter((op) => op !== 'info'), cookies.map(() => 'load'));
   });
 
-  it('20 concurrent writes: loads in one write, then the 20 patches in one write, none lost', async () => {
+  it('20 concurrent writes: loads in one write, then the 20 patches in one write, none lost', async (t) => {
     const { call, session } = makeApp({ redis: f.server.url });
     await session.redis.ping();
     const cookies = await seed(20);
     await call('/write', cookies[0]);
     const probe = new Redis(f.server.url);
+    t.after(() => probe.disconnect());
     await probe.ping();
     const writes = countWrites(session.redis as Redis);
     const { wire } = await f.monitor.request(async () => {
@@ -102,35 +104,36 @@ describe('write coalescing', () => {
       });
       assert.ok(reads <= 4, `${reads} socket reads for 40 commands`);
     });
-    probe.disconnect();
     assert.deepEqual(writes, [20, 20]);
     assert.equal(wire.filter((c) => c.op === 'load').length, 20);
     assert.equal(wire.filter((c) => c.op === 'patch').length, 20);
   });
 
-  it('a client passed in keeps working for its owner, in the same turn as session commands', async () => {
+  it('a client passed in keeps working for its owner, in the same turn as session commands', async (t) => {
     const client = new Redis(f.server.url);
+    t.after(() => client.disconnect());
     const { call } = makeApp({ redis: client });
     const cookies = await seed(5);
-    const [, own] = await Promise.all([Promise.all(cookies.map((c) => call('/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
+    const [responses, own] = await Promise.all([Promise.all(cookies.map((c) => call('/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
     assert.deepEqual(own, ['OK', 'v']);
-    client.disconnect();
+    assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '1']));
   });
 
-  it('new sessions made in one turn are created in one write, each with its own cookie', async () => {
+  it('new sessions made in one turn are created in one write, each with its own cookie', async (t) => {
     const { call, session } = makeApp({ redis: f.server.url });
     await session.redis.ping();
     await call('/write');
     const probe = new Redis(f.server.url);
+    t.after(() => probe.disconnect());
     await probe.ping();
     const writes = countWrites(session.redis as Redis);
     let responses: InProcessResponse[] = [];
     const reads = await readsDuring(probe, async () => {
       responses = await Promise.all(Array.from({ length: 10 }, () => call('/write')));
     });
-    probe.disconnect();
     assert.ok(reads <= 2, `${reads} socket reads for 10 commands`);
     assert.deepEqual(writes, [10]);
+    assert.deepEqual(responses.map((r) => r.status), responses.map(() => 200));
     const ids = new Set(responses.map((r) => r.setCookie[0]?.split(';')[0]));
     assert.equal(ids.size, 10);
   });

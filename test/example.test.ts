@@ -4,13 +4,13 @@
  * how to install one).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import request from 'supertest';
 import { createApp } from '../examples/basic.js';
 import { freePort } from './helpers/redis-server.js';
-import { storedData, useRedis } from './helpers/fixture.js';
+import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
 
@@ -28,13 +28,29 @@ async function gone(pid: number): Promise<boolean> {
   return false;
 }
 
+/** SIGTERM the child and wait for its exit; at once if it has already exited. */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** Run an example as its npm script does; it is stopped when the test ends, passed or failed. */
+function spawnExample(t: TestContext, file: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => stop(child));
+  return child;
+}
+
 function cookieOf(res: request.Response): string {
   return String((res.headers['set-cookie'] as unknown as string[])[0]).split(';')[0] as string;
 }
 
 describe('examples/basic', () => {
-  it('counts visits, logs in under a new id and logs out', async () => {
+  it('counts visits, logs in under a new id and logs out', async (t) => {
     const { app, session } = createApp(f.server.url);
+    t.after(() => session.redis.disconnect()); // the example passes its own client: ours to end
     const agent = request(app.callback());
     const first = await agent.get('/');
     assert.match(first.text, /Visits: 1/);
@@ -54,17 +70,12 @@ describe('examples/basic', () => {
     const left = await f.redis.keys('*');
     assert.deepEqual(left, [`sess:${cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'))}`]);
     assert.deepEqual(Object.keys(await f.redis.hgetall(left[0] as string)).sort(), ['m', 'o']);
-    const ttl = await f.redis.ttl(left[0] as string);
-    assert.ok(ttl > 1190 && ttl <= 1200, `the marker expires with the timeout (TTL ${ttl})`);
-    session.redis.disconnect();
+    await assertTtl(f.redis, left[0] as string, 1200);
   });
 
-  it('npm start with no Redis at REDIS_URL starts a private redis-server, serves, and stops it', async () => {
+  it('npm start with no Redis at REDIS_URL starts a private redis-server, serves, and stops it', async (t) => {
     const dead = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/basic.ts'], {
-      env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${dead}`, PORT: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnExample(t, 'examples/basic.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PORT: '0' });
     let out = '';
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no URL printed: ${out}`)), 20_000);
@@ -81,18 +92,13 @@ describe('examples/basic', () => {
     assert.ok(pid > 0, out);
     const res = await fetch(url);
     assert.match(await res.text(), /Visits: 1/);
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    await stop(child);
     assert.ok(await gone(pid), 'the private redis-server is stopped');
   });
 
-  it('npm start with no Redis at all says how to install one', async () => {
+  it('npm start with no Redis at all says how to install one', async (t) => {
     const dead = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/basic.ts'], {
-      env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${dead}`, PATH: '/nonexistent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnExample(t, 'examples/basic.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PATH: '/nonexistent' });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     const code = await new Promise((r) => child.once('exit', r));
@@ -102,8 +108,8 @@ describe('examples/basic', () => {
 });
 
 /** Start an example as its npm script does; resolves with the URL it prints. */
-async function startExample(file: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startExample(t: TestContext, file: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawnExample(t, file, { PORT: '0', ...env });
   let out = '';
   child.stderr.on('data', (d) => (out += d));
   const url = await new Promise<string>((resolve, reject) => {
@@ -118,21 +124,14 @@ async function startExample(file: string, env: Record<string, string> = {}): Pro
     });
     child.once('exit', (code) => reject(new Error(`${file} exited (${code}): ${out}`)));
   });
-  return {
-    url,
-    stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return { url, stop: () => stop(child) };
 }
 
 const cookieFrom = (res: Response) => (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
 
 describe('examples, each started with its one command', () => {
-  it('flash: a message queued before a redirect shows once on the next page', async () => {
-    const ex = await startExample('examples/flash.ts', { REDIS_URL: f.server.url });
+  it('flash: a message queued before a redirect shows once on the next page', async (t) => {
+    const ex = await startExample(t, 'examples/flash.ts', { REDIS_URL: f.server.url });
     const base = ex.url.replace(/\/$/, '');
     const saved = await fetch(`${base}/save?item=report`, { redirect: 'manual' });
     assert.equal(saved.status, 302);
@@ -142,8 +141,8 @@ describe('examples, each started with its one command', () => {
     await ex.stop();
   });
 
-  it('cdn: a public, cacheable page never carries a session cookie; the account page does', async () => {
-    const ex = await startExample('examples/cdn.ts', { REDIS_URL: f.server.url });
+  it('cdn: a public, cacheable page never carries a session cookie; the account page does', async (t) => {
+    const ex = await startExample(t, 'examples/cdn.ts', { REDIS_URL: f.server.url });
     const base = ex.url.replace(/\/$/, '');
     const before = await f.redis.dbsize();
     const pub = await fetch(`${base}/public/news`);
@@ -159,8 +158,8 @@ describe('examples, each started with its one command', () => {
     await ex.stop();
   });
 
-  it('cluster: sessions on a private Redis Cluster', async () => {
-    const ex = await startExample('examples/cluster.ts');
+  it('cluster: sessions on a private Redis Cluster', async (t) => {
+    const ex = await startExample(t, 'examples/cluster.ts');
     const base = ex.url.replace(/\/$/, '');
     const first = await fetch(`${base}/`);
     assert.match(await first.text(), /^Visits: 1/);
@@ -169,8 +168,8 @@ describe('examples, each started with its one command', () => {
     await ex.stop();
   });
 
-  it('chart: the live chart page beside the basic app', async () => {
-    const ex = await startExample('examples/chart.ts', { REDIS_URL: f.server.url });
+  it('chart: the live chart page beside the basic app', async (t) => {
+    const ex = await startExample(t, 'examples/chart.ts', { REDIS_URL: f.server.url });
     assert.match(ex.url, /\/_session$/);
     const page = await fetch(ex.url);
     assert.match(await page.text(), /<svg/);

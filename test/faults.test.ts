@@ -74,6 +74,15 @@ async function serve(options: SessionOptions, url: string) {
 
 const cookieOf = (o: Outcome) => (o.cookie ?? '').split(';')[0] as string;
 
+/** Wait until a client is connected again (ioredis reconnects with a growing delay). */
+async function reconnected(client: { status: string }, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (client.status !== 'ready') {
+    if (performance.now() > deadline) throw new Error(`the client did not reconnect within ${timeoutMs} ms (${client.status})`);
+    await sleep(50);
+  }
+}
+
 /** Fire requests continuously (a few in flight) until stopped; collect every outcome. */
 function load(get: (path: string, cookie?: string) => Promise<Outcome>, cookie: string) {
   const outcomes: Outcome[] = [];
@@ -120,13 +129,27 @@ for (const policy of ['throw', 'continue'] as const) {
         assert.equal(login.status, 200);
         const cookie = cookieOf(login);
         const traffic = load(app.get, cookie);
-        await sleep(300);
-        await redis.stop('SIGKILL');
-        await sleep(1200);
-        const during = traffic.outcomes.length;
-        redis = await startRedis(DEBUG, redis.port);
-        await sleep(1500);
-        const outcomes = await traffic.stop();
+        let during = 0;
+        let down = false;
+        try {
+          await sleep(300);
+          await redis.stop('SIGKILL');
+          down = true;
+          await sleep(1200);
+          during = traffic.outcomes.length;
+          redis = await startRedis(DEBUG, redis.port);
+          down = false;
+          await sleep(1500);
+        } finally {
+          // The workers never outlive the test, and the next tests get their Redis back even when
+          // this one failed while it was down.
+          await traffic.stop();
+          if (down) {
+            redis = await startRedis(DEBUG, redis.port);
+            await reconnected(app.session.redis);
+          }
+        }
+        const outcomes = traffic.outcomes;
         assertBounded(outcomes, 'killed');
         assert.ok(outcomes.length > during, 'requests went on after the restart');
         const failed = outcomes.filter((o) => o.status === 503).length;
@@ -216,14 +239,16 @@ for (const policy of ['throw', 'continue'] as const) {
 }
 
 describe('a 503 names the session store', () => {
-  it('with the SessionStoreError as the error Koa sees, and the ioredis error as its cause', async () => {
+  it('with the SessionStoreError as the error Koa sees, and the ioredis error as its cause', async (t) => {
     const redis = await startRedis();
+    t.after(() => redis.stop());
     const seen: unknown[] = [];
     const app = new Koa();
     app.keys = KEYS;
     app.silent = true;
     app.on('error', (err) => seen.push(err));
     const session = koaRedisSession({ redis: redis.url, commandTimeout: TIMEOUT });
+    t.after(() => session.close());
     app.use(session);
     app.use((ctx) => {
       ctx.session.a = 1;
@@ -231,6 +256,7 @@ describe('a 503 names the session store', () => {
     });
     const server = createServer(app.callback());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => server.listening && new Promise((r) => server.close(r)));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     await redis.stop();
     const res = await fetch(base);

@@ -20,7 +20,7 @@ import {
   type SessionOptions,
 } from '../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
-import { signedCookie, storedData, useRedis } from './helpers/fixture.js';
+import { assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
 
@@ -85,10 +85,11 @@ describe('option validation', () => {
     assert.throws(() => koaRedisSession({ redis: f.server.url }, app), /no signing keys; set option "keys" or app.keys/);
   });
 
-  it('fails the first request with the same message when no keys exist at all', async () => {
+  it('fails the first request with the same message when no keys exist at all', async (t) => {
     const app = new Koa();
     app.silent = true;
     const mw = koaRedisSession({ redis: f.server.url });
+    t.after(() => mw.close());
     let seen: unknown;
     app.use(async (ctx, next) => {
       try {
@@ -100,7 +101,6 @@ describe('option validation', () => {
     });
     app.use(mw);
     await request(app.callback()).get('/');
-    await mw.close();
     assert.match(String(seen), /no signing keys/);
   });
 });
@@ -130,19 +130,38 @@ describe('timeout', () => {
     assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:hgetall', 'lua:hset', 'lua:expire']);
   });
 
-  it('sends no refresh when the expiry is already where it would move (same second)', async () => {
-    const { wire } = await twoRequests({}, { a: 1 }, () => 'x', true, async (key) => {
-      await f.redis.hset(key, 'x', Math.floor(Date.now() / 1000) + 1200);
+  it('sends no refresh when the expiry is already where it would move (same second)', async (t) => {
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/seed') ctx.session.a = 1;
     });
-    assert.ok(['hgetall', 'hgetall,hset,expire'].includes(wire.filter((c) => c.lua).map((c) => c.op).join(',')));
+    await app.ready();
+    const { cookie, id } = expectCookieSet(await app.get('/seed'));
+    const key = `sess:${id}`;
+    // The clock stands still for the read: its load runs in the second the expiry was set for.
+    const second = Math.floor(Date.now() / 1000);
+    await f.redis.hset(key, 'x', second + 1200);
+    const clock = t.mock.method(Date, 'now', () => second * 1000 + 500);
+    const { res, wire } = await f.monitor.request(() => app.get('/', cookie), true);
+    clock.mock.restore();
+    assert.equal(res.status, 200);
+    assert.equal(wire[0]?.op, 'load');
+    assert.equal(wire[0]?.args[1], String(second), 'the load ran on the held clock');
+    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:hgetall'], 'no refresh');
+    assert.equal(await f.redis.hget(key, 'x'), String(second + 1200));
   });
 });
 
 describe('timeoutTrigger', () => {
   it('leaves the expiry alone while more than the trigger remains', async () => {
-    const { wire, res } = await twoRequests({ timeout: 600, timeoutTrigger: 60 }, { a: 1 }, () => 'x', true);
+    // Five seconds gone: the expiry is not where a refresh would put it (without a trigger the load
+    // would move it), but far more than the trigger remains.
+    let x = 0;
+    const { wire, res, key } = await twoRequests({ timeout: 600, timeoutTrigger: 60 }, { a: 1 }, () => 'x', true, async (k) => {
+      x = await f.redis.hincrby(k, 'x', -5);
+    });
     assert.equal(res.status, 200);
     assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall']);
+    assert.equal(await f.redis.hget(key, 'x'), String(x), 'the expiry stayed where it was');
   });
 
   it('moves the expiry inside the load once at most the trigger remains', async () => {
@@ -156,19 +175,20 @@ describe('timeoutTrigger', () => {
     await f.redis.hset(key, 'x', now + 30);
     await f.redis.expire(key, 30);
     const wire = await f.monitor.capture(() => app.get('/', cookie), true);
+    const after = Math.floor(Date.now() / 1000);
     await app.close();
     assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall', 'hset', 'expire']);
-    const ttl = await f.redis.ttl(key);
-    assert.ok(ttl > 590, `ttl moved to the timeout (${ttl})`);
-    assert.ok(Number(await f.redis.hget(key, 'x')) >= now + 599);
+    await assertTtl(f.redis, key, 600);
+    assertBetween(Number(await f.redis.hget(key, 'x')), now + 600, after + 600, 'the payload expiry moved to the timeout');
   });
 });
 
 describe('setRedisTtl false (LRU mode)', () => {
   it('sends no TTL, keeps the expiry in the payload, and the load still moves it', async () => {
+    const before = Math.floor(Date.now() / 1000);
     const { key, wire } = await twoRequests({ setRedisTtl: false }, { a: 1 }, () => 'x', true, (k) => f.redis.hincrby(k, 'x', -1));
     assert.equal(await f.redis.ttl(key), -1);
-    assert.ok(Number(await f.redis.hget(key, 'x')) > Date.now() / 1000 + 1000);
+    assertBetween(Number(await f.redis.hget(key, 'x')), before + 1200, Math.floor(Date.now() / 1000) + 1200, 'the payload expiry moved');
     assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall', 'hset']);
   });
 
@@ -506,31 +526,42 @@ describe('genId', () => {
   });
 
   it('an id that is not cookie-safe is a clear error', async () => {
+    let seen: unknown;
     const app = makeApp(3, { redis: f.server.url, genId: () => 'has space' }, (ctx) => {
       ctx.session.a = 1;
+    }, async (_ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        seen = err;
+        throw err;
+      }
     });
     const res = await app.get('/');
     await app.close();
     assert.equal(res.status, 500);
+    assert.ok(seen instanceof TypeError, `a TypeError, got ${String(seen)}`);
+    assert.match(seen.message, /genId returned "has space"; ids must match .* \(cookie-safe, no "\."\)/);
     assert.equal(await f.redis.dbsize(), 0);
   });
 });
 
 describe('redis', () => {
-  it('a client passed in is used and not closed', async () => {
+  it('a client passed in is used and not closed', async (t) => {
     const { Redis } = await import('ioredis');
     const client = new Redis(f.server.url);
+    t.after(() => client.disconnect());
     const app = makeApp(3, { redis: client }, (ctx) => {
       ctx.session.a = 1;
     });
     expectCookieSet(await app.get('/'));
     await app.close();
     assert.equal(await client.ping(), 'PONG');
-    client.disconnect();
   });
 
-  it('a client made from options is closed by close()', async () => {
+  it('a client made from options is closed by close()', async (t) => {
     const mw = koaRedisSession({ redis: { host: '127.0.0.1', port: f.server.port }, keys: KEYS });
+    t.after(() => mw.close());
     assert.equal(await mw.redis.ping(), 'PONG');
     await mw.close();
     assert.equal(mw.redis.status, 'end');

@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
-import { csrfProtect, type SessionOptions } from '../src/index.js';
+import { SessionSizeError, csrfProtect, type SessionOptions } from '../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
-import { storedData, useRedis } from './helpers/fixture.js';
+import { closeable } from './helpers/cleanup.js';
+import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
 
@@ -176,6 +177,7 @@ describe('CSRF tokens', () => {
       koa.keys = ['k'];
       koa.silent = true;
       const session = koaRedisSession({ redis: f.server.url });
+      const close = closeable(() => session.close());
       koa.use(session);
       koa.use(async (ctx, next) => {
         // a stand-in body parser for form posts
@@ -193,7 +195,7 @@ describe('CSRF tokens', () => {
       const agent = request(koa.callback());
       const form = await agent.get('/form');
       const cookie = String((form.headers['set-cookie'] as unknown as string[])[0]).split(';')[0] as string;
-      return { agent, cookie, token: form.text, close: () => session.close() };
+      return { agent, cookie, token: form.text, close };
     };
 
     it('lets safe methods through without a token', async () => {
@@ -268,7 +270,7 @@ describe('adjustTimeout()', () => {
     const now = Date.now() / 1000;
     assert.equal(hash.t, '86400');
     assert.ok(Math.abs(Number(hash.x) - (now + 86_400)) < 5, 'the payload expiry moved');
-    assert.ok((await f.redis.ttl(key)) > 86_000, 'the TTL moved');
+    await assertTtl(f.redis, key, 86_400);
     await app.close();
   });
 
@@ -301,7 +303,7 @@ describe('adjustTimeout()', () => {
     });
     const { id } = expectCookieSet((await run('/put')).res);
     assert.equal(await f.redis.hget(`sess:${id}`, 't'), '30');
-    assert.ok((await f.redis.ttl(`sess:${id}`)) <= 30);
+    await assertTtl(f.redis, `sess:${id}`, 30);
     await app.close();
   });
 
@@ -370,13 +372,95 @@ describe('adjustCookieMaxAge() and recookie()', () => {
 });
 
 describe('maxSize', () => {
+  /** What maxSize counts, from what Redis holds: every field, name and value, in bytes, but the
+   *  size field itself (s) and the remembered operations (o). */
+  async function storedBytes(key: string): Promise<number> {
+    const hash = await f.redis.hgetall(key);
+    const bytes = Object.entries(hash)
+      .filter(([field]) => field !== 's' && field !== 'o')
+      .reduce((n, [field, value]) => n + Buffer.byteLength(field) + Buffer.byteLength(value), 0);
+    assert.equal(hash.s, String(bytes), 'the size the scripts keep (s) is what is stored');
+    return bytes;
+  }
+
+  /** The error the request failed with, caught in front of the session middleware. */
+  function catchError(into: { error?: unknown }): Middleware {
+    return async (_ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        into.error = err;
+        throw err;
+      }
+    };
+  }
+
   it('refuses a session over the limit: 500, nothing written, no cookie', async () => {
-    const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.blob = 'x'.repeat(2000)) }, { maxSize: 1000 });
+    const caught: { error?: unknown } = {};
+    const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.blob = 'x'.repeat(2000)) }, { maxSize: 1000 }, catchError(caught));
     const { res, wire } = await run('/');
     assert.equal(res.status, 500);
     assert.deepEqual(wire, []);
     expectNoCookie(res);
     assert.equal(await f.redis.dbsize(), 0);
+    assert.ok(caught.error instanceof SessionSizeError, `a SessionSizeError, got ${String(caught.error)}`);
+    // ':blob' 5 bytes + '"x…"' 2002, and the metadata create stores: c, v, t, x (29 bytes today)
+    const size = 2007 + (1 + String(Math.floor(Date.now() / 1000)).length) + 2 + 5 + (1 + 10);
+    assert.equal(caught.error.message, `session data is ${size} bytes, over the maxSize option (1000 bytes); nothing was written`);
+    assert.deepEqual([caught.error.size, caught.error.maxSize], [size, 1000]);
+    await app.close();
+  });
+
+  // The limit to the byte, in bytes not characters (é is two), counting flash messages and metadata:
+  // a session is measured as stored under a large limit, then made again under exactly that limit
+  // (stored) and one byte less (refused).
+  it('a new session of exactly maxSize bytes is stored; one byte more is refused', async () => {
+    const fill = (ctx: Context) => {
+      ctx.session.b = 'é'.repeat(494);
+      ctx.session.flash('mm');
+    };
+    const measure = await appWith({ '/': fill }, { maxSize: 100_000 });
+    const first = await measure.run('/');
+    const bytes = await storedBytes(`sess:${expectCookieSet(first.res).id}`);
+    assert.ok(bytes > 2 * 494, `counted in bytes (${bytes})`);
+    await measure.app.close();
+    await f.redis.flushall();
+    const exact = await appWith({ '/': fill }, { maxSize: bytes });
+    const at = await exact.run('/');
+    assert.equal(at.res.status, 200);
+    assert.deepEqual(at.wire, ['create']);
+    assert.equal(await storedBytes(`sess:${expectCookieSet(at.res).id}`), bytes);
+    await exact.app.close();
+    const under = await appWith({ '/': fill }, { maxSize: bytes - 1 });
+    const over = await under.run('/');
+    assert.equal(over.res.status, 500);
+    assert.deepEqual(over.wire, []);
+    assert.equal(await f.redis.dbsize(), 1);
+    await under.app.close();
+  });
+
+  it('a write that brings a session to exactly maxSize bytes is stored; one byte more is refused', async () => {
+    const caught: { error?: unknown } = {};
+    const measure = await appWith({ '/put': (ctx) => void (ctx.session.blob = 'x'.repeat(900)) }, { maxSize: 100_000 });
+    const { cookie, id } = expectCookieSet((await measure.run('/put')).res);
+    await measure.app.close();
+    const key = `sess:${id}`;
+    const before = await storedBytes(key);
+    const limit = before + 5 + 88; // ':more' and '"y…"' of 86 y: exactly the limit
+    const { app, run } = await appWith({
+      '/at': (ctx) => void (ctx.session.more = 'y'.repeat(86)),
+      '/over': (ctx) => void (ctx.session.more = 'y'.repeat(87)),
+    }, { maxSize: limit }, catchError(caught));
+    const over = await run('/over', cookie);
+    assert.equal(over.res.status, 500);
+    // The patch's script checks the stored total and refuses the growth: nothing applied.
+    assert.deepEqual(over.wire, ['load', 'patch']);
+    assert.equal(String((caught.error as Error | undefined)?.message), `session data would pass the maxSize option (${limit} bytes) with this request's changes added to what is stored; nothing was written`);
+    assert.equal(await storedBytes(key), before, 'nothing written');
+    const at = await run('/at', cookie);
+    assert.equal(at.res.status, 200);
+    assert.deepEqual(at.wire, ['load', 'patch']);
+    assert.equal(await storedBytes(key), limit);
     await app.close();
   });
 

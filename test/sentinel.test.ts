@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { closeOpened } from './helpers/cleanup.js';
 import { cookieOf, serveSession, trafficDuring } from './helpers/server.js';
 import { runContract } from './helpers/contract.js';
 import { Monitor } from './helpers/monitor.js';
 import { MASTER_NAME, startSentinel, type RedisSentinel } from './helpers/redis-sentinel.js';
+import { replicasCaughtUp } from './helpers/redis-server.js';
 
 process.on('unhandledRejection', (reason) => {
   throw reason instanceof Error ? reason : new Error(String(reason));
@@ -33,12 +35,14 @@ before(async () => {
   monitor = await Monitor.start(sentinel.master.url);
 });
 afterEach(async () => {
+  await closeOpened();
   await client.flushall();
 });
 after(async () => {
-  await monitor.stop();
-  client.disconnect();
-  await sentinel.stop();
+  await closeOpened();
+  await monitor?.stop();
+  client?.disconnect();
+  await sentinel?.stop();
 });
 
 runContract(
@@ -58,8 +62,9 @@ runContract(
 );
 
 describe('failover with Redis Sentinel', () => {
-  it('a forced failover under load: no crash, bounded answers, and the sessions written before are still readable', async () => {
+  it('a forced failover under load: no crash, bounded answers, and the sessions written before are still readable', async (t) => {
     const redis = connectSentinel();
+    t.after(() => redis.disconnect());
     const app = await serveSession({ redis, commandTimeout: 1000 }, (ctx) => {
       if (ctx.path === '/write') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
       ctx.body = JSON.stringify({ isNew: ctx.session.isNew });
@@ -72,15 +77,18 @@ describe('failover with Redis Sentinel', () => {
       assert.equal(res.status, 200);
       cookies.push(cookieOf(res));
     }
-    await new Promise((r) => setTimeout(r, 300)); // replication catches up, as it does between requests
+    await replicasCaughtUp(sentinel.master.port); // the replica has every session before the failover
 
     let before = 0;
     const { statuses, slowest } = await trafficDuring(app, cookies, async () => {
       await new Promise((r) => setTimeout(r, 300));
       before = await sentinel.currentMasterPort();
       const admin = new Redis(sentinel.sentinels[0]?.port as number, '127.0.0.1');
-      await admin.call('SENTINEL', 'FAILOVER', MASTER_NAME);
-      admin.disconnect();
+      try {
+        await admin.call('SENTINEL', 'FAILOVER', MASTER_NAME);
+      } finally {
+        admin.disconnect();
+      }
       const deadline = Date.now() + 30_000;
       while ((await sentinel.currentMasterPort()) === before) {
         assert.ok(Date.now() < deadline, 'the sentinels promoted the replica');
@@ -95,11 +103,14 @@ describe('failover with Redis Sentinel', () => {
       if (res.status === 200 && (JSON.parse(await res.text()) as { isNew: boolean }).isNew === false) readable++;
     }
     await app.close();
-    redis.disconnect();
     const failed = statuses.filter((s) => s !== 200).length;
     console.log(`sentinel failover: master ${before} → ${await sentinel.currentMasterPort()}; ${statuses.length} requests during it (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before readable after`);
+    // A floor on the traffic during the fault, else "every request answered" holds for none: this
+    // phase served 1 600 to 2 900 requests on an idle 2-core machine and a small fraction of that on
+    // a loaded one, so at least 50 is required, which a loaded machine still clears.
+    assert.ok(statuses.length >= 50, `${statuses.length} requests during the failover (at least 50)`);
     assert.ok(statuses.every((s) => s === 200 || s === 503));
     assert.ok(slowest <= 2000, `every request answered within the bound (slowest ${slowest.toFixed(0)} ms)`);
-    assert.ok(readable >= 190, `${readable}/200 sessions readable after failover`);
+    assert.equal(readable, 200, `${readable}/200 sessions readable after failover`);
   });
 });

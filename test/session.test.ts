@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type { Response } from 'supertest';
 import { RESERVED_MEMBERS } from '../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
@@ -14,8 +14,8 @@ import { storedData, useRedis } from './helpers/fixture.js';
 const f = useRedis();
 
 /** Seed `{ user: 'ada', cart: { n: 1 } }`, then run handler on a second request. */
-async function withSession(handler: (ctx: Context) => unknown) {
-  const app = makeApp(3, { redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, { user: 'ada', cart: { n: 1 } }) : handler(ctx)));
+async function withSession(handler: (ctx: Context) => unknown, before?: Middleware) {
+  const app = makeApp(3, { redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, { user: 'ada', cart: { n: 1 } }) : handler(ctx)), before);
   await app.ready();
   const seeded = expectCookieSet(await app.get('/seed'));
   const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
@@ -130,11 +130,21 @@ describe('data', () => {
   });
 
   it('a nested value that cannot be stored fails the request at the end naming its path, and nothing is written', async () => {
+    let seen: unknown;
     const { res, wire, key } = await withSession((ctx) => {
       ctx.session.user = 'eve';
       (ctx.session.cart as Record<string, unknown>).onChange = () => 1;
+    }, async (_ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        seen = err;
+        throw err;
+      }
     });
     assert.equal(res.status, 500);
+    assert.ok(seen instanceof TypeError, `a TypeError, got ${String(seen)}`);
+    assert.match(seen.message, /^ctx\.session\.cart\.onChange cannot be stored in the session: a function/);
     assert.deepEqual(wire, ['load']);
     assert.deepEqual(await storedData(f.redis, key), { user: 'ada', cart: { n: 1 } });
   });

@@ -8,6 +8,7 @@ import Koa2 from 'koa2';
 import type { Context, Middleware } from 'koa';
 import request, { type Response } from 'supertest';
 import { koaRedisSession, type SessionMiddleware, type SessionOptions } from '../../src/index.js';
+import { closeable } from './cleanup.js';
 
 export const KEYS = ['newest-secret', 'older-secret'];
 
@@ -20,6 +21,7 @@ export interface TestApp {
   get(path: string, cookie?: string): Promise<Response>;
   /** Wait until the middleware's Redis client is connected, so its handshake is not captured. */
   ready(): Promise<void>;
+  /** Close the middleware's client; the after hooks close any app a failed test left open. */
   close(): Promise<void>;
 }
 
@@ -51,7 +53,7 @@ export function makeApp(
     ready: async () => {
       await session.redis.ping();
     },
-    close: () => session.close(),
+    close: closeable(() => session.close()),
   };
 }
 

@@ -34,8 +34,11 @@ export async function startSentinel(): Promise<RedisSentinel> {
   const master = await startRedis();
   const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)]);
   const replicaClient = new Redis(replica.port);
-  await waitFor('the replica to sync', async () => /master_link_status:up/.test(String(await replicaClient.info('replication'))));
-  replicaClient.disconnect();
+  try {
+    await waitFor('the replica to sync', async () => /master_link_status:up/.test(String(await replicaClient.info('replication'))));
+  } finally {
+    replicaClient.disconnect();
+  }
   const sentinels: RedisServer[] = [];
   for (let i = 0; i < 3; i++) {
     const port = await freePort();

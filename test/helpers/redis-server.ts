@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, Socket } from 'node:net';
+import { Redis } from 'ioredis';
 
 export interface RedisServer {
   readonly port: number;
@@ -81,4 +82,24 @@ export async function startRedis(extraArgs: string[] = [], fixedPort?: number, c
       clearTimeout(timer);
     },
   };
+}
+
+/** Wait until every replica of the master at `port` has acknowledged what the master had written
+ *  when this was called (INFO replication: each replica's offset reaches that master_repl_offset;
+ *  replicas acknowledge once a second). A barrier for "the replicas have the data", not a sleep. */
+export async function replicasCaughtUp(port: number, timeoutMs = 30_000): Promise<void> {
+  const client = new Redis(port, '127.0.0.1');
+  try {
+    const info = async () => String(await client.info('replication'));
+    const target = Number(/master_repl_offset:(\d+)/.exec(await info())?.[1]);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const offsets = [...(await info()).matchAll(/^slave\d+:.*offset=(\d+)/gm)].map((m) => Number(m[1]));
+      if (offsets.length > 0 && offsets.every((offset) => offset >= target)) return;
+      if (Date.now() > deadline) throw new Error(`the replicas of ${port} did not reach offset ${target} (at ${offsets.join(', ') || 'none'})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    client.disconnect();
+  }
 }

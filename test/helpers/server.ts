@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { koaRedisSession, type SessionOptions } from '../../src/index.js';
 import { KEYS } from './app.js';
+import { closeable } from './cleanup.js';
 
 export interface LiveApp {
   base: string;
@@ -28,10 +29,10 @@ export async function serveSession(options: SessionOptions, handler: (ctx: Koa.C
   return {
     base,
     get: (path, cookie) => fetch(base + path, { headers: cookie ? { cookie } : {} }),
-    close: async () => {
+    close: closeable(async () => {
       await new Promise((r) => server.close(r));
       await session.close();
-    },
+    }),
   };
 }
 

@@ -5,8 +5,10 @@
 import Koa from 'koa';
 import { koaRedisSession } from 'koa-session-machine';
 
-function expectType<T>(value: T): T {
-  return value;
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+/** Compiles only when the value's type is exactly T (see ../strict). Use: `expectType<T>()(value)`. */
+function expectType<T>() {
+  return <U>(value: U, ..._exactly: Equal<T, U> extends true ? [] : ['the type is not exactly T']): U => value;
 }
 
 const app = new Koa();
@@ -15,8 +17,8 @@ app.use((ctx) => {
   ctx.session.views = (ctx.session.views ?? 0) + 1;
   ctx.session.anything = { nested: true };
   delete ctx.session.anything;
-  expectType<string | null>(ctx.session.id);
-  expectType<unknown[]>(ctx.session.popFlash());
+  expectType<string | null>()(ctx.session.id);
+  expectType<unknown[]>()(ctx.session.popFlash());
   // @ts-expect-error members stay read-only
   ctx.session.id = 'x';
   // @ts-expect-error members stay typed

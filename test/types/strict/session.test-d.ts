@@ -22,8 +22,10 @@ declare module 'koa-session-machine' {
 }
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-function expectType<T>(value: T): T {
-  return value;
+/** Compiles only when the value's type is exactly T: not a narrower type (a subtype, `never`) and
+ *  not `any`, which a plain `(value: T)` parameter would accept. Use: `expectType<T>()(value)`. */
+function expectType<T>() {
+  return <U>(value: U, ..._exactly: Equal<T, U> extends true ? [] : ['the type is not exactly T']): U => value;
 }
 function expectTrue<T extends true>(_: T): void {}
 
@@ -50,23 +52,23 @@ app.use((ctx) => {
   void ctx.session.nothing;
 
   // members: typed and read-only
-  expectType<string | null>(ctx.session.id);
-  expectType<boolean>(ctx.session.isNew);
-  expectType<number>(ctx.session.created);
-  expectType<number | null>(ctx.session.timeout);
-  expectType<void>(ctx.session.invalidate());
-  expectType<void>(ctx.session.regenerate());
-  expectType<void>(ctx.session.changed());
-  expectType<void>(ctx.session.recookie());
-  expectType<void>(ctx.session.flash('saved'));
-  expectType<void>(ctx.session.flash({ text: 'x' }, 'errors', false));
-  expectType<unknown[]>(ctx.session.peekFlash('errors'));
-  expectType<unknown[]>(ctx.session.popFlash());
-  expectType<string>(ctx.session.newCsrfToken());
-  expectType<string>(ctx.session.getCsrfToken());
-  expectType<void>(ctx.session.adjustTimeout(3600));
-  expectType<void>(ctx.session.adjustTimeout(null));
-  expectType<void>(ctx.session.adjustCookieMaxAge(86_400_000));
+  expectType<string | null>()(ctx.session.id);
+  expectType<boolean>()(ctx.session.isNew);
+  expectType<number>()(ctx.session.created);
+  expectType<number | null>()(ctx.session.timeout);
+  expectType<void>()(ctx.session.invalidate());
+  expectType<void>()(ctx.session.regenerate());
+  expectType<void>()(ctx.session.changed());
+  expectType<void>()(ctx.session.recookie());
+  expectType<void>()(ctx.session.flash('saved'));
+  expectType<void>()(ctx.session.flash({ text: 'x' }, 'errors', false));
+  expectType<unknown[]>()(ctx.session.peekFlash('errors'));
+  expectType<unknown[]>()(ctx.session.popFlash());
+  expectType<string>()(ctx.session.newCsrfToken());
+  expectType<string>()(ctx.session.getCsrfToken());
+  expectType<void>()(ctx.session.adjustTimeout(3600));
+  expectType<void>()(ctx.session.adjustTimeout(null));
+  expectType<void>()(ctx.session.adjustCookieMaxAge(86_400_000));
   // @ts-expect-error id is read-only
   ctx.session.id = 'mine';
   // @ts-expect-error isNew is read-only
@@ -94,8 +96,8 @@ interface AppContext {
 }
 const custom = new Koa<Koa.DefaultState, AppContext>();
 custom.use((ctx: ParameterizedContext<Koa.DefaultState, AppContext>) => {
-  expectType<string>(ctx.requestId);
-  expectType<number | undefined>(ctx.session.views);
+  expectType<string>()(ctx.requestId);
+  expectType<number | undefined>()(ctx.session.views);
 });
 
 // options
@@ -104,8 +106,8 @@ const options: SessionOptions = {
   timeoutTrigger: null,
   cookie: { sameSite: 'strict', maxAge: 60_000, priority: 'high' },
   onInvalid: (ctx, err) => {
-    expectType<InvalidSessionError>(err);
-    expectType<string>(ctx.path);
+    expectType<InvalidSessionError>()(err);
+    expectType<string>()(ctx.path);
   },
   allowCookies: (ctx) => !ctx.response.get('Cache-Control'),
   genId: () => 'id',
