@@ -20,6 +20,7 @@
  * in Redis without decoding or re-encoding anyone's values: two requests changing different keys
  * both survive (SPEC §6). Data fields carry a `:` prefix so no data key can collide with metadata.
  */
+import { randomBytes } from 'node:crypto';
 import { RawDeserializationError } from './errors.js';
 
 /** The format version written in `v`; lower or missing versions load as legacy and are removed. */
@@ -51,24 +52,32 @@ export interface Meta {
   timeout: number | null;
 }
 
-/** One flash message as stored in its queue's field. Lengths count UTF-16 code units: only this
- *  module reads them; Redis only joins and cuts whole frames. */
+const MESSAGE_PREFIX = randomBytes(6).toString('base64url');
+let messageCount = 0;
+
+/** One flash message as stored in its queue's field: `<message id>:<length>:<text>`. The id makes
+ *  each frame unique, so a pop removes exactly the messages it loaded, never an equal one flashed
+ *  since. Lengths count UTF-16 code units: only this module reads them; Redis only joins whole
+ *  frames and removes them by their exact text. */
 export function frame(text: string): string {
-  return `${text.length}:${text}`;
+  messageCount = (messageCount + 1) % 0x7fffffff;
+  return `${MESSAGE_PREFIX}${messageCount.toString(36)}:${text.length}:${text}`;
 }
 
-/** The encoded messages of a queue field, or null when it is not a well-formed run of frames. */
-export function unframe(value: string): string[] | null {
-  const out: string[] = [];
+const FRAME_HEAD = /^([\w-]{1,32}):(\d{1,10}):/;
+
+/** The frames of a queue field and the encoded message of each, or null when the value is not a
+ *  well-formed run of frames. */
+export function unframe(value: string): Array<{ frame: string; text: string }> | null {
+  const out: Array<{ frame: string; text: string }> = [];
   let at = 0;
   while (at < value.length) {
-    const colon = value.indexOf(':', at);
-    if (colon <= at || colon - at > 10) return null;
-    const digits = value.slice(at, colon);
-    if (!/^\d+$/.test(digits)) return null;
-    const end = colon + 1 + Number(digits);
+    const head = FRAME_HEAD.exec(value.slice(at, at + 45));
+    if (head === null) return null;
+    const start = at + head[0].length;
+    const end = start + Number(head[2]);
     if (end > value.length) return null;
-    out.push(value.slice(colon + 1, end));
+    out.push({ frame: value.slice(at, end), text: value.slice(start, end) });
     at = end;
   }
   return out;
@@ -83,6 +92,9 @@ export interface LoadedPayload extends Meta {
   extras: Record<string, unknown>;
   /** Raw text by field name. */
   raw: Map<string, string>;
+  /** The frames of each flash queue as loaded (what a pop takes); a queue stored by an older
+   *  version as one encoded array is `legacy`, its whole text one frame, rewritten on change. */
+  frames: Map<string, { frames: string[]; legacy: boolean }>;
 }
 
 const PROTO_FIELD = `${DATA_PREFIX}__proto__`;
@@ -100,6 +112,7 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
   const data: Record<string, unknown> = Object.create(null);
   const extras: Record<string, unknown> = Object.create(null);
   const raw = new Map<string, string>();
+  const frames = new Map<string, { frames: string[]; legacy: boolean }>();
   let created = 0;
   let timeout: number | null = null;
   for (let i = 0; i + 1 < fields.length; i += 2) {
@@ -116,7 +129,18 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
           data[field.slice(DATA_PREFIX.length)] = decoded;
         }
         else if (field === CSRF_FIELD) extras[field] = serializer.parse(value);
-        else extras[field] = (unframe(value) ?? fail()).map((text) => serializer.parse(text));
+        else {
+          const parsed = unframe(value);
+          if (parsed !== null) {
+            extras[field] = parsed.map((p) => serializer.parse(p.text));
+            frames.set(field, { frames: parsed.map((p) => p.frame), legacy: false });
+          } else {
+            const list = serializer.parse(value);
+            if (!Array.isArray(list)) fail();
+            extras[field] = list;
+            frames.set(field, { frames: [value], legacy: true });
+          }
+        }
       } catch (err) {
         throw new RawDeserializationError(id, isData ? field.slice(DATA_PREFIX.length) : field, err);
       }
@@ -127,5 +151,5 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
       timeout = Number(value);
     }
   }
-  return { created, timeout, data, extras, raw };
+  return { created, timeout, data, extras, raw, frames };
 }

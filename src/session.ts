@@ -157,6 +157,8 @@ export class SessionState implements WriteSource {
   #written = false;
   #changes: { set: string[]; del: string[] } | null = null;
   #flash: Map<string, FlashChange> | null = null;
+  /** The frames of each flash queue as loaded. */
+  #frames: ReadonlyMap<string, { frames: string[]; legacy: boolean }>;
   #allFields: string[] | null = null;
   #bound: Record<string, unknown> | null = null;
 
@@ -172,12 +174,14 @@ export class SessionState implements WriteSource {
       this.data = loaded.data;
       this.extras = loaded.extras;
       this.raw = loaded.raw;
+      this.#frames = loaded.frames;
       this.created = loaded.created;
       this.timeout = loaded.timeout;
     } else {
       this.data = emptyRecord();
       this.extras = emptyRecord();
       this.raw = new Map();
+      this.#frames = new Map();
       this.created = now;
       this.timeout = settings.timeout;
     }
@@ -300,26 +304,38 @@ export class SessionState implements WriteSource {
   hasChanges(): boolean {
     if (this.timeoutChanged) return true;
     const { set, del } = this.changes();
-    return set.length + del.length > 0 || this.#flashOps().length > 0;
+    return set.length + del.length > 0 || this.#flashOps().queues > 0;
   }
 
   /** What a patch or move sends: changed fields, removed fields and flash queue changes. */
   intent(): WriteIntent {
     const { set, del } = this.changes();
-    return { set, del, flash: this.#flashOps() };
+    const { ops, queues } = this.#flashOps();
+    return { set, del, flash: ops, flashQueues: queues };
   }
 
-  /** Flash queue changes as (field, the loaded frames popped or '', frames appended) triples. */
-  #flashOps(): string[] {
+  /** Flash queue changes, per queue: field, frames appended, k, and the k loaded frames popped. */
+  #flashOps(): { ops: string[]; queues: number } {
     const ops: string[] = [];
-    if (this.#flash === null) return ops;
+    let queues = 0;
+    if (this.#flash === null) return { ops, queues };
     for (const [field, change] of this.#flash) {
-      const popped = change.popped ? (this.raw.get(field) ?? '') : '';
+      const loaded = this.#frames.get(field);
+      let popped = change.popped && loaded ? loaded.frames : [];
+      let added = change.added;
+      if (loaded?.legacy) {
+        // A queue stored whole by an older version: taken whole, and written again as frames.
+        popped = loaded.frames;
+        added = (this.extras[field] as unknown[] | undefined) ?? [];
+      }
       let appended = '';
-      for (const message of change.added) appended += frame(this.#encode(field, message));
-      if (popped !== '' || appended !== '') ops.push(field, popped, appended);
+      for (const message of added) appended += frame(this.#encode(field, message));
+      if (popped.length === 0 && appended === '') continue;
+      ops.push(field, appended, String(popped.length));
+      for (const f of popped) ops.push(f);
+      queues++;
     }
-    return ops;
+    return { ops, queues };
   }
 
   /** The changed fields (field, value pairs) and removed fields, flash queues aside, computed once
@@ -404,6 +420,7 @@ export class SessionState implements WriteSource {
     this.data = emptyRecord();
     this.extras = emptyRecord();
     this.raw = new Map();
+    this.#frames = new Map();
     this.touched = null;
     this.#seen = null;
     this.forced = false;
@@ -468,7 +485,7 @@ export class SessionState implements WriteSource {
     delete this.extras[field];
     // Takes what it loaded (if no other request took it first) and drops what it added unstored.
     const change = this.#flashChange(field);
-    change.popped = this.raw.has(field);
+    change.popped = this.#frames.has(field);
     change.added = [];
     this.#markWritten();
     return messages;

@@ -93,7 +93,7 @@ export interface WriteSource {
   /** Bytes the fields of `allFields()` take: the session's size as create and replace store it. */
   storedSize(): number;
   /** This request's changes (patch, move): fields to set (field, value pairs), fields to delete,
-   *  and flash queue triples (field, the loaded frames it popped or '', frames to append). */
+   *  and flash queue changes. */
   intent(): WriteIntent;
   /** The id a create, move or replace stores under: a fresh draw on each call after a collision. */
   drawId(attempt: number): string;
@@ -102,7 +102,9 @@ export interface WriteSource {
 export interface WriteIntent {
   readonly set: readonly string[];
   readonly del: readonly string[];
+  /** Per flash queue changed: field, frames appended, k, the k loaded frames popped. */
   readonly flash: readonly string[];
+  readonly flashQueues: number;
 }
 
 /** What Redis answered to a write (the machine's `write.*` events), and the id the session now
@@ -160,7 +162,10 @@ export class SessionStore {
     this.#trigger = settings.timeoutTrigger ?? -1;
     this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
     this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
-    this.#tagged = this.#cluster && !settings.prefix.includes('{');
+    this.#tagged = this.#cluster && hashTag(`${settings.prefix}x`) === null;
+    if (this.#tagged && (hashTag(this.key('AAAAAAAAb')) === null || hashTag(this.key('AAAAAAAAb')) !== hashTag(this.key('AAAAAAAAc')))) {
+      throw new TypeError(`koaRedisSession: option "prefix" ${JSON.stringify(settings.prefix)} defeats Redis Cluster hash tags (an empty "{}"): a regenerate could not be one command`);
+    }
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
     this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
   }
@@ -215,6 +220,17 @@ export class SessionStore {
     stream.cork();
     this.#corked = stream;
     setImmediate(this.#uncork);
+  }
+
+  /** Operation ids: unique per write, so a script resent after a lost reply is known as a replay
+   *  (src/store/lua/include/op.lua): this store's random 8-character prefix (its commands reach a
+   *  node in order, on one connection) and a counter. No random draw per write. */
+  readonly #opPrefix = randomBytes(6).toString('base64url');
+  #opCount = 0;
+
+  #nextOp(): string {
+    this.#opCount = (this.#opCount + 1) % 0x7fffffff;
+    return this.#opPrefix + this.#opCount.toString(36).padStart(6, '0');
   }
 
   #corked: { uncork(): void } | null = null;
@@ -283,13 +299,13 @@ export class SessionStore {
         return { answer: 'stored', id: source.storedId };
       case 'create': {
         const { ttl, fields } = this.#whole(source, now);
-        const op = nextOp();
+        const op = this.#nextOp();
         return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV2(this.key(id), ttl, op, fields)));
       }
       case 'replace': {
         const oldId = source.storedId as string;
         const { ttl, fields } = this.#whole(source, now);
-        const op = nextOp();
+        const op = this.#nextOp();
         return this.#underFreshId(source, (id) =>
           this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, op, fields)),
         );
@@ -326,10 +342,10 @@ export class SessionStore {
 
   /** A patch's or move's arguments: the intent include/apply.lua reads. */
   #intent(source: WriteSource, now: number): Array<string | number> {
-    const { set, del, flash } = source.intent();
+    const { set, del, flash, flashQueues } = source.intent();
     const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';
     const s = this.#settings;
-    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flash.length / 3, set.length / 2, nextOp(), ...flash, ...set, ...del];
+    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flashQueues, set.length / 2, this.#nextOp(), ...flash, ...set, ...del];
   }
 
   /** A whole session as create and replace store it: metadata, then every field. */
@@ -358,13 +374,13 @@ export class SessionStore {
   }
 }
 
-/** Operation ids: unique per write, so a script resent after a lost reply is known as a replay
- *  (src/store/lua/include/op.lua). A random prefix per process and a counter: no draw per write. */
-const OP_PREFIX = randomBytes(6).toString('base64url');
-let opCount = 0;
-function nextOp(): string {
-  opCount = (opCount + 1) % 0x7fffffff;
-  return OP_PREFIX + opCount.toString(36).padStart(6, '0');
+/** The hash tag Redis Cluster hashes a key by (the text between its first `{` and the next `}`), or
+ *  null when it hashes the whole key: https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags */
+function hashTag(key: string): string | null {
+  const open = key.indexOf('{');
+  if (open < 0) return null;
+  const close = key.indexOf('}', open + 1);
+  return close < 0 || close === open + 1 ? null : key.slice(open + 1, close);
 }
 
 /** A script's reply code as the machine's answer: 1 stored, 2 ended (left empty), -1 gone, -2 too

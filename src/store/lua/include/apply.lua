@@ -13,7 +13,8 @@
 --   b+4 timeout intent: "" keep the stored one, "0" never expire, or seconds
 --   b+5 "1" delete the session when no data field is left (invalidateEmptySession)
 --   b+6 q, flash queues changed   b+7 n, fields to set   b+8 the operation id (include/op.lua)
---   then q triples (field, the loaded frames this request popped or "", frames to append),
+--   then per flash queue: its field, the frames to append, k, and the k loaded frames it popped
+--   (each frame carries a message id of its own, so a pop takes exactly the messages it loaded),
 --   then n field, value pairs, then the fields to delete.
 -- Bytes the session's fields take (names and values, metadata included, `s` and `o` aside), for a
 -- session stored before `s` was kept.
@@ -26,9 +27,11 @@ local function measure(key)
   return size
 end
 
--- What one field costs stored: its name and value, or nothing when absent.
-local function cost(field, length)
-  if length > 0 then return #field + length end
+-- What one field costs as stored: its name and value, or nothing when it is absent (a value may be
+-- empty: a serializer may encode to '').
+local function stored(key, field)
+  local length = redis.call('HSTRLEN', key, field)
+  if length > 0 or redis.call('HEXISTS', key, field) == 1 then return #field + length end
   return 0
 end
 
@@ -41,25 +44,31 @@ local function prepare(key, b)
   if not meta[1] then return nil, -1 end -- no session here (deleted, expired, or a moved marker)
   local size = tonumber(meta[2]) or measure(key)
   local q, n = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
-  local flashAt, setAt = b + 9, b + 9 + 3 * q
-  local delAt = setAt + 2 * n
+  local at = b + 9
   local delta = 0
   local queues = {}
-  for i = flashAt, setAt - 1, 3 do
-    local field, popped, appended = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local current = redis.call('HGET', key, field) or ''
-    local text = current
-    -- Popped: the messages this request loaded and took, if no other request took them first.
-    if popped ~= '' and text:sub(1, #popped) == popped then text = text:sub(#popped + 1) end
+  for _ = 1, q do
+    local field, appended, k = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+    local current = redis.call('HGET', key, field)
+    local text = current or ''
+    -- Popped: each message this request loaded and took, wherever it still is (another request
+    -- may have taken it first, or flashed before it).
+    for i = at + 3, at + 2 + k do
+      local from, to = string.find(text, ARGV[i], 1, true)
+      if from then text = string.sub(text, 1, from - 1) .. string.sub(text, to + 1) end
+    end
     text = text .. appended
     queues[#queues + 1] = { field, text }
-    delta = delta + cost(field, #text) - cost(field, #current)
+    delta = delta + (text ~= '' and #field + #text or 0) - (current and #field + #current or 0)
+    at = at + 3 + k
   end
+  local setAt = at
+  local delAt = setAt + 2 * n
   for i = setAt, delAt - 1, 2 do
-    delta = delta + #ARGV[i] + #ARGV[i + 1] - cost(ARGV[i], redis.call('HSTRLEN', key, ARGV[i]))
+    delta = delta + #ARGV[i] + #ARGV[i + 1] - stored(key, ARGV[i])
   end
   for i = delAt, #ARGV do
-    delta = delta - cost(ARGV[i], redis.call('HSTRLEN', key, ARGV[i]))
+    delta = delta - stored(key, ARGV[i])
   end
   if delta > 0 and size + delta > tonumber(ARGV[b + 3]) then return nil, -2 end
   return { size = size + delta, queues = queues, setAt = setAt, delAt = delAt }

@@ -1,22 +1,41 @@
 -- op.lua (included): make a write safe to run twice. When the connection drops after Redis ran a
 -- script but before its reply arrived, ioredis sends the script again (autoResendUnfulfilledCommands).
--- Each write carries its own operation id; the session remembers the last few as `<op>=<code>` in
--- the field `o`, and a replay answers the recorded code instead of acting again (a second create, a
+-- Each write carries its own operation id; the session remembers operations as `<op>=<code>` in the
+-- field `o`, and a replay answers the recorded code instead of acting again (a second create, a
 -- move from a marker, a flash appended twice). A write that emptied and so deleted the session
 -- leaves nothing to remember it by: its replay finds no session and answers "gone" (the session is
 -- ended either way; only the cookie is cleared later, by its next load).
+--
+-- An operation id is its writer's 8-character prefix (one per store, random) and a counter in base
+-- 36. A writer's commands reach a session's node in order, on one connection, and a resent command
+-- goes before any later one: so `o` keeps one entry per writer, its last operation and code, and an
+-- operation not newer than its writer's last is a replay. Other writers' operations cannot push it
+-- out. At most 16 writers are remembered (the least recent goes).
+local function lastOf(ops, prefix)
+  local at = string.find(' ' .. ops, ' ' .. prefix, 1, true)
+  if not at then return nil end
+  local counter, code = string.match(ops, '^(%w+)=(%d)', at + #prefix)
+  return tonumber(counter, 36), tonumber(code)
+end
+
 local function replayed(key, op)
   local ops = redis.pcall('HGET', key, 'o')
   if type(ops) ~= 'string' then return nil end
-  local at = string.find(ops, op .. '=', 1, true)
-  if not at then return nil end
-  return tonumber(string.sub(ops, at + #op + 1, at + #op + 1))
+  local counter, code = lastOf(ops, string.sub(op, 1, 8))
+  local mine = tonumber(string.sub(op, 9), 36)
+  if not counter or not mine or mine > counter then return nil end
+  -- The same operation answers its code; an older one of the same writer was handled before it.
+  if mine == counter then return code end
+  return 1
 end
 
--- Remember `op` with its reply code (1 or 2) on `key`, keeping the three before it.
+-- Remember `op` with its reply code (1 or 2) on `key`, as its writer's last operation.
 local function record(key, op, code)
-  local ops = redis.call('HGET', key, 'o')
-  local entry = op .. '=' .. code
-  if ops then entry = entry .. ' ' .. string.sub(ops, 1, 3 * (#entry + 1) - 1) end
-  redis.call('HSET', key, 'o', entry)
+  local ops = redis.call('HGET', key, 'o') or ''
+  local prefix = string.sub(op, 1, 8)
+  local entries = { op .. '=' .. code }
+  for entry in string.gmatch(ops, '%S+') do
+    if string.sub(entry, 1, 8) ~= prefix and #entries < 16 then entries[#entries + 1] = entry end
+  end
+  redis.call('HSET', key, 'o', table.concat(entries, ' '))
 end
