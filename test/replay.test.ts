@@ -3,20 +3,22 @@
  * and ioredis sends the script again once reconnected (autoResendUnfulfilledCommands, on by
  * default). Every write must be safe to run twice (docs/design.md, "Faults"): a TCP proxy between
  * the client and a private redis-server forwards the write, lets Redis run it, swallows the reply and
- * cuts the connection. Checked with a client the middleware creates and one passed in with ioredis
- * defaults.
+ * cuts the connection. Checked with a client the middleware creates, one passed in with ioredis
+ * defaults, and on Redis Cluster (a proxy in front of each master, ioredis' natMap pointing at them).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type Koa from 'koa';
 import { createLua, patchLua, rotateLua } from '../src/store/scripts.generated.js';
 import type { SessionOptions } from '../src/index.js';
 import { cookieOf, serveSession, type LiveApp } from './helpers/server.js';
 import { storedData, useRedis } from './helpers/fixture.js';
+import { sessionKey } from './helpers/keys.js';
+import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 
 const f = useRedis();
 
@@ -216,3 +218,66 @@ for (const c of clients) {
     });
   });
 }
+
+describe('on Redis Cluster: a regenerate and a flash whose replies are lost', () => {
+  let cluster: RedisCluster;
+  const proxies = new Map<number, ReplyDropper>();
+  let client: Cluster;
+  before(async () => {
+    cluster = await startCluster(3, 0);
+    const natMap: Record<string, { host: string; port: number }> = {};
+    for (const port of await cluster.masters()) {
+      const dropper = new ReplyDropper(port);
+      proxies.set(port, dropper);
+      natMap[`127.0.0.1:${port}`] = { host: '127.0.0.1', port: await dropper.listen() };
+    }
+    client = new Cluster([{ host: '127.0.0.1', port: (natMap[`127.0.0.1:${(await cluster.masters())[0]}`] as { port: number }).port }], { natMap });
+    client.on('error', () => undefined);
+  });
+  after(async () => {
+    client?.disconnect();
+    for (const p of proxies.values()) await p.close();
+    await cluster?.stop();
+  });
+
+  const dropped = () => [...proxies.values()].reduce((n, p) => n + p.dropped, 0);
+  const arm = (lua: string) => {
+    for (const p of proxies.values()) p.arm(lua);
+  };
+  const disarm = () => {
+    for (const p of proxies.values()) p.arm('never-sent\n');
+  };
+
+  it('the user stays logged in under the new id; the flash is queued once', { timeout: 60_000 }, async () => {
+    const app = await serveSession({ redis: client, commandTimeout: 5000 }, (ctx) => {
+      if (ctx.path === '/login') ctx.session.user = 'ada';
+      else if (ctx.path === '/elevate') ctx.session.regenerate();
+      else if (ctx.path === '/flash') ctx.session.flash('saved');
+      else if (ctx.path === '/show') ctx.body = JSON.stringify(ctx.session.peekFlash());
+      else ctx.body = JSON.stringify({ ...ctx.session });
+      ctx.body ??= 'ok';
+    });
+    try {
+      const cookie = cookieOf(await app.get('/login'));
+      const before = dropped();
+      arm(rotateLua);
+      const res = await app.get('/elevate', cookie);
+      disarm();
+      // At least once (a connection of the cluster client may be cut more than once meanwhile).
+      assert.ok(dropped() > before, 'the reply was dropped');
+      assert.equal(res.status, 200);
+      const moved = cookieOf(res);
+      assert.ok(moved, 'the new cookie is set: the replay answered "moved"');
+      assert.deepEqual(JSON.parse(await (await app.get('/me', moved)).text()), { user: 'ada' });
+      assert.deepEqual(await storedData(client, sessionKey(idOf(moved), true)), { user: 'ada' });
+      const beforeFlash = dropped();
+      arm(patchLua);
+      assert.equal((await app.get('/flash', moved)).status, 200);
+      disarm();
+      assert.ok(dropped() > beforeFlash, 'the reply was dropped');
+      assert.deepEqual(JSON.parse(await (await app.get('/show', moved)).text()), ['saved']);
+    } finally {
+      await app.close();
+    }
+  });
+});
