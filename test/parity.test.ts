@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
 import { csrfProtect, type SessionOptions } from '../src/index.js';
-import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
+import { closeAtEnd, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
 import { storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
@@ -175,7 +175,7 @@ describe('CSRF tokens', () => {
       const koa = new Koa3();
       koa.keys = ['k'];
       koa.silent = true;
-      const session = koaRedisSession({ redis: f.server.url });
+      const session = closeAtEnd(koaRedisSession({ redis: f.server.url }));
       koa.use(session);
       koa.use(async (ctx, next) => {
         // a stand-in body parser for form posts

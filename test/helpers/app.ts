@@ -12,6 +12,24 @@ import { koaRedisSession, type SessionMiddleware, type SessionOptions } from '..
 export const KEYS = ['newest-secret', 'older-secret'];
 
 export type KoaVersion = 2 | 3;
+
+/** Session middlewares not closed yet. A test that fails an assertion skips its own `close()`; its
+ *  Redis client would then keep the file's process alive (retrying a stopped server) until the test
+ *  timeout cancels the whole file. `useRedis()` closes whatever is left when the file ends. */
+const leftOpen = new Set<{ close(): Promise<void> }>();
+
+/** Close it when the file ends, if the test did not (closing twice is harmless). */
+export function closeAtEnd<T extends { close(): Promise<void> }>(session: T): T {
+  leftOpen.add(session);
+  return session;
+}
+
+/** Close every session middleware a test left open. */
+export async function closeLeftOpen(): Promise<void> {
+  const open = [...leftOpen];
+  leftOpen.clear();
+  await Promise.all(open.map((s) => s.close()));
+}
 export const KOA_VERSIONS: readonly KoaVersion[] = [3, 2];
 
 export interface TestApp {
@@ -34,7 +52,7 @@ export function makeApp(
   app.keys = KEYS;
   app.silent = true;
   if (before) app.use(before);
-  const session = koaRedisSession(options);
+  const session = closeAtEnd(koaRedisSession(options));
   app.use(session);
   app.use(async (ctx) => {
     const body = await handler(ctx);
@@ -51,7 +69,10 @@ export function makeApp(
     ready: async () => {
       await session.redis.ping();
     },
-    close: () => session.close(),
+    close: () => {
+      leftOpen.delete(session);
+      return session.close();
+    },
   };
 }
 

@@ -7,7 +7,7 @@ import Keygrip from 'keygrip';
 import { Redis, type Cluster } from 'ioredis';
 import { CookieCodec, DEFAULT_ID_PATTERN, defaultGenId } from '../../src/cookie.js';
 import { DATA_PREFIX } from '../../src/payload.js';
-import { KEYS } from './app.js';
+import { KEYS, closeLeftOpen } from './app.js';
 import { Monitor } from './monitor.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 
@@ -34,6 +34,7 @@ export function useRedis(): Fixture {
     await fixture.redis.flushall();
   });
   after(async () => {
+    await closeLeftOpen();
     fixture.redis.disconnect();
     await fixture.monitor.stop();
     await fixture.server.stop();
