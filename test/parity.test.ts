@@ -191,7 +191,7 @@ describe('CSRF tokens', () => {
       });
       koa.use(csrfProtect());
       koa.use((ctx) => {
-        ctx.body = ctx.path === '/form' ? ctx.session.getCsrfToken() : 'done';
+        ctx.body = ctx.path === '/form' ? ctx.session.getCsrfToken() : ctx.path === '/renew' ? ctx.session.newCsrfToken() : 'done';
       });
       const agent = request(koa.callback());
       const form = await agent.get('/form');
@@ -229,6 +229,16 @@ describe('CSRF tokens', () => {
       assert.equal((await agent.post('/x').set('X-CSRF-Token', token)).status, 403, 'no session, no token');
       await close();
       await other.close();
+    });
+
+    it('after newCsrfToken(), the new token passes and the one it replaced is refused', async () => {
+      const { agent, cookie, token, close } = await guarded();
+      const renewed = await agent.get('/renew').set('Cookie', cookie);
+      assert.equal(renewed.status, 200);
+      assert.notEqual(renewed.text, token);
+      assert.equal((await agent.post('/x').set('Cookie', cookie).set('X-CSRF-Token', renewed.text)).status, 200, 'the new token');
+      assert.equal((await agent.post('/x').set('Cookie', cookie).set('X-CSRF-Token', token)).status, 403, 'the replaced token');
+      await close();
     });
 
     it('says where to mount it when there is no session middleware', async () => {
@@ -496,27 +506,51 @@ describe('maxSize', () => {
     await app.close();
   });
 
-  it('a session over the limit (maxSize lowered since) can still shrink, move and end', async () => {
-    const big = await appWith({ '/put': (ctx) => void Object.assign(ctx.session, { a: 'x'.repeat(600), b: 'y'.repeat(600) }) }, { maxSize: 5000 });
+  it('a session over the limit (maxSize lowered since) can still shrink, move and end, while still over it', async () => {
+    // Three fields of 604 bytes: 1812 stored, 1208 once one is deleted, both over the limit of 1000.
+    const big = await appWith({ '/put': (ctx) => void Object.assign(ctx.session, { a: 'x'.repeat(600), b: 'y'.repeat(600), c: 'w'.repeat(600) }) }, { maxSize: 5000 });
     const { cookie } = expectCookieSet((await big.run('/put')).res);
     await big.app.close();
     const { app, run } = await appWith({
-      '/grow': (ctx) => void (ctx.session.c = 'z'),
+      '/grow': (ctx) => void (ctx.session.d = 'z'),
       '/shrink': (ctx) => void delete ctx.session.a,
       '/login': (ctx) => ctx.session.regenerate(),
       '/logout': (ctx) => void ((ctx as { session: unknown }).session = null),
     }, { maxSize: 1000 });
     assert.equal((await run('/grow', cookie)).res.status, 500, 'growth over the limit is refused');
     const shrink = await run('/shrink', cookie);
-    assert.equal(shrink.res.status, 200);
+    assert.equal(shrink.res.status, 200, 'a shrink that leaves the session still over the limit is accepted');
     const login = await run('/login', cookie);
-    assert.equal(login.res.status, 200);
+    assert.equal(login.res.status, 200, 'a move that does not grow the session is accepted');
     const moved = expectCookieSet(login.res);
-    assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${moved.id}`)), ['b']);
+    assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${moved.id}`)).sort(), ['b', 'c']);
+    assert.equal(await f.redis.hget(`sess:${moved.id}`, 's'), String(2 * 604), 'still over the limit');
     const logout = await run('/logout', moved.cookie);
     assert.equal(logout.res.status, 200);
     expectCookieCleared(logout.res);
     assert.equal(await f.redis.exists(`sess:${moved.id}`), 0);
+    await app.close();
+  });
+
+  it('refuses invalidate() then data one byte over the limit: nothing written, the old session kept', async () => {
+    const size = 104 + (1 + 10) + (1 + 1) + (1 + 4) + (1 + 10); // ':b' and '"x…x"' of 100, then c, v, t, x
+    const { app, run } = await appWith({
+      '/put': (ctx) => void (ctx.session.user = 'ada'),
+      '/relogin': (ctx) => {
+        ctx.session.invalidate();
+        ctx.session.b = 'x'.repeat(Number(ctx.query.n));
+      },
+    }, { maxSize: size });
+    const { cookie, id } = expectCookieSet((await run('/put')).res);
+    const over = await run('/relogin?n=101', cookie);
+    assert.equal(over.res.status, 500);
+    assert.deepEqual(over.wire, ['load'], 'no replace is sent');
+    expectNoCookie(over.res);
+    assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' });
+    const at = await run('/relogin?n=100', cookie);
+    assert.equal(at.res.status, 200, 'at the limit it is stored');
+    assert.deepEqual(at.wire, ['load', 'replace']);
+    expectCookieSet(at.res);
     await app.close();
   });
 

@@ -982,6 +982,38 @@ for (const b of [single, clustered]) {
       });
     });
 
+    describe('12. logout (A) vs regenerate() (B), both loaded before either writes, and a request on the old cookie (C) after the move, before the logout lands', () => {
+      it('the logout still ends the session where it moved: C\'s load neither follows nor removes the marker', { timeout: TEST_TIMEOUT }, async () => {
+        await withApp(b, {}, async (app) => {
+          await repeat(REPS, async () => {
+            const user = marker('user');
+            const { cookie, id } = await login(app, { user });
+            const gateA = newTag('A');
+            const gateB = newTag('B');
+            const pendingA = app.act([['logout']], { cookie, gate: gateA });
+            const pendingB = app.act([['regenerate']], { cookie, gate: gateB });
+            try {
+              await Promise.all([app.gates.reached(gateA), app.gates.reached(gateB)]);
+              app.gates.release(gateB);
+              const rB = await pendingB;
+              expectStatus(rB, 200, 'B (regenerate)');
+              const fresh = expectNewId(rB, id, 'B (regenerate)');
+              assert.deepEqual((await app.whoami(cookie)).data, {}, 'C: the old cookie leads to an empty session');
+              app.gates.release(gateA);
+              const rA = await pendingA;
+              expectStatus(rA, 200, 'A (logout)');
+              expectCleared(rA, 'A (logout)');
+              assert.deepEqual((await app.whoami(fresh.header)).data, {}, "the cookie B's regenerate handed out leads to an empty session: the logout followed the move");
+              await expectNoneHolding(b, user, 'after the logout');
+            } finally {
+              app.gates.releaseAll();
+              await Promise.allSettled([pendingA, pendingB]);
+            }
+          });
+        });
+      });
+    });
+
     describe('property: 2–4 requests with random intents, writes landing in a random order, match their serial application', () => {
       it('the data under the browser\'s final cookie equals the model', { timeout: TEST_TIMEOUT * 2 }, async () => {
         await withApp(b, { timeout: 1200 }, async (app) => {

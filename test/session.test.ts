@@ -9,7 +9,7 @@ import type { Context, Middleware } from 'koa';
 import type { Response } from 'supertest';
 import { RESERVED_MEMBERS } from '../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
-import { storedData, useRedis } from './helpers/fixture.js';
+import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
 
@@ -221,7 +221,28 @@ describe('reserved members', () => {
     const marker = await f.redis.hgetall(key);
     assert.equal(marker.m, `sess:${res.text}`, 'a marker leads a concurrent logout to the new id');
     assert.deepEqual(Object.keys(marker).sort(), ['m', 'o'], 'and remembers the move for a replay');
+    await assertTtl(f.redis, key, 1200); // the marker expires with the session's timeout
     assert.deepEqual(await storedData(f.redis, `sess:${res.text}`), { user: 'ada', cart: { n: 1 } });
+  });
+
+  it('after regenerate(), the old cookie leads to a fresh session, and its load leaves the marker in place', async () => {
+    // The marker is what a logout that loaded the old id before the move follows (docs/design.md,
+    // "Concurrency"): a load of the old id must neither follow it nor remove it.
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      else if (ctx.path === '/login') ctx.session.regenerate();
+      else return JSON.stringify({ isNew: ctx.session.isNew, keys: Object.keys(ctx.session) });
+    });
+    await app.ready();
+    const seeded = expectCookieSet(await app.get('/seed'));
+    const moved = expectCookieSet(await app.get('/login', seeded.cookie));
+    const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
+    await app.close();
+    assert.deepEqual(JSON.parse(res.text), { isNew: true, keys: [] });
+    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    expectCookieCleared(res);
+    assert.deepEqual(await f.redis.hgetall(`sess:${seeded.id}`), { m: `sess:${moved.id}` }, 'the marker is still there');
+    assert.deepEqual(await storedData(f.redis, `sess:${moved.id}`), { user: 'ada' });
   });
 
   it('regenerate() on a new session just stores it under a fresh id once it has data', async () => {
