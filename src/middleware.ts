@@ -54,7 +54,7 @@ interface HandlerOutcome {
  */
 export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unknown; context?: object }): SessionMiddleware {
   const opts: ResolvedOptions = resolveOptions(options);
-  let keys: KeyRing | undefined = opts.keys ?? (app ? resolveAppKeys(app) : undefined);
+  const keys: KeyRing | undefined = opts.keys ?? (app ? resolveAppKeys(app) : undefined);
   const { client, close } = connect(opts.redis, opts.commandTimeout);
   const store = new SessionStore(client, opts);
   const input: SessionInput = {
@@ -120,8 +120,8 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   const readCookie = (ctx: Context, run: MachineRun): string | null => {
     if (!codec) {
-      keys = settings.keys = resolveAppKeys(ctx.app);
-      codec = new CookieCodec(cookie.name, keys, opts.idPattern);
+      settings.keys = resolveAppKeys(ctx.app);
+      codec = new CookieCodec(cookie.name, settings.keys, opts.idPattern);
     }
     const parsed = codec.decode(ctx.cookies.get(cookie.name));
     if (parsed.kind === 'missing') {
@@ -146,7 +146,8 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     } catch (err) {
       if (err instanceof SessionStoreError) {
         run.send({ type: 'load.failed' });
-        settle(ctx, run.output ?? { redis: 'none', cookie: 'none', failure: null, status: 0 }, err, false);
+        if (run.output) settle(ctx, run.output, err, false); // onRedisError 'throw': 503
+        else report(ctx, err); // 'continue': an offline session
       } else if (err instanceof RawDeserializationError) {
         run.send({ type: 'load.undecodable' });
         if (run.output) settle(ctx, run.output, err, false); // deserializedFailsNew is off: fail, naming the key

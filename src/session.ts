@@ -157,6 +157,8 @@ export class SessionState implements WriteSource {
   #written = false;
   #changes: { set: string[]; del: string[] } | null = null;
   #flash: Map<string, FlashChange> | null = null;
+  /** The flash queue changes as sent, computed once at the end (each frame gets its message id). */
+  #flashSent: { ops: string[]; queues: number } | null = null;
   /** The frames of each flash queue as loaded. */
   #frames: ReadonlyMap<string, { frames: string[]; legacy: boolean }>;
   #allFields: string[] | null = null;
@@ -251,6 +253,7 @@ export class SessionState implements WriteSource {
 
   #markWritten(): void {
     this.#allFields = null;
+    this.#flashSent = null;
     if (!this.#written) {
       this.#written = true;
       this.run.send({ type: 'data.written' });
@@ -314,11 +317,13 @@ export class SessionState implements WriteSource {
     return { set, del, flash: ops, flashQueues: queues };
   }
 
-  /** Flash queue changes, per queue: field, frames appended, k, and the k loaded frames popped. */
+  /** Flash queue changes, per queue: field, frames appended, k, and the k loaded frames popped.
+   *  Computed once: `hasChanges()` and `intent()` both ask. */
   #flashOps(): { ops: string[]; queues: number } {
+    if (this.#flashSent !== null) return this.#flashSent;
     const ops: string[] = [];
     let queues = 0;
-    if (this.#flash === null) return { ops, queues };
+    if (this.#flash === null) return (this.#flashSent = { ops, queues });
     for (const [field, change] of this.#flash) {
       const loaded = this.#frames.get(field);
       let popped = change.popped && loaded ? loaded.frames : [];
@@ -335,7 +340,7 @@ export class SessionState implements WriteSource {
       for (const f of popped) ops.push(f);
       queues++;
     }
-    return { ops, queues };
+    return (this.#flashSent = { ops, queues });
   }
 
   /** The changed fields (field, value pairs) and removed fields, flash queues aside, computed once
@@ -432,6 +437,7 @@ export class SessionState implements WriteSource {
     this.#written = false;
     this.#changes = null;
     this.#flash = null;
+    this.#flashSent = null;
     this.#allFields = null;
     this.run.send({ type: 'session.invalidated' });
   }

@@ -322,11 +322,9 @@ export class SessionStore {
           this.#send('move', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'move', intent)),
         );
       }
-      case 'delete': {
-        const id = source.storedId as string;
-        await this.#send('delete', id, () => this.#redis.ksmEndV1(this.key(id)));
+      case 'delete':
+        await this.end(source.storedId as string);
         return { answer: 'ended', id: null };
-      }
       default: {
         const unknown: never = command;
         throw new TypeError(`session store: unknown command ${String(unknown)}`);
