@@ -2,8 +2,8 @@
  * The session cookie: one cookie, `<id>.<signature>`, the signature a keygrip HMAC of
  * `<name>=<id>` (the same data `cookies` signs for its `.sig` cookies). Any listed key verifies and
  * the newest signs; which key verified is reported so a cookie signed with an older key is
- * re-issued with the newest one, every attribute kept (SPEC §7; cookies' own `.sig` re-issue drops
- * the expiry, reference/node_session_peers.md §1 item 6).
+ * re-issued with the newest one, every attribute kept (docs/design.md, "The cookie"; the `cookies`
+ * package's own `.sig` re-issue drops the expiry).
  *
  * The id format is checked before the HMAC and before Redis: a bad cookie costs no Redis command.
  */
@@ -19,7 +19,7 @@ export interface KeyRing {
  * The key ring made from a list of secrets: signatures identical to `new Keygrip(keys)`'s (HMAC-SHA1,
  * base64url without padding), so cookies move freely between the two. Verifying costs one HMAC per
  * key tried and a `timingSafeEqual`; keygrip compares through tsscmp, which draws random bytes and
- * computes two more HMACs per key, and was a tenth of the server's CPU on a read (issue 5 profile).
+ * computes two more HMACs per key, and was a tenth of the server's CPU on a read (README, "Benchmarks").
  * Every signature of the algorithm has the same length, so checking the length first reveals
  * nothing about the expected one.
  */
@@ -60,7 +60,7 @@ let nextPooled = POOLED_IDS;
 /**
  * The default id: 32 random bytes (256 bits) from the CSPRNG, base64url, 43 characters. The bytes
  * are drawn 128 ids at a time, as Node's own `randomUUID()` does: each draw is a call into OpenSSL
- * whose fixed cost was a sixth of a new-session request's CPU when made per id (issue 5 profile).
+ * whose fixed cost was a sixth of a new-session request's CPU when made per id (README, "Benchmarks").
  * Every byte of the pool is handed out once.
  */
 export function defaultGenId(): string {

@@ -1,6 +1,6 @@
 /**
  * Options of `koaRedisSession()`: their types, defaults and validation. Every mistake is a
- * `TypeError` thrown when the middleware is created, naming the option (SPEC §2), as koa's `use()`
+ * `TypeError` thrown when the middleware is created, naming the option (README, "Options"), as koa's `use()`
  * and keygrip fail at setup instead of at the first request.
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';

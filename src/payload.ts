@@ -1,5 +1,5 @@
 /**
- * The stored form of a session: one Redis hash per session (SPEC §6).
+ * The stored form of a session: one Redis hash per session (docs/design.md, "Storage").
  *
  *   c   created, epoch seconds          (pyramid: c)
  *   t   idle timeout, seconds; absent = never expires   (pyramid: t)
@@ -18,7 +18,7 @@
  *
  * One field per top-level data key is what lets a write send only the keys that changed, applied
  * in Redis without decoding or re-encoding anyone's values: two requests changing different keys
- * both survive (SPEC §6). Data fields carry a `:` prefix so no data key can collide with metadata.
+ * both survive (docs/design.md, "Concurrency"). Data fields carry a `:` prefix so no data key can collide with metadata.
  */
 import { randomBytes } from 'node:crypto';
 import { RawDeserializationError } from './errors.js';

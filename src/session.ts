@@ -1,5 +1,5 @@
 /**
- * `ctx.session`: plain property data, plus reserved non-enumerable members (SPEC §3).
+ * `ctx.session`: plain property data, plus reserved non-enumerable members (README, "`ctx.session`").
  *
  * The object the handler sees is a Proxy over one `SessionState` per request, made on first access
  * only (a route that never reads the session pays nothing). Top-level assignments and deletions are
@@ -59,7 +59,7 @@ export interface SessionMembers {
   readonly adjustCookieMaxAge: (ms: number | null) => void;
 }
 
-/** Member names reserved on `ctx.session` (SPEC §3): assigning data to one throws a TypeError. */
+/** Member names reserved on `ctx.session` (README, "`ctx.session`"): assigning data to one throws a TypeError. */
 export const RESERVED_MEMBERS: ReadonlySet<string> = new Set([
   'id', 'isNew', 'created', 'timeout', 'invalidate', 'regenerate', 'changed', 'flash', 'peekFlash',
   'popFlash', 'newCsrfToken', 'getCsrfToken', 'adjustTimeout', 'adjustCookieMaxAge', 'recookie',

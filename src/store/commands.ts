@@ -208,9 +208,9 @@ export class SessionStore {
    * uncorks it, and every command written meanwhile (the loads of all requests whose HTTP data
    * arrived in the same poll, the writes of all requests whose loads were answered by one read)
    * goes out in one `writev`. Redis then reads them in one go and answers in one write too. Same
-   * commands, same order, a write later by at most the rest of the turn; measured in issue 5, the
-   * per-command syscall was a fifth of a request's server CPU, and Redis' own CPU per request fell
-   * by half. Not on a Cluster, whose command reaches a node picked per key.
+   * commands, same order, a write later by at most the rest of the turn; the per-command syscall
+   * was a fifth of a request's server CPU, and Redis' own CPU per request fell by half (README,
+   * "Benchmarks"). Not on a Cluster, whose command reaches a node picked per key.
    */
   #batch(): void {
     if (this.#corked !== null || this.#cluster) return;
