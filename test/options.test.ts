@@ -19,7 +19,7 @@ import {
   koaRedisSession,
   type SessionOptions,
 } from '../src/index.js';
-import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
+import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
 import { assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
@@ -526,19 +526,13 @@ describe('genId', () => {
   });
 
   it('an id that is not cookie-safe is a clear error', async () => {
-    let seen: unknown;
+    const caught: { error?: unknown } = {};
     const app = makeApp(3, { redis: f.server.url, genId: () => 'has space' }, (ctx) => {
       ctx.session.a = 1;
-    }, async (_ctx, next) => {
-      try {
-        await next();
-      } catch (err) {
-        seen = err;
-        throw err;
-      }
-    });
+    }, catchError(caught));
     const res = await app.get('/');
     await app.close();
+    const seen = caught.error;
     assert.equal(res.status, 500);
     assert.ok(seen instanceof TypeError, `a TypeError, got ${String(seen)}`);
     assert.match(seen.message, /genId returned "has space"; ids must match .* \(cookie-safe, no "\."\)/);

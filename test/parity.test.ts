@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
 import { SessionSizeError, csrfProtect, type SessionOptions } from '../src/index.js';
-import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
+import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
 
@@ -392,18 +392,6 @@ describe('maxSize', () => {
       .reduce((n, [field, value]) => n + Buffer.byteLength(field) + Buffer.byteLength(value), 0);
     assert.equal(hash.s, String(bytes), 'the size the scripts keep (s) is what is stored');
     return bytes;
-  }
-
-  /** The error the request failed with, caught in front of the session middleware. */
-  function catchError(into: { error?: unknown }): Middleware {
-    return async (_ctx, next) => {
-      try {
-        await next();
-      } catch (err) {
-        into.error = err;
-        throw err;
-      }
-    };
   }
 
   it('refuses a session over the limit: 500, nothing written, no cookie', async () => {

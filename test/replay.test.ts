@@ -115,12 +115,18 @@ const clients: Array<{ name: string; redis: () => SessionOptions['redis']; clean
   },
 ];
 
-async function withApp(redis: SessionOptions['redis'], handler: (ctx: Koa.Context) => void, fn: (app: LiveApp) => Promise<void>): Promise<void> {
-  const app = await serveSession({ redis, commandTimeout: 5000 }, handler);
+/** An app on a fresh client of the given kind, both closed whatever the test does. */
+async function withApp(c: (typeof clients)[number], handler: (ctx: Koa.Context) => void, fn: (app: LiveApp) => Promise<void>): Promise<void> {
+  const redis = c.redis();
   try {
-    await fn(app);
+    const app = await serveSession({ redis, commandTimeout: 5000 }, handler);
+    try {
+      await fn(app);
+    } finally {
+      await app.close();
+    }
   } finally {
-    await app.close();
+    c.cleanup(redis);
   }
 }
 
@@ -142,79 +148,59 @@ for (const c of clients) {
     };
 
     it('create: one session, and the cookie leads to it', async () => {
-      const redis = c.redis();
-      try {
-        await withApp(redis, handler, async (app) => {
-          await (await app.get('/me')).text(); // connected, scripts loaded
-          const before = (proxy as ReplyDropper).dropped;
-          (proxy as ReplyDropper).arm(createLua);
-          const res = await app.get('/login');
-          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
-          assert.equal(res.status, 200);
-          const cookie = cookieOf(res);
-          assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(cookie)}`]: { user: 'ada' } }, 'one key, no second one from a redraw');
-          assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), { user: 'ada' });
-        });
-      } finally {
-        c.cleanup(redis);
-      }
+      await withApp(c, handler, async (app) => {
+        await (await app.get('/me')).text(); // connected, scripts loaded
+        const before = (proxy as ReplyDropper).dropped;
+        (proxy as ReplyDropper).arm(createLua);
+        const res = await app.get('/login');
+        assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+        assert.equal(res.status, 200);
+        const cookie = cookieOf(res);
+        assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(cookie)}`]: { user: 'ada' } }, 'one key, no second one from a redraw');
+        assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), { user: 'ada' });
+      });
     });
 
     it('regenerate (move): the user stays logged in under the new id, nothing orphaned', async () => {
-      const redis = c.redis();
-      try {
-        await withApp(redis, handler, async (app) => {
-          const cookie = cookieOf(await app.get('/login'));
-          const before = (proxy as ReplyDropper).dropped;
-          (proxy as ReplyDropper).arm(rotateLua);
-          const res = await app.get('/elevate', cookie);
-          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
-          assert.equal(res.status, 200);
-          const moved = cookieOf(res);
-          assert.ok(moved, 'the new cookie is set: the replay answered "moved", not "gone"');
-          assert.notEqual(idOf(moved), idOf(cookie));
-          assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(moved)}`]: { user: 'ada', role: 'admin' } });
-          assert.deepEqual(JSON.parse(await (await app.get('/me', moved)).text()), { user: 'ada', role: 'admin' });
-          assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), {}, 'the old id leads nowhere');
-        });
-      } finally {
-        c.cleanup(redis);
-      }
+      await withApp(c, handler, async (app) => {
+        const cookie = cookieOf(await app.get('/login'));
+        const before = (proxy as ReplyDropper).dropped;
+        (proxy as ReplyDropper).arm(rotateLua);
+        const res = await app.get('/elevate', cookie);
+        assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+        assert.equal(res.status, 200);
+        const moved = cookieOf(res);
+        assert.ok(moved, 'the new cookie is set: the replay answered "moved", not "gone"');
+        assert.notEqual(idOf(moved), idOf(cookie));
+        assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(moved)}`]: { user: 'ada', role: 'admin' } });
+        assert.deepEqual(JSON.parse(await (await app.get('/me', moved)).text()), { user: 'ada', role: 'admin' });
+        assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), {}, 'the old id leads nowhere');
+      });
     });
 
     it('invalidate() then write (replace): one new session, the old one ended', async () => {
-      const redis = c.redis();
-      try {
-        await withApp(redis, handler, async (app) => {
-          const cookie = cookieOf(await app.get('/login'));
-          const before = (proxy as ReplyDropper).dropped;
-          (proxy as ReplyDropper).arm(rotateLua);
-          const res = await app.get('/relogin', cookie);
-          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
-          assert.equal(res.status, 200);
-          const fresh = cookieOf(res);
-          assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(fresh)}`]: { user: 'grace' } });
-        });
-      } finally {
-        c.cleanup(redis);
-      }
+      await withApp(c, handler, async (app) => {
+        const cookie = cookieOf(await app.get('/login'));
+        const before = (proxy as ReplyDropper).dropped;
+        (proxy as ReplyDropper).arm(rotateLua);
+        const res = await app.get('/relogin', cookie);
+        assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+        assert.equal(res.status, 200);
+        const fresh = cookieOf(res);
+        assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(fresh)}`]: { user: 'grace' } });
+      });
     });
 
     it('flash (patch): the message is queued once', async () => {
-      const redis = c.redis();
-      try {
-        await withApp(redis, handler, async (app) => {
-          const cookie = cookieOf(await app.get('/login'));
-          const before = (proxy as ReplyDropper).dropped;
-          (proxy as ReplyDropper).arm(patchLua);
-          const res = await app.get('/flash', cookie);
-          assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
-          assert.equal(res.status, 200);
-          assert.deepEqual(JSON.parse(await (await app.get('/show', cookie)).text()), ['saved']);
-        });
-      } finally {
-        c.cleanup(redis);
-      }
+      await withApp(c, handler, async (app) => {
+        const cookie = cookieOf(await app.get('/login'));
+        const before = (proxy as ReplyDropper).dropped;
+        (proxy as ReplyDropper).arm(patchLua);
+        const res = await app.get('/flash', cookie);
+        assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
+        assert.equal(res.status, 200);
+        assert.deepEqual(JSON.parse(await (await app.get('/show', cookie)).text()), ['saved']);
+      });
     });
   });
 }

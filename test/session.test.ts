@@ -8,7 +8,7 @@ import { inspect } from 'node:util';
 import type { Context, Middleware } from 'koa';
 import type { Response } from 'supertest';
 import { RESERVED_MEMBERS } from '../src/index.js';
-import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
+import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
 import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
@@ -130,18 +130,12 @@ describe('data', () => {
   });
 
   it('a nested value that cannot be stored fails the request at the end naming its path, and nothing is written', async () => {
-    let seen: unknown;
+    const caught: { error?: unknown } = {};
     const { res, wire, key } = await withSession((ctx) => {
       ctx.session.user = 'eve';
       (ctx.session.cart as Record<string, unknown>).onChange = () => 1;
-    }, async (_ctx, next) => {
-      try {
-        await next();
-      } catch (err) {
-        seen = err;
-        throw err;
-      }
-    });
+    }, catchError(caught));
+    const seen = caught.error;
     assert.equal(res.status, 500);
     assert.ok(seen instanceof TypeError, `a TypeError, got ${String(seen)}`);
     assert.match(seen.message, /^ctx\.session\.cart\.onChange cannot be stored in the session: a function/);

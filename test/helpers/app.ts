@@ -57,6 +57,19 @@ export function makeApp(
   };
 }
 
+/** A middleware for in front of the session: it keeps the error the request failed with in
+ *  `into.error` and lets it go on to Koa, which answers it. */
+export function catchError(into: { error?: unknown }): Middleware {
+  return async (_ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      into.error = err;
+      throw err;
+    }
+  };
+}
+
 export interface SetCookie {
   name: string;
   value: string;
