@@ -53,6 +53,14 @@ const applying = {
   },
 } as const;
 
+/** A write that stores a whole session under a fresh id (create, or replace): stored, or failed. */
+const storingWhole = {
+  on: {
+    'write.stored': '#session.persisted',
+    'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
+  },
+} as const;
+
 export const sessionMachine = setup({
   types: {
     context: {} as SessionContext,
@@ -192,10 +200,7 @@ export const sessionMachine = setup({
     },
     creating: {
       description: 'create: a new key under a fresh id, never over an existing one',
-      on: {
-        'write.stored': '#session.persisted',
-        'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
-      },
+      ...storingWhole,
     },
     patching: {
       description: 'patch: set and delete these fields; expiry from the stored timeout; size against the stored total; deleted if left empty',
@@ -207,10 +212,7 @@ export const sessionMachine = setup({
     },
     replacing: {
       description: 'replace: end the stored session and every id it moved to, store the new data under a new id',
-      on: {
-        'write.stored': '#session.persisted',
-        'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },
-      },
+      ...storingWhole,
     },
     deleting: {
       description: 'delete: end the session and every id it was moved to (a logout wins)',
