@@ -162,6 +162,8 @@ export class SessionState implements WriteSource {
   /** The frames of each flash queue as loaded. */
   #frames: ReadonlyMap<string, { frames: string[]; legacy: boolean }>;
   #allFields: string[] | null = null;
+  /** `storedSize()`, kept with `#allFields`: the fits check and the create both ask. */
+  #size: number | null = null;
   #bound: Record<string, unknown> | null = null;
 
   constructor(
@@ -253,6 +255,7 @@ export class SessionState implements WriteSource {
 
   #markWritten(): void {
     this.#allFields = null;
+    this.#size = null;
     this.#flashSent = null;
     if (!this.#written) {
       this.#written = true;
@@ -404,12 +407,13 @@ export class SessionState implements WriteSource {
   /** Bytes the whole session takes as create and replace store it: what `maxSize` limits there
    *  (the stored total of a session written by a patch is checked by its script). */
   storedSize(): number {
+    if (this.#size !== null) return this.#size;
     const fields = this.allFields();
     // The metadata create stores (c, v, t, x) counts too: maxSize limits what is stored.
     let size = 2 + String(this.created).length + String(FORMAT_VERSION).length;
     if (this.timeout !== null) size += 2 + String(this.timeout).length + String(this.now + this.timeout).length;
     for (const text of fields) size += Buffer.byteLength(text);
-    return size;
+    return (this.#size = size);
   }
 
   /** The id a create, move or replace stores under: the one already drawn (regenerate(), or a CSRF
@@ -439,6 +443,7 @@ export class SessionState implements WriteSource {
     this.#flash = null;
     this.#flashSent = null;
     this.#allFields = null;
+    this.#size = null;
     this.run.send({ type: 'session.invalidated' });
   }
 
@@ -451,6 +456,7 @@ export class SessionState implements WriteSource {
     this.forced = true;
     this.#changes = null;
     this.#allFields = null;
+    this.#size = null;
     this.run.send({ type: 'data.written' });
   }
 
