@@ -1,51 +1,26 @@
 /**
- * The basic example (SPEC §1): a visit counter, plus login with regenerate() and logout.
- *   npm start            # then open the URL it prints
+ * The smallest app (README "Use"): a visit counter.   npm run example:basic
  */
-import { pathToFileURL } from 'node:url';
 import Koa from 'koa';
 import { Redis } from 'ioredis';
 import { koaRedisSession, type SessionMiddleware } from 'koa-session-machine';
+import { isMain, listen } from './support/main.js';
 import { redisForExample } from './support/redis.js';
 
-declare module 'koa-session-machine' {
-  interface SessionData {
-    views: number;
-    user: string;
-  }
-}
-
-export function createApp(redisUrl: string, mountFirst?: (session: SessionMiddleware) => Koa.Middleware): { app: Koa; session: SessionMiddleware } {
+/** `mountFirst` puts a middleware in front of the session (examples/chart.ts mounts the chart page). */
+export function createApp(redisUrl: string, mountFirst?: (session: SessionMiddleware) => Koa.Middleware) {
   const app = new Koa();
   app.keys = ['newest-secret', 'older-secret'];
-  const session = koaRedisSession({ redis: new Redis(redisUrl) });
+  // A prefix of its own: on a Redis you already use, the example's keys never mix with yours.
+  const session = koaRedisSession({ redis: new Redis(redisUrl), prefix: 'example:sess:' });
   if (mountFirst) app.use(mountFirst(session));
   app.use(session);
-  app.use(async (ctx) => {
-    if (ctx.path === '/login') {
-      ctx.session.regenerate(); // a new id at login: no session fixation
-      ctx.session.user = String(ctx.query.user ?? 'ada');
-      return ctx.redirect('/');
-    }
-    if (ctx.path === '/logout') {
-      ctx.session.invalidate();
-      return ctx.redirect('/');
-    }
-    if (ctx.path !== '/') return;
-    ctx.session.views = (ctx.session.views ?? 0) + 1;
-    const who = ctx.session.user ? `${ctx.session.user} (<a href="/logout">log out</a>)` : 'nobody (<a href="/login?user=ada">log in</a>)';
-    ctx.type = 'html';
-    ctx.body = `<p>Visits: ${ctx.session.views}</p><p>Logged in: ${who}</p>`;
+  app.use((ctx) => {
+    if (ctx.path !== '/') return; // a 404 (the browser's /favicon.ico) neither reads nor counts
+    ctx.session.views = ((ctx.session.views as number | undefined) ?? 0) + 1;
+    ctx.body = `Visits: ${String(ctx.session.views)}`;
   });
   return { app, session };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const redis = await redisForExample();
-  const { app } = createApp(redis.url);
-  const port = Number(process.env.PORT ?? 3000);
-  const server = app.listen(port, '127.0.0.1', () => {
-    const address = server.address();
-    console.log(`koa-session-machine example at http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/ (Redis ${redis.url})`);
-  });
-}
+if (isMain(import.meta.url)) listen(createApp((await redisForExample()).url).app, 'basic example');

@@ -6,6 +6,7 @@
 import Koa from 'koa';
 import { Redis } from 'ioredis';
 import { koaRedisSession, type SessionMiddleware } from 'koa-session-machine';
+import { escapeHtml } from './support/html.js';
 import { isMain, listen } from './support/main.js';
 import { redisForExample } from './support/redis.js';
 
@@ -14,6 +15,7 @@ export function createApp(redisUrl: string): { app: Koa; session: SessionMiddlew
   app.keys = ['newest-secret', 'older-secret'];
   const session = koaRedisSession({
     redis: new Redis(redisUrl),
+    prefix: 'example:sess:',
     allowCookies: (ctx) => !/\bpublic\b/.test(ctx.response.get('Cache-Control')),
   });
   app.use(session);
@@ -21,7 +23,7 @@ export function createApp(redisUrl: string): { app: Koa; session: SessionMiddlew
     if (ctx.path.startsWith('/public/')) {
       ctx.set('Cache-Control', 'public, max-age=300');
       ctx.session.lastPublicPage = ctx.path; // not stored for a new visitor: no cookie may go out
-      ctx.body = `<h1>${ctx.path}</h1><p>The same for everyone, cacheable.</p>`;
+      ctx.body = `<h1>${escapeHtml(ctx.path)}</h1><p>The same for everyone, cacheable.</p>`;
       ctx.type = 'html';
       return;
     }

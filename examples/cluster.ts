@@ -16,7 +16,7 @@ export function createApp(nodes: Array<{ host: string; port: number }>): { app: 
   // Per-node options go in redisOptions; the middleware bounds every command by commandTimeout.
   const cluster = new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 1 } });
   cluster.on('error', (err) => console.error('redis cluster:', err.message));
-  const session = koaRedisSession({ redis: cluster });
+  const session = koaRedisSession({ redis: cluster, prefix: 'example:sess:' });
   app.use(session);
   app.use(async (ctx) => {
     ctx.session.views = ((ctx.session.views as number | undefined) ?? 0) + 1;
