@@ -9,8 +9,8 @@ import { sessionMachine } from '../machines/session.machine.js';
 import { MachineRun } from '../src/fsm.js';
 import type { SessionEvent, SessionInput } from '../src/policy.js';
 
-const input: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false };
-const ended = (hasData: boolean, changed: boolean): SessionEvent => ({ type: 'request.ended', hasData, changed, cookieAllowed: true, errored: false, fits: true, secureOk: true });
+const input: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false, rolling: null };
+const ended = (hasData: boolean, changed: boolean): SessionEvent => ({ type: 'request.ended', hasData, changed, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: false });
 
 const STORIES: Record<string, SessionEvent[]> = {
   'read-only (cookie, load, end)': [{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.found', refreshed: true }, ended(true, false)],

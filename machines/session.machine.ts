@@ -223,12 +223,12 @@ export const sessionMachine = setup({
     },
     persisted: {
       type: 'final',
-      description: 'Stored: create, patch, move or replace; a new id gets its cookie',
+      description: 'Stored: create, patch, move or replace; a new id gets its cookie, a patched session re-sends a rolling one',
       output: ({ context, event }) => outputs.persisted(context, event),
     },
     refreshed: {
       type: 'final',
-      description: 'Unchanged; the load already moved the expiry: nothing more to send',
+      description: 'Unchanged; the load already moved the expiry: nothing more to send, a rolling cookie re-sent',
       output: ({ context, event }) => outputs.refreshed(context, event),
     },
     untouched: {

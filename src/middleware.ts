@@ -62,6 +62,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     cookieOnException: opts.cookieOnException,
     deserializedFailsNew: opts.deserializedFailsNew,
     continueOnRedisError: opts.onRedisError === 'continue',
+    rolling: opts.rolling,
   };
   const settings: SessionSettings = {
     serializer: opts.serializer,
@@ -69,12 +70,16 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     timeout: opts.timeout,
     drawId: (lineage) => store.drawId(lineage),
     keys,
+    defaultLifetime: opts.cookie.maxAge ?? (opts.cookie.expires ? undefined : 'session'),
   };
   const cookie = new ResponseCookie(opts.cookie);
   const tracer = new Tracer(opts);
   const stateKey = Symbol(`koa-session-machine:${opts.contextKey}`);
   const prototypes = new WeakSet<object>();
   let codec: CookieCodec | undefined = keys ? new CookieCodec(cookie.name, keys, opts.idPattern) : undefined;
+  /** What the key ring was made from when it comes from `app.keys`: read on every request, as Koa's
+   *  own `ctx.cookies` does, and the ring rebuilt only when the value changes. */
+  let appKeys: { value: unknown; items: readonly unknown[] } | null = null;
 
   /** Define `ctx[contextKey]` once on the app's context prototype: a getter that makes the
    *  session's Proxy on first use, and a setter for koa-session's idioms (`= null`, `= {...}`). */
@@ -118,11 +123,20 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   // -- 1. The cookie ----------------------------------------------------------------------------
 
-  const readCookie = (ctx: Context, run: MachineRun): string | null => {
-    if (!codec) {
-      settings.keys = resolveAppKeys(ctx.app);
+  /** The codec for this request: the `keys` option's, or `app.keys`' as it is now. */
+  const codecFor = (app: { keys?: unknown }): CookieCodec => {
+    if (opts.keys !== undefined) return codec as CookieCodec;
+    const value = app.keys;
+    if (codec === undefined || appKeys === null || !sameKeys(appKeys, value)) {
+      settings.keys = resolveAppKeys(app);
       codec = new CookieCodec(cookie.name, settings.keys, opts.idPattern);
+      appKeys = { value, items: Array.isArray(value) ? [...(value as unknown[])] : [] };
     }
+    return codec;
+  };
+
+  const readCookie = (ctx: Context, run: MachineRun): string | null => {
+    const codec = codecFor(ctx.app);
     const parsed = codec.decode(ctx.cookies.get(cookie.name));
     if (parsed.kind === 'missing') {
       run.send({ type: 'cookie.missing' });
@@ -245,6 +259,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       type: 'request.ended',
       hasData,
       changed: state.hasChanges(),
+      persistentCookie: state.persistentCookie(),
       cookieAllowed: blocked === null && (opts.allowCookies ? opts.allowCookies(ctx) !== false : true),
       errored: outcome.errored,
       // What create and replace store whole is measured here; a patch's total, by its script.
@@ -268,7 +283,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     const output = run.output;
     if (output === undefined) throw new Error(`session machine: no final state after the write (in ${run.value})`);
     if (output.cookie === 'set') {
-      cookie.set(ctx, codec as CookieCodec, id as string, state.cookieMaxAge);
+      cookie.set(ctx, codec as CookieCodec, id as string, state.cookieLifetime, opts.absoluteTimeout === null ? null : state.created + opts.absoluteTimeout);
       if (outcome.errored && id !== state.storedId) watchNewCookie(ctx, id as string);
     } else if (output.cookie === 'clear') {
       cookie.clear(ctx);
@@ -313,6 +328,16 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   Object.defineProperty(middleware, 'redis', { value: client, enumerable: true });
   middleware.close = close;
   return middleware;
+}
+
+/** Whether `app.keys` still holds what the ring was made from: the same value, and for an array
+ *  (which an app may change in place, e.g. `app.keys.unshift(newKey)`) the same items. */
+function sameKeys(made: { value: unknown; items: readonly unknown[] }, value: unknown): boolean {
+  if (made.value !== value) return false;
+  if (!Array.isArray(value)) return true;
+  if (value.length !== made.items.length) return false;
+  for (let i = 0; i < value.length; i++) if (value[i] !== made.items[i]) return false;
+  return true;
 }
 
 /** The key ring from `app.keys`, when the option `keys` is not given. */

@@ -15,8 +15,9 @@ import { sessionSerializer } from './values.js';
 export interface SessionCookieOptions {
   /** Cookie name. @default 'session' */
   name?: string;
-  /** Lifetime in milliseconds from when the cookie is sent; none = a browser-session cookie. The
-   *  cookie is sent when a session is created (and on `recookie()`), so this is an absolute lifetime. */
+  /** Lifetime in milliseconds from when the cookie is sent; none = a browser-session cookie. A
+   *  session's own lifetime (`ctx.session.maxAge`, `remember()`) overrides it. With `rolling` (on by
+   *  default for such cookies) the cookie is re-sent whenever the session's expiry moves. */
   maxAge?: number;
   /** Fixed expiry date; none = a browser-session cookie. */
   expires?: Date;
@@ -50,6 +51,13 @@ export interface SessionOptions {
   timeout?: number | null;
   /** Move the expiry only once fewer than this many seconds remain. @default null (every request) */
   timeoutTrigger?: number | null;
+  /** Seconds after its creation when a session ends, however active (OWASP's absolute timeout);
+   *  enforced by the load, and no cookie outlives it. @default null (none) */
+  absoluteTimeout?: number | null;
+  /** Re-send the cookie (same id, same lifetime) whenever the session's expiry moves: on a load that
+   *  refreshes it and on a write. @default re-send persistent cookies only (a browser-session
+   *  cookie cannot run out while the user is active) */
+  rolling?: boolean;
   /** false = LRU mode: no Redis TTL, the expiry is kept in the payload only. @default true */
   setRedisTtl?: boolean;
   /** Catch nested mutation by comparing each value's encoding with what was loaded. @default true */
@@ -100,6 +108,8 @@ export interface ResolvedOptions {
   contextKey: string;
   timeout: number | null;
   timeoutTrigger: number | null;
+  absoluteTimeout: number | null;
+  rolling: boolean | null;
   setRedisTtl: boolean;
   detectChanges: boolean;
   deserializedFailsNew: boolean;
@@ -119,7 +129,7 @@ export interface ResolvedOptions {
 }
 
 const OPTION_NAMES = new Set<string>([
-  'redis', 'keys', 'prefix', 'contextKey', 'timeout', 'timeoutTrigger', 'setRedisTtl', 'detectChanges',
+  'redis', 'keys', 'prefix', 'contextKey', 'timeout', 'timeoutTrigger', 'absoluteTimeout', 'rolling', 'setRedisTtl', 'detectChanges',
   'deserializedFailsNew', 'invalidateEmptySession', 'cookie', 'cookieOnException', 'allowCookies',
   'onInvalid', 'serializer', 'genId', 'maxSize', 'onRedisError', 'commandTimeout', 'debug', 'traceHeader',
 ]);
@@ -228,6 +238,9 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
     if (timeoutTrigger >= timeout) fail('timeoutTrigger', `less than timeout (${timeout})`, timeoutTrigger);
   }
 
+  const absoluteTimeout = o.absoluteTimeout === undefined ? null : seconds(o.absoluteTimeout, 'absoluteTimeout', false);
+  const rolling = o.rolling === undefined ? null : bool(o, 'rolling', false);
+
   const serializer = (o.serializer ?? sessionSerializer) as Serializer;
   if (serializer === null || typeof serializer !== 'object' || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
     fail('serializer', 'an object with stringify(value) and parse(text) functions', serializer);
@@ -258,6 +271,8 @@ export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
     contextKey,
     timeout,
     timeoutTrigger,
+    absoluteTimeout,
+    rolling,
     setRedisTtl: bool(o, 'setRedisTtl', true),
     detectChanges: bool(o, 'detectChanges', true),
     deserializedFailsNew: bool(o, 'deserializedFailsNew', false),

@@ -6,6 +6,9 @@
  *   x   payload expiry, epoch seconds; absent with t    (pyramid: x)
  *   v   format version                  (pyramid: v)
  *   s   bytes the data fields take (names and values): what the write scripts check maxSize on
+ *   l   this session's own cookie lifetime in milliseconds, 0 for a browser-session cookie; absent =
+ *       the `cookie` options' (`ctx.session.maxAge`, `remember()`): every cookie sent for the
+ *       session carries it, whatever sends it (README, "Cookie lifetimes")
  *   :k  the data key k, its value encoded by the serializer on its own
  *   f:q the flash queue q: its messages, each encoded on its own and framed as `<length>:<text>`,
  *       so a flash appends to the queue and a pop takes the frames it loaded, in Redis, without
@@ -35,6 +38,9 @@ export const FLASH_PREFIX = 'f:';
 /** The CSRF salt's field. */
 export const CSRF_FIELD = 'k';
 
+/** The session's own cookie lifetime's field. */
+export const LIFETIME_FIELD = 'l';
+
 /** Encodes one session value to a string and back. `stringify` gets a path naming the value for
  *  its error messages (e.g. `ctx.session.cart`). The default is `sessionSerializer` (src/values.ts). */
 export interface Serializer {
@@ -50,6 +56,9 @@ export interface Serializer {
 export interface Meta {
   created: number;
   timeout: number | null;
+  /** The session's own cookie lifetime in ms; null = a browser-session cookie; undefined = none
+   *  stored (the `cookie` options decide). */
+  cookieLifetime: number | null | undefined;
 }
 
 const MESSAGE_PREFIX = randomBytes(6).toString('base64url');
@@ -115,6 +124,7 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
   const frames = new Map<string, { frames: string[]; legacy: boolean }>();
   let created = 0;
   let timeout: number | null = null;
+  let cookieLifetime: number | null | undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const field = fields[i] as string;
     const value = fields[i + 1] as string;
@@ -149,7 +159,11 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
       created = Number(value);
     } else if (field === 't') {
       timeout = Number(value);
+    } else if (field === LIFETIME_FIELD) {
+      const ms = Number(value);
+      // Anything but a positive number of milliseconds is a browser-session cookie.
+      cookieLifetime = Number.isFinite(ms) && ms > 0 ? ms : null;
     }
   }
-  return { created, timeout, data, extras, raw, frames };
+  return { created, timeout, cookieLifetime, data, extras, raw, frames };
 }

@@ -18,6 +18,9 @@ export interface SessionContext {
   refreshed: boolean;
   /** The handler asked for the cookie to be sent again. */
   recookie: boolean;
+  /** The cookie follows the session's expiry on this response: it is re-sent when a write stores
+   *  the session (kept after `request.ended` for the write's answer). */
+  rolls: boolean;
   /** The one write chosen at the end of the request, sent while the machine waits in a write state. */
   plan: RedisCommand;
   /** Why the request's session was not stored as the handler left it (null: nothing went wrong). */
@@ -32,12 +35,16 @@ export interface SessionContext {
   deserializedFailsNew: boolean;
   /** `onRedisError: 'continue'`: a failed command gives an unstored session, not a 503. */
   continueOnRedisError: boolean;
+  /** Option `rolling`: re-send the cookie whenever the session's expiry moves (true), never (false),
+   *  or only when the session's cookie is persistent (null, the default: a cookie with a lifetime
+   *  must not run out while the user is active; a browser-session cookie cannot). */
+  rolling: boolean | null;
 }
 
 /** The options part of the context: the machine's `input`. */
 export type SessionInput = Pick<
   SessionContext,
-  'invalidateEmptySession' | 'cookieOnException' | 'deserializedFailsNew' | 'continueOnRedisError'
+  'invalidateEmptySession' | 'cookieOnException' | 'deserializedFailsNew' | 'continueOnRedisError' | 'rolling'
 >;
 
 /**
@@ -98,6 +105,9 @@ export interface RequestEndedEvent {
   fits: boolean;
   /** A cookie set on this response would be accepted: not `cookie.secure` on a plain-HTTP request. */
   secureOk: boolean;
+  /** The session's cookie is persistent (it has a lifetime: `cookie.maxAge`/`expires`, or the
+   *  session's own `maxAge`), so it can run out while the session lives. */
+  persistentCookie: boolean;
 }
 
 export type SessionEvent =
@@ -131,6 +141,7 @@ export function initialContext(input: SessionInput): SessionContext {
     keyIndex: 0,
     refreshed: false,
     recookie: false,
+    rolls: false,
     plan: 'none',
     failure: null,
     maySetCookie: false,
@@ -139,6 +150,7 @@ export function initialContext(input: SessionInput): SessionContext {
     cookieOnException: input.cookieOnException,
     deserializedFailsNew: input.deserializedFailsNew,
     continueOnRedisError: input.continueOnRedisError,
+    rolling: input.rolling,
   };
 }
 
@@ -162,9 +174,24 @@ function cookieClearable(context: SessionContext, event: SessionEvent): boolean 
   return e === undefined ? context.mayClearCookie : e.cookieAllowed;
 }
 
+/** Rolling: the cookie is re-sent when the session's expiry moves, if the option (or, by default,
+ *  a persistent cookie) asks for it and the response can take it. After a write, what `request.ended`
+ *  said. A rolled cookie is never worth a failure: on a plain-HTTP request with `cookie.secure` it is
+ *  simply not sent. */
+function rollsCookie(context: SessionContext, event: SessionEvent): boolean {
+  const e = ended(event);
+  if (e === undefined) return context.rolls;
+  return (context.rolling ?? e.persistentCookie) && e.secureOk && cookieWritable(context, event);
+}
+
 /** Choose the write, keeping what the response allows for the final state its answer leads to. */
 function plan(command: WritePlan): Assigner {
-  return (context, event) => ({ plan: command, maySetCookie: cookieWritable(context, event), mayClearCookie: cookieClearable(context, event) });
+  return (context, event) => ({
+    plan: command,
+    maySetCookie: cookieWritable(context, event),
+    mayClearCookie: cookieClearable(context, event),
+    rolls: rollsCookie(context, event),
+  });
 }
 
 /** The session keeps its id and its cookie is to be sent again: asked for, or verified with an older
@@ -173,9 +200,11 @@ function resends(context: SessionContext): boolean {
   return context.recookie || context.keyIndex > 0;
 }
 
-/** Cookie action for a session that keeps its id. */
-function keepCookie(context: SessionContext, event: SessionEvent): CookieAction {
-  return resends(context) && cookieWritable(context, event) ? 'set' : 'none';
+/** Cookie action for a session that keeps its id: re-sent when asked for or re-signed, or, when
+ *  its expiry `moved` (refreshed by the load, or a write stored), when it rolls. */
+function keepCookie(context: SessionContext, event: SessionEvent, moved: boolean): CookieAction {
+  if (resends(context) && cookieWritable(context, event)) return 'set';
+  return moved && rollsCookie(context, event) ? 'set' : 'none';
 }
 
 /** Cookie action when no session is left for the client: clear a stale cookie if we may. */
@@ -242,14 +271,14 @@ export const assigners = named<Assigner>()({
 export const outputs = named<Output>()({
   persisted: (context, event) => ({
     redis: context.plan,
-    cookie: context.plan === 'patch' ? keepCookie(context, event) : 'set',
+    cookie: context.plan === 'patch' ? keepCookie(context, event, true) : 'set',
     failure: null,
     status: 0,
   }),
-  refreshed: (context, event) => ({ redis: 'none', cookie: keepCookie(context, event), failure: null, status: 0 }),
+  refreshed: (context, event) => ({ redis: 'none', cookie: keepCookie(context, event, true), failure: null, status: 0 }),
   untouched: (context, event) => ({
     redis: 'none',
-    cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event),
+    cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, false),
     failure: null,
     status: 0,
   }),

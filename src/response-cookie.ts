@@ -42,13 +42,17 @@ export class ResponseCookie {
     return this.#secure !== true || ctx.cookies.secure;
   }
 
-  /** Send the signed id. `maxAge`: undefined = the options' lifetime, null = a browser-session
-   *  cookie, else this response's lifetime in milliseconds (adjustCookieMaxAge()). */
-  set(ctx: Context, codec: CookieCodec, id: string, maxAge: number | null | undefined): void {
+  /** Send the signed id. `lifetime`: the session's own cookie lifetime in ms (null: a browser-session
+   *  cookie; undefined: the options'). `deadline`: the session's absolute timeout, epoch seconds, or
+   *  null: a persistent cookie never outlives it (README, "Cookie lifetimes"). */
+  set(ctx: Context, codec: CookieCodec, id: string, lifetime: number | null | undefined, deadline: number | null): void {
     let attributes = this.#set[this.#index(ctx)] as Record<string, unknown>;
-    if (maxAge !== undefined) {
-      const { expires: _expires, maxAge: _maxAge, ...rest } = attributes;
-      attributes = maxAge === null ? rest : { ...rest, maxAge };
+    if (lifetime !== undefined || deadline !== null) {
+      const { expires, maxAge, ...rest } = attributes;
+      let ms: number | null =
+        lifetime !== undefined ? lifetime : typeof maxAge === 'number' ? maxAge : expires instanceof Date ? expires.getTime() - Date.now() : null;
+      if (ms !== null && deadline !== null) ms = Math.min(ms, deadline * 1000 - Date.now());
+      attributes = ms === null ? rest : { ...rest, maxAge: Math.max(ms, 0) };
     }
     ctx.cookies.set(this.name, codec.encode(id), attributes);
     ctx.vary('Cookie');

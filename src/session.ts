@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
-import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, FORMAT_VERSION, frame, type LoadedPayload, type Serializer } from './payload.js';
+import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, FORMAT_VERSION, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
@@ -54,15 +54,31 @@ export interface SessionMembers {
   /** Set this session's own idle timeout in seconds (0 or null: never expires). Stored in the
    *  session; the expiry moves with it at once (fixing pyramid's B5). */
   readonly adjustTimeout: (seconds: number | null) => void;
-  /** Send the cookie on this response with this max age in milliseconds (null: a browser-session
-   *  cookie), overriding the `cookie.maxAge`/`expires` options for this response. */
+  /** Make this session's cookie lifetime `ms` milliseconds (null: a browser-session cookie),
+   *  stored with the session: this response and every later cookie for it (key rotation,
+   *  `regenerate()`, `recookie()`, rolling) carry it, in place of the `cookie.maxAge`/`expires`
+   *  options. */
   readonly adjustCookieMaxAge: (ms: number | null) => void;
+  /** "Remember me": this session's idle timeout becomes `seconds` and its cookie a persistent one
+   *  of the same lifetime, both stored with it; the cookie rolls with the expiry from then on
+   *  (README, "Cookie lifetimes"). Call it at login, after `regenerate()`. */
+  readonly rememberFor: (seconds: number) => void;
+  /** koa-session's `maxAge`: this session's cookie lifetime in milliseconds, `'session'` for a
+   *  browser-session cookie (undefined when the `cookie.expires` option fixes a date). Setting it
+   *  is `adjustCookieMaxAge()`: stored with the session. */
+  maxAge: number | 'session' | undefined;
+  /** koa-session's `populated`: the session holds at least one data key. */
+  readonly populated: boolean;
+  /** koa-session's `save()`: write every value and send the cookie on this response, changed or
+   *  not. (A session holding nothing is still not stored.) */
+  readonly save: () => void;
 }
 
 /** Member names reserved on `ctx.session` (README, "`ctx.session`"): assigning data to one throws a TypeError. */
 export const RESERVED_MEMBERS: ReadonlySet<string> = new Set([
   'id', 'isNew', 'created', 'timeout', 'invalidate', 'regenerate', 'changed', 'flash', 'peekFlash',
   'popFlash', 'newCsrfToken', 'getCsrfToken', 'adjustTimeout', 'adjustCookieMaxAge', 'recookie',
+  'rememberFor', 'maxAge', 'populated', 'save',
 ]);
 
 type Loose = { [key: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -80,6 +96,9 @@ export interface SessionSettings {
   drawId: (lineage: string | null) => string;
   /** The signing keys, once known: a CSRF token is their HMAC of the id and the stored salt. */
   keys: KeyRing | undefined;
+  /** The cookie lifetime of the `cookie` options, as `maxAge` reads it: milliseconds, 'session', or
+   *  undefined when `cookie.expires` fixes a date. */
+  defaultLifetime: number | 'session' | undefined;
 }
 
 /** What a CSRF token signs: the id and the salt, in a form no cookie signature (`name=id`) takes. */
@@ -113,12 +132,20 @@ function refused(path: string, err: unknown): never {
   throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-function checkSeconds(seconds: unknown): number | null {
-  if (seconds === null || seconds === 0) return null;
-  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 2 ** 31 - 1) {
-    throw new TypeError(`ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, or 0/null for never; got ${String(seconds)}`);
+function checkSeconds(seconds: unknown, member = 'adjustTimeout', never = true): number | null {
+  if (never && (seconds === null || seconds === 0)) return null;
+  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds <= 0 || seconds > 2 ** 31 - 1) {
+    throw new TypeError(`ctx.session.${member}(seconds): seconds must be a whole number of seconds${never ? ', or 0/null for never' : ' above 0'}; got ${String(seconds)}`);
   }
   return seconds;
+}
+
+function checkLifetime(ms: unknown, what: string): number | null {
+  if (ms === null) return null;
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
+    throw new TypeError(`${what} must be a number of milliseconds above 0, or ${what.startsWith('ctx.session.maxAge') ? "'session'" : 'null'} for a browser-session cookie; got ${String(ms)}`);
+  }
+  return Math.round(ms);
 }
 
 /**
@@ -149,8 +176,11 @@ export class SessionState implements WriteSource {
   timeout: number | null;
   /** `adjustTimeout()` changed the timeout: the write sends it, and the TTL follows. */
   timeoutChanged = false;
-  /** `adjustCookieMaxAge()`: undefined = the options' lifetime, null = a browser-session cookie. */
-  cookieMaxAge: number | null | undefined = undefined;
+  /** This session's own cookie lifetime in ms, as loaded or set: undefined = the options' lifetime,
+   *  null = a browser-session cookie. */
+  cookieLifetime: number | null | undefined;
+  /** `adjustCookieMaxAge()` changed it: the write stores it. */
+  lifetimeChanged = false;
   #proxy: object | null = null;
   /** Data keys whose object value the handler was handed: only these can have changed in place. */
   #seen: Set<string> | null = null;
@@ -181,6 +211,7 @@ export class SessionState implements WriteSource {
       this.#frames = loaded.frames;
       this.created = loaded.created;
       this.timeout = loaded.timeout;
+      this.cookieLifetime = loaded.cookieLifetime;
     } else {
       this.data = emptyRecord();
       this.extras = emptyRecord();
@@ -188,6 +219,7 @@ export class SessionState implements WriteSource {
       this.#frames = new Map();
       this.created = now;
       this.timeout = settings.timeout;
+      this.cookieLifetime = undefined;
     }
   }
 
@@ -308,7 +340,7 @@ export class SessionState implements WriteSource {
 
   /** Whether the request changed anything a patch would send (the machine's `changed`). */
   hasChanges(): boolean {
-    if (this.timeoutChanged) return true;
+    if (this.timeoutChanged || this.lifetimeChanged) return true;
     const { set, del } = this.changes();
     return set.length + del.length > 0 || this.#flashOps().queues > 0;
   }
@@ -351,7 +383,7 @@ export class SessionState implements WriteSource {
   changes(): { set: string[]; del: string[] } {
     if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
     // Untouched and never handed out: nothing can have changed, not even nested values.
-    if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged) {
+    if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged && !this.lifetimeChanged) {
       this.#changes = { set: [], del: [] };
       return { set: [], del: [] };
     }
@@ -375,6 +407,7 @@ export class SessionState implements WriteSource {
         del.push(field);
       }
     }
+    if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
     this.#changes = { set, del };
     return { set: [...set], del: [...del] };
   }
@@ -393,7 +426,18 @@ export class SessionState implements WriteSource {
         out.push(field, written.get(field) ?? this.#encode(field, this.#value(field)));
       }
     }
+    if (this.cookieLifetime !== undefined) out.push(LIFETIME_FIELD, this.#lifetimeText());
     return (this.#allFields = out);
+  }
+
+  /** The stored form of the session's own cookie lifetime: ms, or 0 for a browser-session cookie. */
+  #lifetimeText(): string {
+    return String(this.cookieLifetime ?? 0);
+  }
+
+  /** Whether a cookie sent for this session now is persistent (it has an expiry). */
+  persistentCookie(): boolean {
+    return this.cookieLifetime !== undefined ? this.cookieLifetime !== null : this.settings.defaultLifetime !== 'session';
   }
 
   /** The encodings of the fields this request's write changes, by field. */
@@ -438,6 +482,8 @@ export class SessionState implements WriteSource {
     this.created = this.now;
     this.timeout = this.settings.timeout;
     this.timeoutChanged = false;
+    this.cookieLifetime = undefined;
+    this.lifetimeChanged = false;
     this.#written = false;
     this.#changes = null;
     this.#flash = null;
@@ -549,12 +595,38 @@ export class SessionState implements WriteSource {
     this.#markWritten();
   }
 
-  adjustCookieMaxAge(ms: number | null): void {
-    if (ms !== null && (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0)) {
-      throw new TypeError(`ctx.session.adjustCookieMaxAge(ms): ms must be a number of milliseconds above 0, or null; got ${String(ms)}`);
-    }
-    this.cookieMaxAge = ms;
+  adjustCookieMaxAge(ms: number | null, what = 'ctx.session.adjustCookieMaxAge(ms): ms'): void {
+    this.cookieLifetime = checkLifetime(ms, what);
+    this.lifetimeChanged = true;
+    this.#changes = null;
+    this.#markWritten();
     this.run.send({ type: 'session.recookied' });
+  }
+
+  rememberFor(seconds: number): void {
+    const s = checkSeconds(seconds, 'rememberFor', false) as number;
+    this.adjustTimeout(s);
+    this.adjustCookieMaxAge(s * 1000);
+  }
+
+  /** `maxAge`, as koa-session reads it. */
+  get maxAge(): number | 'session' | undefined {
+    if (this.cookieLifetime !== undefined) return this.cookieLifetime ?? 'session';
+    return this.settings.defaultLifetime;
+  }
+
+  set maxAge(value: unknown) {
+    this.adjustCookieMaxAge(value === 'session' ? null : (value as number), "ctx.session.maxAge (koa-session's cookie lifetime)");
+  }
+
+  populated(): boolean {
+    for (const _ in this.data) return true;
+    return false;
+  }
+
+  save(): void {
+    this.changed();
+    this.recookie();
   }
 
   /** Replace all data (the `ctx.session = {...}` setter); keeps the id. */
@@ -577,6 +649,8 @@ export class SessionState implements WriteSource {
       getCsrfToken: () => this.getCsrfToken(),
       adjustTimeout: (seconds: number | null) => this.adjustTimeout(seconds),
       adjustCookieMaxAge: (ms: number | null) => this.adjustCookieMaxAge(ms),
+      rememberFor: (seconds: number) => this.rememberFor(seconds),
+      save: () => this.save(),
     });
     return bound[name];
   }
@@ -616,6 +690,8 @@ const VALUE_MEMBERS: ReadonlyMap<string, (s: SessionState) => unknown> = new Map
   ['isNew', (s) => s.isNew],
   ['created', (s) => s.created],
   ['timeout', (s) => s.timeout],
+  ['maxAge', (s) => s.maxAge],
+  ['populated', (s) => s.populated()],
 ]);
 
 /** One handler shared by every session: traps read the state from their target. */
@@ -629,7 +705,8 @@ const handler: ProxyHandler<SessionState> = {
     return state.read(key);
   },
   set(state, key, value) {
-    setData(state, key, value);
+    if (key === 'maxAge') state.maxAge = value; // koa-session's idiom: `ctx.session.maxAge = ms`
+    else setData(state, key, value);
     return true;
   },
   deleteProperty(state, key) {

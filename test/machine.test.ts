@@ -18,9 +18,12 @@ const ENDINGS: RequestEndedEvent[] = [];
 for (const hasData of [false, true])
   for (const changed of [false, true])
     for (const cookieAllowed of [false, true])
-      for (const errored of [false, true]) ENDINGS.push({ type: 'request.ended', hasData, changed, cookieAllowed, errored, fits: true, secureOk: true });
-ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: false, secureOk: true });
-ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: true, secureOk: false });
+      for (const errored of [false, true]) ENDINGS.push({ type: 'request.ended', hasData, changed, cookieAllowed, errored, fits: true, secureOk: true, persistentCookie: false });
+ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: false, secureOk: true, persistentCookie: false });
+ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: true, secureOk: false, persistentCookie: false });
+// A persistent cookie, which rolls by default.
+ENDINGS.push({ type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: true });
+ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: true });
 
 const EVENTS: SessionEvent[] = [
   { type: 'cookie.missing' },
@@ -48,7 +51,9 @@ const INPUTS: SessionInput[] = [];
 for (const invalidateEmptySession of [false, true])
   for (const cookieOnException of [false, true])
     for (const deserializedFailsNew of [false, true])
-      for (const continueOnRedisError of [false, true]) INPUTS.push({ invalidateEmptySession, cookieOnException, deserializedFailsNew, continueOnRedisError });
+      for (const continueOnRedisError of [false, true]) INPUTS.push({ invalidateEmptySession, cookieOnException, deserializedFailsNew, continueOnRedisError, rolling: null });
+// `rolling` forced on and off, at the other options' defaults.
+for (const rolling of [true, false]) INPUTS.push({ invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false, rolling });
 
 type Snap = SnapshotFrom<typeof sessionMachine>;
 
@@ -105,7 +110,8 @@ describe('compiled machine', () => {
     const input = INPUTS.find((i) => i.invalidateEmptySession && i.cookieOnException && !i.deserializedFailsNew && i.continueOnRedisError) as SessionInput;
     // Simple paths multiply with every event kind: the handler's endings here are those of a
     // response that did not fail (the shortest paths and the random sequences cover the rest).
-    const events = EVENTS.filter((e) => e.type !== 'request.ended' || (!e.errored && e.fits && e.secureOk));
+    // Rolling (a persistent cookie) is left to those too: each of its endings doubles the paths.
+    const events = EVENTS.filter((e) => e.type !== 'request.ended' || (!e.errored && e.fits && e.secureOk && !e.persistentCookie));
     const paths = getSimplePaths(sessionMachine, {
       input,
       events,
@@ -135,9 +141,9 @@ describe('compiled machine', () => {
   });
 });
 
-const DEFAULTS: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false };
+const DEFAULTS: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false, rolling: null };
 const end = (e: Partial<RequestEndedEvent>): RequestEndedEvent => ({
-  type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, fits: true, secureOk: true, ...e,
+  type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: false, ...e,
 });
 const loaded = (refreshed = true, keyIndex = 0): SessionEvent[] => [{ type: 'cookie.verified', keyIndex }, { type: 'load.found', refreshed }];
 const answer = (a: 'stored' | 'ended' | 'gone' | 'tooLarge' | 'failed'): SessionEvent => ({ type: `write.${a}` });

@@ -222,8 +222,9 @@ describe('detectChanges', () => {
       ctx.session.changed();
     });
     assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
-    // key, now, TTL flag, maxSize, timeout intent, prune flag, flash count, pair count, op id, pairs
-    assert.deepEqual(wire[1]?.args.slice(9, 13), [':cart', '{"n":2}', ':b', '2']);
+    // key, now, TTL flag, maxSize, timeout intent, prune flag, flash count, pair count, op id,
+    // absoluteTimeout, pairs
+    assert.deepEqual(wire[1]?.args.slice(10, 14), [':cart', '{"n":2}', ':b', '2']);
     assert.deepEqual(await storedData(f.redis, key), { cart: { n: 2 }, b: 2 });
   });
 
@@ -237,7 +238,7 @@ describe('detectChanges', () => {
     // key, now, TTL flag, maxSize, no timeout intent, prune flag, no flash, one pair, the op id,
     // then only b. The expiry is not sent: the script takes it from the stored timeout.
     assert.match(args[8] ?? '', /^[\w-]{14}$/);
-    assert.deepEqual([...args.slice(2, 8), ...args.slice(9)], ['1', '65536', '', '1', '0', '1', ':b', '{"y":3}']);
+    assert.deepEqual([...args.slice(2, 8), ...args.slice(9)], ['1', '65536', '', '1', '0', '1', '-1', ':b', '{"y":3}']);
   });
 });
 

@@ -15,12 +15,12 @@ import { createLua, endLua, loadLua, patchLua, rotateLua } from './scripts.gener
  *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV3Buffer(key: string, now: number, trigger: number, ttl: string, version: number): Promise<[number, number?, Buffer?]>;
+  ksmLoadV4Buffer(key: string, now: number, trigger: number, ttl: string, version: number, absolute: number): Promise<[number, number?, Buffer?]>;
   // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
   // overflow the JavaScript stack.
   ksmCreateV2(key: string, ttl: number, op: string, fields: readonly string[]): Promise<number>;
-  ksmPatchV2(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
-  ksmRotateV2(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | ReadonlyArray<string | number>>): Promise<number>;
+  ksmPatchV3(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
+  ksmRotateV3(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | ReadonlyArray<string | number>>): Promise<number>;
   ksmEndV1(key: string): Promise<number>;
 }
 
@@ -118,6 +118,7 @@ export interface WriteResult {
 export interface StoreSettings {
   prefix: string;
   timeoutTrigger: number | null;
+  absoluteTimeout: number | null;
   setRedisTtl: boolean;
   serializer: Serializer;
   /** Milliseconds a command may take before it counts as failed. */
@@ -140,6 +141,8 @@ export class SessionStore {
   readonly #redis: RedisClient & SessionCommands;
   readonly #settings: StoreSettings;
   readonly #trigger: number;
+  /** absoluteTimeout in seconds, -1 for none, as the scripts take it. */
+  readonly #absolute: number;
   readonly #ttlFlag: string;
   /** A Redis Cluster: no socket batching (a command's node is picked per key). */
   readonly #cluster: boolean;
@@ -152,14 +155,15 @@ export class SessionStore {
   readonly #clientTimeout: number | null;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
-    redis.defineCommand('ksmLoadV3', { numberOfKeys: 1, lua: loadLua });
+    redis.defineCommand('ksmLoadV4', { numberOfKeys: 1, lua: loadLua });
     redis.defineCommand('ksmCreateV2', { numberOfKeys: 1, lua: createLua });
-    redis.defineCommand('ksmPatchV2', { numberOfKeys: 1, lua: patchLua });
-    redis.defineCommand('ksmRotateV2', { numberOfKeys: 2, lua: rotateLua });
+    redis.defineCommand('ksmPatchV3', { numberOfKeys: 1, lua: patchLua });
+    redis.defineCommand('ksmRotateV3', { numberOfKeys: 2, lua: rotateLua });
     redis.defineCommand('ksmEndV1', { numberOfKeys: 1, lua: endLua });
     this.#redis = redis as RedisClient & SessionCommands;
     this.#settings = settings;
     this.#trigger = settings.timeoutTrigger ?? -1;
+    this.#absolute = settings.absoluteTimeout ?? -1;
     this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
     this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
     this.#tagged = this.#cluster && hashTag(`${settings.prefix}x`) === null;
@@ -278,7 +282,7 @@ export class SessionStore {
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV3Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION));
+    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV4Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute));
     switch (reply[0]) {
       case 1:
         return { status: 'found', refreshed: reply[1] === 1, refreshRefused: reply[1] === 2, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };
@@ -307,19 +311,19 @@ export class SessionStore {
         const { ttl, fields } = this.#whole(source, now);
         const op = this.#nextOp();
         return this.#underFreshId(source, (id) =>
-          this.#send('replace', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'replace', ttl, op, fields)),
+          this.#send('replace', oldId, () => this.#redis.ksmRotateV3(this.key(oldId), this.key(id), 'replace', ttl, op, fields)),
         );
       }
       case 'patch': {
         const id = source.storedId as string;
         const intent = this.#intent(source, now);
-        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV2(this.key(id), intent)), id);
+        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV3(this.key(id), intent)), id);
       }
       case 'move': {
         const oldId = source.storedId as string;
         const intent = this.#intent(source, now);
         return this.#underFreshId(source, (id) =>
-          this.#send('move', oldId, () => this.#redis.ksmRotateV2(this.key(oldId), this.key(id), 'move', intent)),
+          this.#send('move', oldId, () => this.#redis.ksmRotateV3(this.key(oldId), this.key(id), 'move', intent)),
         );
       }
       case 'delete':
@@ -343,18 +347,22 @@ export class SessionStore {
     const { set, del, flash, flashQueues } = source.intent();
     const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';
     const s = this.#settings;
-    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flashQueues, set.length / 2, this.#nextOp(), ...flash, ...set, ...del];
+    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flashQueues, set.length / 2, this.#nextOp(), this.#absolute, ...flash, ...set, ...del];
   }
 
   /** A whole session as create and replace store it: metadata, then every field. */
   #whole(source: WriteSource, now: number): { ttl: number; fields: string[] } {
     const t = source.timeout;
     const fields = ['c', String(source.created), 'v', String(FORMAT_VERSION)];
-    if (t !== null) fields.push('t', String(t), 'x', String(now + t));
+    // The expiry: idle timeout from now, never past the absolute timeout from creation.
+    let x = t !== null ? now + t : null;
+    if (this.#absolute >= 0 && (x === null || source.created + this.#absolute < x)) x = source.created + this.#absolute;
+    if (t !== null) fields.push('t', String(t));
+    if (x !== null) fields.push('x', String(x));
     fields.push('s', String(source.storedSize()));
     const all = source.allFields();
     for (let i = 0; i < all.length; i++) fields.push(all[i] as string);
-    return { ttl: t !== null && this.#settings.setRedisTtl ? t : 0, fields };
+    return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, fields };
   }
 
   /**

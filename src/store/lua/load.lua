@@ -6,9 +6,12 @@
 --          one, only a load with at most that many seconds left does (pyramid: timeout_trigger)
 -- ARGV[3]  "1" to keep a Redis TTL (setRedisTtl), "0" for LRU mode (expiry in the payload only)
 -- ARGV[4]  the current format version
+-- ARGV[5]  absoluteTimeout in seconds, or -1 for none: the session ends that long after its creation
+--          `c`, however active, and no refresh moves its expiry past that
 --
 -- Returns  {0}                      no such session
---          {2}                      the payload's own expiry had passed: the key is deleted
+--          {2}                      the payload's own expiry (or its absolute timeout) had passed:
+--                                   the key is deleted
 --          {0}                      also for a marker left by a regenerate: the old id leads
 --                                   nowhere (kept, so a logout that loaded it still follows it)
 --          {3}                      legacy or foreign payload (no or older version, or not a
@@ -35,36 +38,41 @@ if fields.err then
   return {3}
 end
 if #fields == 0 then return {0} end
-local v, t, x
+local v, t, x, c
 for i = 1, #fields, 2 do
   local f = fields[i]
   if f == 'v' then v = tonumber(fields[i + 1])
   elseif f == 't' then t = tonumber(fields[i + 1])
   elseif f == 'x' then x = tonumber(fields[i + 1])
+  elseif f == 'c' then c = tonumber(fields[i + 1])
   elseif f == 'm' then return {0} end
-  if x and t and v then break end -- create writes them first: a small hash keeps that order
+  if x and t and v and c then break end -- create writes them first: a small hash keeps that order
 end
 if not v or v < tonumber(ARGV[4]) then
   redis.call('DEL', key)
   return {3}
 end
-if x and now > x then
+local absolute = tonumber(ARGV[5])
+local deadline = (absolute >= 0 and c) and c + absolute or nil
+if (x and now > x) or (deadline and now >= deadline) then
   redis.call('DEL', key)
   return {2}
 end
 local refreshed = 0
 if t and t > 0 then
+  local target = now + t
+  if deadline and deadline < target then target = deadline end
   local trigger = tonumber(ARGV[2])
   local due
-  if trigger < 0 then due = (x ~= now + t) else due = (not x) or (x - now <= trigger) end
+  if trigger < 0 then due = (x ~= target) else due = ((not x) or (x - now <= trigger)) and x ~= target end
   if due then
     -- A Redis at maxmemory with noeviction refuses the HSET: the session is still read, its refresh
     -- skipped and reported (refreshed = 2), so reads and logouts keep working.
-    local moved = redis.pcall('HSET', key, 'x', now + t)
+    local moved = redis.pcall('HSET', key, 'x', target)
     if type(moved) == 'table' and moved.err then
       refreshed = 2
     else
-      if ARGV[3] == '1' then redis.call('EXPIRE', key, t) end
+      if ARGV[3] == '1' then redis.call('EXPIRE', key, target - now) end
       refreshed = 1
     end
   end

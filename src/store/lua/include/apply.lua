@@ -13,6 +13,8 @@
 --   b+4 timeout intent: "" keep the stored one, "0" never expire, or seconds
 --   b+5 "1" delete the session when no data field is left (invalidateEmptySession)
 --   b+6 q, flash queues changed   b+7 n, fields to set   b+8 the operation id (include/op.lua)
+--   b+9 absoluteTimeout in seconds, or -1 for none: no expiry past the stored `c` plus that, and a
+--       session past it is gone (load.lua ends it the same way)
 --   then per flash queue: its field, the frames to append, k, and the k loaded frames it popped
 --   (each frame carries a message id of its own, so a pop takes exactly the messages it loaded),
 --   then n field, value pairs, then the fields to delete.
@@ -35,16 +37,21 @@ local function stored(key, field)
   return 0
 end
 
--- Reads only. Returns nil and a reply code (-1 gone, -2 too large, or what a first run of this same
+-- Reads only (but ends a session past its absolute timeout). Returns nil and a reply code (-1 gone, -2 too large, or what a first run of this same
 -- operation answered), or the plan for commit().
 local function prepare(key, b)
   local done = replayed(key, ARGV[b + 8])
   if done then return nil, done end
-  local meta = redis.call('HMGET', key, 'v', 's')
+  local meta = redis.call('HMGET', key, 'v', 's', 'c')
   if not meta[1] then return nil, -1 end -- no session here (deleted, expired, or a moved marker)
+  local absolute = tonumber(ARGV[b + 9])
+  if absolute >= 0 and tonumber(meta[3]) and tonumber(ARGV[b + 1]) >= tonumber(meta[3]) + absolute then
+    redis.call('DEL', key) -- past its absolute timeout: ended, as its next load would end it
+    return nil, -1
+  end
   local size = tonumber(meta[2]) or measure(key)
   local q, n = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
-  local at = b + 9
+  local at = b + 10
   local delta = 0
   local queues = {}
   for _ = 1, q do
@@ -93,9 +100,9 @@ local function commit(key, b, plan)
     redis.call('HSET', key, 't', intent)
   end
   if ARGV[b + 5] == '1' then
-    local meta = redis.call('HMGET', key, 'c', 't', 'x', 'v', 's', 'o')
+    local meta = redis.call('HMGET', key, 'c', 't', 'x', 'v', 's', 'o', 'l')
     local present = 0
-    for i = 1, 6 do if meta[i] then present = present + 1 end end
+    for i = 1, 7 do if meta[i] then present = present + 1 end end
     if redis.call('HLEN', key) == present then
       redis.call('DEL', key)
       return 2
@@ -103,11 +110,19 @@ local function commit(key, b, plan)
   end
   redis.call('HSET', key, 's', plan.size)
   record(key, ARGV[b + 8], 1)
+  local now = tonumber(ARGV[b + 1])
   local t = tonumber(redis.call('HGET', key, 't'))
   local keepTtl = ARGV[b + 2] == '1'
-  if t and t > 0 then
-    redis.call('HSET', key, 'x', tonumber(ARGV[b + 1]) + t)
-    if keepTtl then redis.call('EXPIRE', key, t) end
+  local absolute = tonumber(ARGV[b + 9])
+  local x
+  if t and t > 0 then x = now + t end
+  if absolute >= 0 then
+    local deadline = tonumber(redis.call('HGET', key, 'c')) + absolute
+    if not x or deadline < x then x = deadline end
+  end
+  if x then
+    redis.call('HSET', key, 'x', x)
+    if keepTtl then redis.call('EXPIRE', key, x - now) end
   elseif intent == '0' and keepTtl then
     redis.call('PERSIST', key)
   end

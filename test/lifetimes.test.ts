@@ -1,0 +1,398 @@
+/**
+ * Cookie lifetimes and what a Koa user coming from koa-session expects (README, "Cookie lifetimes"
+ * and "Coming from koa-session"): a session's own cookie lifetime stored with it and carried by every
+ * later cookie; rolling; the absolute timeout; remember-me in one call; koa-session's `maxAge`,
+ * `populated` and `save()`; a change of `app.keys` followed. On real Redis, asserting the
+ * `Set-Cookie` attributes, the commands sent (MONITOR) and what is stored.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import Keygrip from 'keygrip';
+import Koa from 'koa';
+import request, { type Response } from 'supertest';
+import { koaRedisSession, PayloadTimeoutError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
+import { KEYS, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, type SetCookie } from './helpers/app.js';
+import { closeable } from './helpers/cleanup.js';
+import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
+
+const f = useRedis();
+const DAY = 86_400_000;
+
+/** The session cookie the response set. */
+function sessionCookie(res: Response): SetCookie {
+  const cookies = setCookies(res).filter((c) => c.name === 'session');
+  assert.equal(cookies.length, 1, `expected one session Set-Cookie, got ${JSON.stringify(res.headers['set-cookie'])}`);
+  return cookies[0] as SetCookie;
+}
+
+/** Milliseconds from now until the cookie expires, or null for a browser-session cookie. */
+function lifetime(res: Response): number | null {
+  const expires = sessionCookie(res).attributes.expires;
+  return typeof expires === 'string' ? Date.parse(expires) - Date.now() : null;
+}
+
+/** The cookie lives about `ms` (a second of rounding, and a loaded machine's delay, aside). */
+function assertLifetime(res: Response, ms: number, what: string): void {
+  const left = lifetime(res);
+  assert.notEqual(left, null, `${what}: a persistent cookie (with Expires), got ${sessionCookie(res).raw}`);
+  assertBetween(left as number, ms - 15_000, ms + 1_000, `${what}: the cookie's lifetime in ms`);
+}
+
+/** Let a few seconds pass for a stored session, as far as its expiry knows: the next load moves it
+ *  (a load in the second the expiry was set for has nothing to move). */
+async function age(id: string): Promise<void> {
+  const x = Number(await f.redis.hget(`sess:${id}`, 'x'));
+  await f.redis.hset(`sess:${id}`, 'x', x - 5);
+}
+
+/** A session app on this file's Redis: each path does one thing to the session. */
+function app(options: SessionOptions = {}) {
+  return makeApp(3, { redis: f.server.url, ...options }, (ctx) => {
+    const s = ctx.session;
+    switch (ctx.path) {
+      case '/login':
+        s.regenerate();
+        s.user = 'ada';
+        if (ctx.query.days) s.adjustCookieMaxAge(Number(ctx.query.days) * DAY);
+        if (ctx.query.browser) s.adjustCookieMaxAge(null);
+        return 'in';
+      case '/remember':
+        s.regenerate();
+        s.user = 'ada';
+        s.rememberFor(30 * 86_400);
+        return 'remembered';
+      case '/seed':
+        s.user = 'ada';
+        return 'seeded';
+      case '/write':
+        s.n = ((s.n as number | undefined) ?? 0) + 1;
+        return String(s.n);
+      case '/regenerate':
+        s.regenerate();
+        return 'moved';
+      case '/recookie':
+        s.recookie();
+        return 'again';
+      default:
+        return JSON.stringify({ user: s.user ?? null, isNew: s.isNew });
+    }
+  });
+}
+
+describe('a session\'s own cookie lifetime is stored, and every later cookie carries it', () => {
+  it('adjustCookieMaxAge(30 days) at login: stored as `l`; key rotation, regenerate() and recookie() re-send it', async () => {
+    const a = app({ rolling: false });
+    const login = await a.get('/login?days=30');
+    assertLifetime(login, 30 * DAY, 'the login cookie');
+    const { cookie, id } = expectCookieSet(login);
+    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), String(30 * DAY), 'the lifetime is stored with the session');
+
+    // The keys rotate: the same Redis, a ring with a new newest key. The cookie is re-signed, and
+    // "remember me" does not silently turn into a browser-session cookie.
+    const rotated = makeApp(3, { redis: f.server.url, rolling: false, keys: ['brand-new-secret', ...KEYS] }, (ctx) => String(ctx.session.user));
+    const resigned = await rotated.get('/', cookie);
+    assert.equal(resigned.text, 'ada');
+    assertLifetime(resigned, 30 * DAY, 'the re-signed cookie');
+    assert.equal(expectCookieSet(resigned).id, id, 'same id, new signature');
+
+    const moved = await a.get('/regenerate', cookie);
+    assertLifetime(moved, 30 * DAY, 'the cookie of regenerate()');
+    const next = expectCookieSet(moved);
+    assert.notEqual(next.id, id);
+    assertLifetime(await a.get('/recookie', next.cookie), 30 * DAY, 'the cookie of recookie()');
+  });
+
+  it('adjustCookieMaxAge(null) makes a browser-session cookie that stays one, whatever the cookie.maxAge option', async () => {
+    const a = app({ rolling: false, cookie: { maxAge: 3_600_000 } });
+    const login = await a.get('/login?browser=1');
+    assert.equal(lifetime(login), null, 'no Expires');
+    const { cookie, id } = expectCookieSet(login);
+    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), '0');
+    assert.equal(lifetime(await a.get('/recookie', cookie)), null, 'recookie() keeps it a browser-session cookie');
+  });
+
+  it('without a lifetime of its own, a session\'s cookies follow the cookie options; nothing is stored for it', async () => {
+    const a = app({ rolling: false, cookie: { maxAge: 3_600_000 } });
+    const login = await a.get('/login');
+    assertLifetime(login, 3_600_000, 'the login cookie');
+    assert.equal(await f.redis.hexists(`sess:${expectCookieSet(login).id}`, 'l'), 0);
+  });
+});
+
+describe('rolling: the cookie follows the session\'s expiry', () => {
+  it('by default a persistent cookie is re-sent, same id and lifetime, on a read that moves the expiry: still one command', async () => {
+    const a = app({ cookie: { maxAge: 3_600_000 } });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    await a.ready();
+    await age(id);
+    const { res, wire } = await f.monitor.request(() => a.get('/', cookie));
+    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assertLifetime(res, 3_600_000, 'the rolled cookie');
+    assert.equal(expectCookieSet(res).cookie, cookie, 'the same signed id');
+    assert.equal(expectCookieSet(res).id, id);
+  });
+
+  it('by default a write re-sends it too; a browser-session cookie is never re-sent', async () => {
+    const persistent = app({ cookie: { maxAge: 3_600_000 } });
+    const { cookie } = expectCookieSet(await persistent.get('/seed'));
+    assertLifetime(await persistent.get('/write', cookie), 3_600_000, 'the cookie of a write');
+
+    const browser = app();
+    const seeded = expectCookieSet(await browser.get('/seed'));
+    expectNoCookie(await browser.get('/', seeded.cookie));
+    expectNoCookie(await browser.get('/write', seeded.cookie));
+  });
+
+  it('rolling: false never re-sends; rolling: true re-sends a browser-session cookie too', async () => {
+    const off = app({ rolling: false, cookie: { maxAge: 3_600_000 } });
+    const { cookie } = expectCookieSet(await off.get('/seed'));
+    expectNoCookie(await off.get('/', cookie));
+    expectNoCookie(await off.get('/write', cookie));
+
+    const on = app({ rolling: true });
+    const seeded = expectCookieSet(await on.get('/seed'));
+    await age(seeded.id);
+    const read = await on.get('/', seeded.cookie);
+    assert.equal(lifetime(read), null);
+    assert.equal(expectCookieSet(read).cookie, seeded.cookie);
+  });
+
+  it('with timeoutTrigger the cookie rolls only when the expiry moves', async () => {
+    const a = app({ timeout: 1200, timeoutTrigger: 600, cookie: { maxAge: 3_600_000 } });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    expectNoCookie(await a.get('/', cookie)); // 1200 s left: no refresh, no cookie
+    await f.redis.hset(`sess:${id}`, 'x', Math.floor(Date.now() / 1000) + 100);
+    const due = await a.get('/', cookie);
+    assertLifetime(due, 3_600_000, 'the cookie rolled with the refresh');
+    expectNoCookie(await a.get('/', cookie)); // moved: 1200 s left again
+  });
+
+  it('a response that may not set cookies (allowCookies) does not roll, and does not fail', async () => {
+    const a = app({ cookie: { maxAge: 3_600_000 }, allowCookies: (ctx) => ctx.path !== '/' });
+    const { cookie } = expectCookieSet(await a.get('/seed'));
+    const res = await a.get('/', cookie);
+    assert.equal(res.status, 200);
+    expectNoCookie(res);
+  });
+
+  it('on plain HTTP with cookie.secure the cookie is not rolled, and the read does not fail', async () => {
+    const seedApp = app({ cookie: { maxAge: 3_600_000 } });
+    const { cookie } = expectCookieSet(await seedApp.get('/seed'));
+    const secure = app({ cookie: { maxAge: 3_600_000, secure: true } });
+    const res = await secure.get('/', cookie);
+    assert.equal(res.status, 200);
+    assert.match(res.text, /"user":"ada"/);
+    expectNoCookie(res);
+  });
+});
+
+describe('absoluteTimeout: a session ends that long after its creation, however active', () => {
+  it('caps the expiry, the TTL and a persistent cookie\'s lifetime at creation + absoluteTimeout', async () => {
+    const a = app({ timeout: 1200, absoluteTimeout: 60, cookie: { maxAge: 3_600_000 } });
+    const res = await a.get('/seed');
+    assertLifetime(res, 60_000, 'the cookie');
+    const { id } = expectCookieSet(res);
+    const hash = await f.redis.hgetall(`sess:${id}`);
+    assert.equal(Number(hash.x), Number(hash.c) + 60);
+    await assertTtl(f.redis, `sess:${id}`, 60);
+  });
+
+  it('a refresh never moves the expiry past it', async (t) => {
+    const a = app({ timeout: 30, absoluteTimeout: 40, rolling: true });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    const created = Number(await f.redis.hget(`sess:${id}`, 'c'));
+    assert.equal(await f.redis.hget(`sess:${id}`, 'x'), String(created + 30));
+    const clock = t.mock.method(Date, 'now', () => (created + 20) * 1000);
+    const read = await a.get('/', cookie);
+    clock.mock.restore();
+    assert.match(read.text, /"user":"ada"/);
+    assert.equal(await f.redis.hget(`sess:${id}`, 'x'), String(created + 40), 'x = c + 40, not now + 30');
+    assertBetween(await f.redis.ttl(`sess:${id}`), 1, 20, 'the TTL left to the absolute timeout');
+    expectCookieSet(read); // it moved: the cookie rolled
+  });
+
+  it('once passed, the load ends the session (one command): a fresh session, the cookie cleared, onInvalid told', async (t) => {
+    const seen: InvalidSessionError[] = [];
+    const a = app({ timeout: 1200, absoluteTimeout: 60, rolling: false, onInvalid: (_ctx, err) => seen.push(err) });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    const created = Number(await f.redis.hget(`sess:${id}`, 'c'));
+    await a.ready();
+    // Active all along: a read every 30 s keeps the idle timeout far away.
+    for (const at of [20, 40]) {
+      const clock = t.mock.method(Date, 'now', () => (created + at) * 1000);
+      assert.match((await a.get('/', cookie)).text, /"user":"ada"/);
+      clock.mock.restore();
+    }
+    const clock = t.mock.method(Date, 'now', () => (created + 60) * 1000);
+    const { res, wire } = await f.monitor.request(() => a.get('/', cookie));
+    clock.mock.restore();
+    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.equal(res.text, JSON.stringify({ user: null, isNew: true }));
+    expectCookieCleared(res);
+    assert.equal(await f.redis.exists(`sess:${id}`), 0);
+    assert.ok(seen.some((e) => e instanceof PayloadTimeoutError));
+  });
+
+  it('applies to sessions that never idle out (timeout: null) and to remember-me cookies', async () => {
+    const never = app({ timeout: null, absoluteTimeout: 120 });
+    const { id } = expectCookieSet(await never.get('/seed'));
+    await assertTtl(f.redis, `sess:${id}`, 120);
+    const remembered = app({ absoluteTimeout: 120 });
+    assertLifetime(await remembered.get('/remember'), 120_000, 'a remember-me cookie, capped');
+  });
+
+  it('a write that arrives after it finds the session gone and does not bring it back', async () => {
+    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 60 }, async (ctx) => {
+      if (ctx.path === '/seed') {
+        ctx.session.user = 'ada';
+        return 'seeded';
+      }
+      // The session was created long ago, as far as Redis now knows (its load ran before).
+      await f.redis.hset(`sess:${ctx.session.id}`, 'c', Math.floor(Date.now() / 1000) - 3600);
+      ctx.session.cart = ['apple'];
+      return 'written';
+    });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    const res = await a.get('/write', cookie);
+    assert.equal(res.status, 200);
+    assert.equal(await f.redis.exists(`sess:${id}`), 0, 'ended, not resurrected');
+  });
+
+  it('is validated: whole seconds above 0, or null', () => {
+    for (const bad of [0, -1, 1.5, '60', Number.NaN]) {
+      assert.throws(() => koaRedisSession({ absoluteTimeout: bad as number, redis: f.server.url }), /option "absoluteTimeout" must be a whole number of seconds/);
+    }
+    assert.throws(() => koaRedisSession({ rolling: 'yes' as unknown as boolean, redis: f.server.url }), /option "rolling" must be a boolean/);
+  });
+});
+
+describe('remember-me in one call: rememberFor(seconds)', () => {
+  it('stores the timeout and the cookie lifetime; the cookie persists and rolls with every move of the expiry', async () => {
+    const a = app();
+    const login = await a.get('/remember');
+    assertLifetime(login, 30 * DAY, 'the remember-me cookie');
+    const { cookie, id } = expectCookieSet(login);
+    const hash = await f.redis.hgetall(`sess:${id}`);
+    assert.equal(hash.t, String(30 * 86_400));
+    assert.equal(hash.l, String(30 * DAY));
+    await assertTtl(f.redis, `sess:${id}`, 30 * 86_400);
+    await age(id);
+    const read = await a.get('/', cookie);
+    assertLifetime(read, 30 * DAY, 'rolled on a read');
+    assert.equal(expectCookieSet(read).cookie, cookie);
+  });
+
+  it('refuses anything but whole seconds above 0', async () => {
+    const a = makeApp(3, { redis: f.server.url }, (ctx) => {
+      try {
+        ctx.session.rememberFor(0);
+        return 'no error';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    assert.match((await a.get('/')).text, /rememberFor\(seconds\): seconds must be a whole number of seconds above 0/);
+  });
+});
+
+describe("koa-session's members: maxAge, populated, save()", () => {
+  it('maxAge reads the cookie lifetime, and setting it stores the session\'s own (number or "session")', async () => {
+    const a = makeApp(3, { redis: f.server.url, rolling: false, cookie: { maxAge: 60_000 } }, (ctx) => {
+      const before = ctx.session.maxAge;
+      if (ctx.path === '/long') {
+        ctx.session.user = 'ada';
+        ctx.session.maxAge = 2 * DAY;
+      } else if (ctx.path === '/browser') {
+        ctx.session.maxAge = 'session';
+      }
+      return JSON.stringify({ before, after: ctx.session.maxAge, keys: Object.keys(ctx.session) });
+    });
+    const long = await a.get('/long');
+    assert.equal(long.text, JSON.stringify({ before: 60_000, after: 2 * DAY, keys: ['user'] }), 'maxAge is no data key');
+    assertLifetime(long, 2 * DAY, 'the cookie');
+    const { cookie, id } = expectCookieSet(long);
+    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), String(2 * DAY));
+    assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' });
+    const browser = await a.get('/browser', cookie);
+    assert.equal(browser.text, JSON.stringify({ before: 2 * DAY, after: 'session', keys: ['user'] }));
+    assert.equal(lifetime(browser), null);
+    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), '0');
+  });
+
+  it('maxAge without any lifetime is "session"; a bad value is a TypeError', async () => {
+    const a = makeApp(3, { redis: f.server.url }, (ctx) => {
+      const before = ctx.session.maxAge;
+      try {
+        (ctx.session as { maxAge: unknown }).maxAge = -5;
+        return 'no error';
+      } catch (err) {
+        return `${String(before)} ${(err as Error).name}: ${(err as Error).message}`;
+      }
+    });
+    assert.match((await a.get('/')).text, /^session TypeError: ctx\.session\.maxAge .* must be a number of milliseconds above 0, or 'session'/);
+  });
+
+  it('populated tells whether the session holds data; save() writes every value and sends the cookie', async () => {
+    const a = makeApp(3, { redis: f.server.url }, (ctx) => {
+      const was = ctx.session.populated;
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      if (ctx.path === '/save') ctx.session.save();
+      return JSON.stringify([was, ctx.session.populated]);
+    });
+    assert.equal((await a.get('/nothing')).text, '[false,false]');
+    const seed = await a.get('/seed');
+    assert.equal(seed.text, '[false,true]');
+    const { cookie } = expectCookieSet(seed);
+    await a.ready();
+    const { res, wire } = await f.monitor.request(() => a.get('/save', cookie));
+    assert.equal(res.text, '[true,true]');
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.ok(wire[1]?.args.includes(':user'), 'every value is written');
+    assert.equal(expectCookieSet(res).cookie, cookie);
+  });
+});
+
+describe('app.keys is followed as it changes', () => {
+  function keysApp(keys: unknown) {
+    const k = new Koa();
+    k.keys = keys as string[];
+    k.silent = true;
+    const session = koaRedisSession({ redis: f.server.url, rolling: false });
+    closeable(() => session.close());
+    k.use(session);
+    k.use((ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      ctx.body = String(ctx.session.user ?? 'nobody');
+    });
+    const callback = k.callback();
+    return { app: k, session, get: (path: string, cookie?: string) => (cookie ? request(callback).get(path).set('Cookie', cookie) : request(callback).get(path)) };
+  }
+
+  it('a new array: cookies of the old newest key still verify and are re-signed with the new one', async () => {
+    const a = keysApp(['first-secret']);
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    a.app.keys = ['second-secret', 'first-secret'];
+    const res = await a.get('/', cookie);
+    assert.equal(res.text, 'ada');
+    const resigned = expectCookieSet(res);
+    assert.equal(resigned.id, id);
+    assert.notEqual(resigned.cookie, cookie);
+    assert.equal((await a.get('/', resigned.cookie)).text, 'ada');
+    a.app.keys = ['third-secret'];
+    assert.equal((await a.get('/', cookie)).text, 'nobody', 'a key dropped from app.keys verifies no more');
+  });
+
+  it('an array changed in place (unshift), and a Keygrip swapped in', async () => {
+    const keys = ['first-secret'];
+    const a = keysApp(keys);
+    const { cookie } = expectCookieSet(await a.get('/seed'));
+    keys.unshift('second-secret');
+    const res = await a.get('/', cookie);
+    assert.equal(res.text, 'ada');
+    const resigned = expectCookieSet(res);
+    a.app.keys = new Keygrip(['third-secret', 'second-secret']) as unknown as string[];
+    const again = await a.get('/', resigned.cookie);
+    assert.equal(again.text, 'ada');
+    expectCookieSet(again); // re-signed with the Keygrip's newest key
+  });
+});
