@@ -1,0 +1,120 @@
+/**
+ * Cookie lifetimes in a real browser's cookie jar (headless Chromium, Debian's chromium driven by
+ * playwright-core; README, "Cookie lifetimes"): a persistent cookie rolls forward while the user is
+ * active, a remember-me cookie survives as a persistent one, and the absolute timeout ends the
+ * session however active the browser is, with no cookie outliving it.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import Koa from 'koa';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { koaRedisSession, type SessionMiddleware, type SessionOptions } from '../src/index.js';
+import { KEYS } from './helpers/app.js';
+import { useRedis } from './helpers/fixture.js';
+
+const f = useRedis();
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('cookie lifetimes in the browser', () => {
+  let browser: Browser;
+  const servers: Server[] = [];
+  const sessions: SessionMiddleware[] = [];
+
+  before(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    for (const server of servers) await new Promise((r) => server.close(r));
+    for (const session of sessions) await session.close();
+  });
+
+  /** An app: `/login` stores a user (`?remember` ticks remember-me), `/` shows who is logged in. */
+  async function serve(options: SessionOptions): Promise<string> {
+    const app = new Koa();
+    app.keys = KEYS;
+    app.silent = true;
+    const session = koaRedisSession({ redis: f.server.url, ...options });
+    sessions.push(session);
+    app.use(session);
+    app.use((ctx) => {
+      if (ctx.path === '/login') {
+        ctx.session.regenerate();
+        ctx.session.user = 'ada';
+        if (ctx.query.remember !== undefined) ctx.session.rememberFor(30 * 86_400);
+      }
+      ctx.body = `user: ${String(ctx.session.user ?? 'nobody')}`;
+    });
+    const server = createServer(app.callback());
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** The session cookie's expiry in the jar, epoch seconds; -1 for a browser-session cookie. */
+  async function expiry(context: BrowserContext, base: string): Promise<number> {
+    const cookies = await context.cookies(base);
+    const cookie = cookies.find((c) => c.name === 'session');
+    assert.ok(cookie, `the jar holds the session cookie (has ${JSON.stringify(cookies.map((c) => c.name))})`);
+    return cookie.expires;
+  }
+
+  async function text(context: BrowserContext, url: string): Promise<string> {
+    const page = await context.newPage();
+    try {
+      await page.goto(url);
+      return (await page.textContent('body')) ?? '';
+    } finally {
+      await page.close();
+    }
+  }
+
+  it('a persistent cookie rolls forward in the jar while the user is active; remember-me persists', async () => {
+    const base = await serve({ cookie: { maxAge: 60_000 } });
+    const context = await browser.newContext();
+    try {
+      assert.equal(await text(context, `${base}/login`), 'user: ada');
+      const first = await expiry(context, base);
+      assert.ok(first > Date.now() / 1000 + 30, `a persistent cookie about a minute out (expires ${first})`);
+      // A second later the expiry moves, and the cookie with it.
+      await sleep(2_100);
+      assert.equal(await text(context, `${base}/`), 'user: ada');
+      const rolled = await expiry(context, base);
+      assert.ok(rolled >= first + 1, `the cookie moved forward (${first} -> ${rolled})`);
+
+      assert.equal(await text(context, `${base}/login?remember`), 'user: ada');
+      const remembered = await expiry(context, base);
+      assert.ok(remembered > Date.now() / 1000 + 29 * 86_400, `remember-me: about 30 days out (expires ${remembered})`);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('absoluteTimeout: the jar\'s cookie ends with it, and an active browser is logged out when it passes', async () => {
+    const base = await serve({ absoluteTimeout: 3, cookie: { maxAge: 3_600_000 } });
+    const context = await browser.newContext();
+    try {
+      const start = Date.now() / 1000;
+      assert.equal(await text(context, `${base}/login`), 'user: ada');
+      const expires = await expiry(context, base);
+      assert.ok(expires <= start + 5, `the cookie is capped at the absolute timeout, not an hour out (expires ${expires - start} s after login)`);
+      // Active meanwhile: a request every second keeps the idle timeout away.
+      for (let i = 0; i < 2; i++) {
+        await sleep(1_000);
+        const seen = await text(context, `${base}/`);
+        if (Date.now() / 1000 < start + 2) assert.equal(seen, 'user: ada');
+      }
+      await sleep(Math.max(0, (start + 4.5 - Date.now() / 1000) * 1000));
+      assert.equal(await text(context, `${base}/`), 'user: nobody', 'logged out once the absolute timeout passed');
+    } finally {
+      await context.close();
+    }
+  });
+});
