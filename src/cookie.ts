@@ -7,7 +7,8 @@
  *
  * The id format is checked before the HMAC and before Redis: a bad cookie costs no Redis command.
  */
-import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import Keygrip from 'keygrip';
 
 /** What a key ring must do: keygrip's `sign` and `index` (a `Keygrip` instance fits). */
 export interface KeyRing {
@@ -15,40 +16,56 @@ export interface KeyRing {
   index(data: string, digest: string): number;
 }
 
-/**
- * The key ring made from a list of secrets: signatures identical to `new Keygrip(keys)`'s (HMAC-SHA1,
- * base64url without padding), so cookies move freely between the two. Verifying costs one HMAC per
- * key tried and a `timingSafeEqual`; keygrip compares through tsscmp, which draws random bytes and
- * computes two more HMACs per key, and was a tenth of the server's CPU on a read (README, "Benchmarks").
- * Every signature of the algorithm has the same length, so checking the length first reveals
- * nothing about the expected one.
- */
-export class HmacKeyRing implements KeyRing {
-  static readonly SIGNATURE_LENGTH = 27; // base64url of 20 bytes, unpadded
-  readonly #keys: ReadonlyArray<string | Buffer>;
+/** Text compare in constant time, not keygrip's tsscmp (two more HMACs per key, README "Benchmarks");
+ *  a ring's signatures all have one length, so checking it first reveals nothing. */
+function sameSignature(expected: string, given: string): boolean {
+  if (expected.length !== given.length) return false;
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The ring from a list of secrets: one default (SHA-1) `Keygrip` per secret, so signatures are
+ *  `new Keygrip(keys)`'s and existing cookies stay valid (docs/design.md, "The cookie"). */
+export class KeygripKeyRing implements KeyRing {
+  /** HMAC-SHA1 in unpadded base64url: any other length is refused without an HMAC. */
+  static readonly SIGNATURE_LENGTH = 27;
+  readonly #rings: readonly Keygrip[];
 
   constructor(keys: ReadonlyArray<string | Buffer>) {
-    this.#keys = [...keys];
+    if (keys.length === 0) throw new TypeError('KeygripKeyRing: at least one key, newest first');
+    // keygrip passes the key to createHmac, which takes a Buffer too.
+    this.#rings = keys.map((key) => new Keygrip([key as string]));
   }
 
   sign(data: string): string {
-    return createHmac('sha1', this.#keys[0] as string | Buffer).update(data).digest('base64url');
+    return (this.#rings[0] as Keygrip).sign(data);
   }
 
   index(data: string, digest: string): number {
-    if (digest.length !== HmacKeyRing.SIGNATURE_LENGTH) return -1;
-    const given = Buffer.from(digest, 'base64url');
-    // A digest that is not canonical base64url (stray bits in its last character) decodes like
-    // another one; keygrip compares the text, so this does too.
-    if (given.length !== 20 || given.toString('base64url') !== digest) return -1;
-    for (let i = 0; i < this.#keys.length; i++) {
-      if (timingSafeEqual(this.#digest(data, this.#keys[i] as string | Buffer), given)) return i;
+    if (digest.length !== KeygripKeyRing.SIGNATURE_LENGTH) return -1;
+    for (let i = 0; i < this.#rings.length; i++) {
+      if (sameSignature((this.#rings[i] as Keygrip).sign(data), digest)) return i;
     }
     return -1;
   }
+}
 
-  #digest(data: string, key: string | Buffer): Buffer {
-    return createHmac('sha1', key).update(data).digest();
+/** The application's own ring (`app.keys = new Keygrip(keys, 'sha256')`, README "Options"): the newest
+ *  key is checked by `sign()` and `sameSignature`, only other signatures go to its slower `index()`. */
+export class WrappedKeyRing implements KeyRing {
+  readonly #ring: KeyRing;
+
+  constructor(ring: KeyRing) {
+    this.#ring = ring;
+  }
+
+  sign(data: string): string {
+    return this.#ring.sign(data);
+  }
+
+  index(data: string, digest: string): number {
+    return sameSignature(this.#ring.sign(data), digest) ? 0 : this.#ring.index(data, digest);
   }
 }
 
@@ -79,11 +96,12 @@ export const DEFAULT_ID_PATTERN = /^(?:[A-Za-z0-9_-]{8})?[A-Za-z0-9_-]{43}$/;
 /** Ids a custom `genId` may make: cookie-octets (RFC 6265 §4.1.1) without `.`, 1 to 200 chars. */
 export const CUSTOM_ID_PATTERN = /^[\x21\x23-\x2b\x2d\x2f-\x3a\x3c-\x5b\x5d-\x7e]{1,200}$/;
 
-/** A keygrip signature: base64url, at most the length of a SHA-512 HMAC (86 chars). */
-const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{1,86}$/;
+/** A keygrip signature, base64url or hex (a subset): at most a SHA-512 HMAC in hex, 128 chars. */
+const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 
-/** Longest cookie value read at all; anything longer is rejected without hashing. */
-export const MAX_COOKIE_VALUE = 300;
+/** Longest cookie value read at all (a 200-char custom id, the dot and a 128-char signature);
+ *  anything longer is rejected without hashing. */
+export const MAX_COOKIE_VALUE = 200 + 1 + 128;
 
 export type ParsedCookie =
   | { readonly kind: 'missing' }
@@ -128,10 +146,11 @@ export function toKeyRing(keys: unknown, source: string): KeyRing {
     if (keys.length === 0 || !keys.every((k) => (typeof k === 'string' || Buffer.isBuffer(k)) && k.length > 0)) {
       throw new TypeError(`${source} must be a non-empty array of non-empty strings or Buffers, newest key first`);
     }
-    return new HmacKeyRing(keys as Array<string | Buffer>);
+    return new KeygripKeyRing(keys as Array<string | Buffer>);
   }
+  if (keys instanceof KeygripKeyRing || keys instanceof WrappedKeyRing) return keys;
   if (keys && typeof keys === 'object' && typeof (keys as KeyRing).sign === 'function' && typeof (keys as KeyRing).index === 'function') {
-    return keys as KeyRing;
+    return new WrappedKeyRing(keys as KeyRing);
   }
   throw new TypeError(`${source} must be an array of secrets (newest first) or a Keygrip instance`);
 }

@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import Keygrip from 'keygrip';
-import { CookieCodec, CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, HmacKeyRing, defaultGenId, toKeyRing } from '../src/cookie.js';
+import { CookieCodec, CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, KeygripKeyRing, defaultGenId, toKeyRing } from '../src/cookie.js';
 import { KEYS, expectCookieCleared, expectNoCookie, makeApp } from './helpers/app.js';
 import { signedCookie, useRedis } from './helpers/fixture.js';
 
 const ID = 'A'.repeat(43);
 const codec = new CookieCodec('session', toKeyRing(KEYS, 'keys'), DEFAULT_ID_PATTERN);
 
-describe('HmacKeyRing (the ring made from a list of secrets)', () => {
+describe('KeygripKeyRing (the ring made from a list of secrets)', () => {
   const secret = fc.oneof(
     fc.string({ minLength: 1, maxLength: 40 }),
     fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => Buffer.from(b)),
@@ -23,7 +23,7 @@ describe('HmacKeyRing (the ring made from a list of secrets)', () => {
   it('signs exactly as keygrip does and finds the same key index, for any keys and data', () => {
     fc.assert(
       fc.property(fc.array(secret, { minLength: 1, maxLength: 4 }), fc.string({ maxLength: 120 }), fc.nat(3), (keys, data, k) => {
-        const ours = new HmacKeyRing(keys);
+        const ours = new KeygripKeyRing(keys);
         const theirs = new Keygrip(keys as string[]);
         assert.equal(ours.sign(data), theirs.sign(data));
         const signer = keys[k % keys.length] as string;
@@ -37,14 +37,14 @@ describe('HmacKeyRing (the ring made from a list of secrets)', () => {
   it('rejects what keygrip rejects: any other text, of any length, canonical or not', () => {
     fc.assert(
       fc.property(fc.array(secret, { minLength: 1, maxLength: 3 }), fc.string({ maxLength: 60 }), fc.oneof(base64url, fc.string({ maxLength: 40 })), (keys, data, digest) => {
-        assert.equal(new HmacKeyRing(keys).index(data, digest), new Keygrip(keys as string[]).index(data, digest));
+        assert.equal(new KeygripKeyRing(keys).index(data, digest), new Keygrip(keys as string[]).index(data, digest));
       }),
       { numRuns: 2000 },
     );
   });
 
   it('refuses a signature whose last character carries stray bits (it decodes like the real one)', () => {
-    const ring = new HmacKeyRing(KEYS);
+    const ring = new KeygripKeyRing(KEYS);
     const real = ring.sign('session=x');
     const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
     const twin = real.slice(0, -1) + last[last.indexOf(real.at(-1) as string) ^ 1];
