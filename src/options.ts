@@ -16,7 +16,7 @@ export interface SessionCookieOptions {
   /** Cookie name. @default 'session' */
   name?: string;
   /** Lifetime in milliseconds from when the cookie is sent; none = a browser-session cookie. A
-   *  session's own lifetime (`ctx.session.maxAge`, `remember()`) overrides it. With `rolling` (on by
+   *  session's own lifetime (`ctx.session.maxAge`, `rememberFor()`) overrides it. With `rolling` (on by
    *  default for such cookies) the cookie is re-sent whenever the session's expiry moves. */
   maxAge?: number;
   /** Fixed expiry date; none = a browser-session cookie. */

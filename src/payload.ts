@@ -7,7 +7,7 @@
  *   v   format version                  (pyramid: v)
  *   s   bytes the data fields take (names and values): what the write scripts check maxSize on
  *   l   this session's own cookie lifetime in milliseconds, 0 for a browser-session cookie; absent =
- *       the `cookie` options' (`ctx.session.maxAge`, `remember()`): every cookie sent for the
+ *       the `cookie` options' (`ctx.session.maxAge`, `rememberFor()`): every cookie sent for the
  *       session carries it, whatever sends it (README, "Cookie lifetimes")
  *   :k  the data key k, its value encoded by the serializer on its own
  *   f:q the flash queue q: its messages, each encoded on its own and framed as `<length>:<text>`,

@@ -69,6 +69,16 @@ app.use((ctx) => {
   expectType<void>()(ctx.session.adjustTimeout(3600));
   expectType<void>()(ctx.session.adjustTimeout(null));
   expectType<void>()(ctx.session.adjustCookieMaxAge(86_400_000));
+  expectType<void>()(ctx.session.rememberFor(30 * 86_400));
+  expectType<void>()(ctx.session.save());
+  expectType<boolean>()(ctx.session.populated);
+  expectType<number | 'session' | undefined>()(ctx.session.maxAge);
+  ctx.session.maxAge = 86_400_000; // koa-session's idiom: the session's cookie lifetime
+  ctx.session.maxAge = 'session';
+  // @ts-expect-error maxAge is milliseconds or 'session'
+  ctx.session.maxAge = '1 day';
+  // @ts-expect-error populated is read-only
+  ctx.session.populated = true;
   // @ts-expect-error id is read-only
   ctx.session.id = 'mine';
   // @ts-expect-error isNew is read-only
