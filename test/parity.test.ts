@@ -335,7 +335,7 @@ describe('adjustTimeout()', () => {
 });
 
 describe('adjustCookieMaxAge() and recookie()', () => {
-  it('adjustCookieMaxAge(ms) re-sends the same cookie with that lifetime, and no write', async () => {
+  it('adjustCookieMaxAge(ms) re-sends the same cookie with that lifetime, stored with the session (one patch)', async () => {
     const { app, run } = await appWith({
       '/put': (ctx) => {
         ctx.session.user = 'ada';
@@ -346,15 +346,21 @@ describe('adjustCookieMaxAge() and recookie()', () => {
       '/forget': (ctx) => {
         ctx.session.adjustCookieMaxAge(null);
       },
+      '/recookie': (ctx) => {
+        ctx.session.recookie();
+      },
     }, { cookie: { maxAge: 60_000 } });
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const remember = await run('/remember', cookie);
-    assert.deepEqual(remember.wire, ['load']);
+    // Stored, so that every later cookie of the session carries it (README, "Cookie lifetimes").
+    assert.deepEqual(remember.wire, ['load', 'patch']);
     assert.equal(expectCookieSet(remember.res).id, id);
     const expires = Date.parse(String(setCookies(remember.res)[0]?.attributes.expires));
     assert.ok(Math.abs(expires - (Date.now() + 30 * 86_400_000)) < 10_000);
     const forget = await run('/forget', cookie);
     assert.equal(setCookies(forget.res)[0]?.attributes.expires, undefined, 'a browser-session cookie');
+    assert.deepEqual(forget.wire, ['load', 'patch']);
+    assert.equal(setCookies((await run('/recookie', cookie)).res)[0]?.attributes.expires, undefined, 'still one, on a later cookie');
     await app.close();
   });
 
