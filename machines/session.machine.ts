@@ -4,7 +4,7 @@
  * This file is the chart only; every guard, context update and output is a named pure function of
  * `src/policy.ts`, which the request-path interpreter (`src/fsm.ts`) runs by the same names.
  *
- * Supported subset (what `src/fsm.ts` compiles): atomic, compound and top-level final states,
+ * Supported subset (what `src/fsm.ts` compiles): atomic, compound and top-level final states, tags,
  * named guards, named assign actions, final-state outputs. No entry/exit, always, after, invoke,
  * parallel or history states: the compiler rejects them.
  */
@@ -114,6 +114,7 @@ export const sessionMachine = setup({
     },
     loading: {
       description: 'A signed id: the one load command, with the due expiry refresh folded in',
+      tags: ['sends:load'],
       on: {
         'load.found': { target: 'loaded', actions: 'storeRefreshed' },
         'load.stale': { target: 'invalid', actions: 'markStale' },
@@ -200,22 +201,27 @@ export const sessionMachine = setup({
     },
     creating: {
       description: 'create: a new key under a fresh id, never over an existing one',
+      tags: ['sends:create'],
       ...storingWhole,
     },
     patching: {
       description: 'patch: set and delete these fields; expiry from the stored timeout; size against the stored total; deleted if left empty',
+      tags: ['sends:patch'],
       ...applying,
     },
     moving: {
       description: 'move: the stored session to a new id (a marker at the old id leads a logout to it), then the patch there',
+      tags: ['sends:move'],
       ...applying,
     },
     replacing: {
       description: 'replace: end the stored session and every id it moved to, store the new data under a new id',
+      tags: ['sends:replace'],
       ...storingWhole,
     },
     deleting: {
       description: 'delete: end the session and every id it was moved to (a logout wins)',
+      tags: ['sends:delete'],
       on: {
         'write.ended': '#session.destroyed',
         'write.failed': { target: '#session.failed', actions: 'noteStoreFailed' },

@@ -49,6 +49,33 @@ export function chartOf(machine: AnyStateMachine = sessionMachine): { root: Mach
   return { root, nodes, edges };
 }
 
+/** The Redis commands a state sends, from its `sends:<command>` tags. */
+function sends(node: MachineNode): string[] {
+  return node.tags.filter((t) => t.startsWith('sends:')).map((t) => t.slice('sends:'.length));
+}
+
+/**
+ * What a final state's request sent after `await next()`: the commands of the states with an edge
+ * into it (`create, patch`…), or `no write`. A reader of the chart sees each ending's cost.
+ */
+export function finalCommands(final: MachineNode, edges: readonly ChartEdge[]): string {
+  const commands = new Set<string>();
+  let direct = false;
+  for (const edge of edges) {
+    if (edge.to !== final) continue;
+    const sent = sends(edge.from);
+    if (sent.length === 0) direct = true;
+    for (const command of sent) commands.add(command);
+  }
+  if (commands.size === 0) return 'no write';
+  return `${direct ? 'none, ' : ''}${[...commands].join(', ')}`;
+}
+
+/** A state's label: its name, and for a final state the commands sent on the way to it. */
+function labelOf(node: MachineNode, edges: readonly ChartEdge[]): string {
+  return node.type === 'final' ? `${node.key} (${finalCommands(node, edges)})` : node.key;
+}
+
 /**
  * Mermaid `stateDiagram-v2` of a machine (by default the session machine). Compound states are
  * drawn as composites; each edge reads `event [guard] / action`; final states lead to `[*]`.
@@ -78,7 +105,7 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
         draw(child, `${indent}  `);
         lines.push(`${indent}}`);
       } else {
-        lines.push(`${indent}state "${child.key}" as ${nodeId(child)}`);
+        lines.push(`${indent}state "${labelOf(child, edges)}" as ${nodeId(child)}`);
       }
     }
     for (const edge of edgesBy.get(node) ?? []) lines.push(`${indent}${edge}`);
@@ -90,7 +117,7 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
   return `${lines.join('\n')}\n`;
 }
 
-const quote = (text: string) => `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+const quote = (text: string) => `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
 
 /**
  * Graphviz DOT of a machine (by default the session machine). Compound states are clusters with an
@@ -121,7 +148,7 @@ export function toDot(machine: AnyStateMachine = sessionMachine): string {
         lines.push(`${indent}}`);
       } else {
         const shape = child.type === 'final' ? ', shape=doublecircle, style=""' : '';
-        lines.push(`${indent}${quote(nodeId(child))} [label=${quote(child.key)}, id=${quote(`state:${child.path.join('.')}`)}${shape}];`);
+        lines.push(`${indent}${quote(nodeId(child))} [label=${quote(child.type === 'final' ? `${child.key}\n${finalCommands(child, edges)}` : child.key)}, id=${quote(`state:${child.path.join('.')}`)}${shape}];`);
       }
     }
   };

@@ -37,6 +37,8 @@ interface CompiledTransition {
 interface Leaf {
   /** Dotted state path, e.g. `loaded.dirty`: what `snapshot.value` flattens to. */
   readonly path: string;
+  /** The chart's tags of the state and its ancestors (`sends:load`: the state the load is sent in). */
+  readonly tags: ReadonlySet<string>;
   readonly output: OutputFn | undefined;
   readonly on: ReadonlyMap<string, readonly CompiledTransition[]>;
 }
@@ -52,6 +54,7 @@ export interface MachineNode {
   key: string;
   type: string;
   path: string[];
+  tags: string[];
   parent?: MachineNode;
   states: Record<string, MachineNode>;
   initial?: { target: MachineNode[] };
@@ -147,8 +150,11 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
         on.set(eventType, [...(on.get(eventType) ?? []), ...list]);
       }
     }
+    const tags = new Set<string>();
+    for (let n: MachineNode | undefined = node; n; n = n.parent) for (const tag of n.tags) tags.add(tag);
     leaves.push({
       path: node.path.join('.'),
+      tags,
       output: node.type === 'final' ? lookup<OutputFn>(outputs, node.key, 'final state output') : undefined,
       on,
     });

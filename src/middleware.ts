@@ -39,7 +39,8 @@ export interface SessionMiddleware extends Middleware {
   observe(listener: (trace: SessionTrace) => void): () => void;
 }
 
-const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.path === 'loading');
+/** The state the machine sends the load in (tagged so in the chart). */
+const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.tags.has('sends:load'));
 
 /** How the handler ended. */
 interface HandlerOutcome {

@@ -22,7 +22,13 @@ describe('toDot', () => {
 
   it('draws compound states as clusters and final states as double circles', () => {
     assert.match(dot, /subgraph "cluster_loaded" \{/);
-    assert.match(dot, /"persisted" \[label="persisted", id="state:persisted", shape=doublecircle/);
+    assert.match(dot, /"persisted" \[label="persisted\\ncreate, patch, move, replace", id="state:persisted", shape=doublecircle/);
+  });
+
+  it('labels each final state with the Redis commands sent on the way to it', () => {
+    assert.match(dot, /"refreshed" \[label="refreshed\\nno write"/);
+    assert.match(dot, /"destroyed" \[label="destroyed\\npatch, move, delete"/);
+    assert.match(dot, /"gone" \[label="gone\\npatch, move"/);
   });
 });
 
