@@ -85,12 +85,12 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
   const lines = ['stateDiagram-v2'];
   const edgesBy = new Map<MachineNode, string[]>();
 
-  // Each edge is drawn in the innermost composite holding both ends (Mermaid wants it there).
+  // Each edge is drawn in the innermost composite holding both ends but being neither (Mermaid
+  // wants it there; an edge from a composite to its own child drawn inside it is a cycle to Mermaid).
   for (const edge of edges) {
     const { from, to } = edge;
     let home = from.parent ?? root;
-    while (home !== root && !(isWithin(to, home) && isWithin(from, home))) home = home.parent ?? root;
-    if (to === from.parent || (to.parent === from && from !== root)) home = from;
+    while (home !== root && (home === to || home === from || !(isWithin(to, home) && isWithin(from, home)))) home = home.parent ?? root;
     const list = edgesBy.get(home) ?? [];
     list.push(`${nodeId(from)} --> ${nodeId(to)}: ${edge.label}`);
     edgesBy.set(home, list);

@@ -25,7 +25,7 @@ import type { Failure, SessionInput, SessionOutput } from './policy.js';
 import { ResponseCookie } from './response-cookie.js';
 import { SessionState, type SessionSettings } from './session.js';
 import { SessionStore, type RedisClient } from './store/commands.js';
-import { Tracer, type SessionTrace } from './trace.js';
+import { Tracer, newNotes, statusOf, type SessionTrace, type TraceNotes } from './trace.js';
 
 /** The middleware, with what it owns. */
 export interface SessionMiddleware extends Middleware {
@@ -37,7 +37,13 @@ export interface SessionMiddleware extends Middleware {
   /** Call `listener` with the trace of every request from now on (turns tracing on); returns a
    *  function that stops it. `sessionChart()` uses this. */
   observe(listener: (trace: SessionTrace) => void): () => void;
+  /** Leave requests for which `skip(ctx)` is true alone: no load, no refresh, no session (what
+   *  `sessionChart()` asks for its own page and polls). */
+  [BYPASS](skip: (ctx: Context) => boolean): void;
 }
+
+/** The key of `SessionMiddleware`'s bypass registration (used by `sessionChart()`). */
+export const BYPASS: unique symbol = Symbol.for('koa-session-machine.bypass');
 
 /** The state the machine sends the load in (tagged so in the chart). */
 const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.tags.has('sends:load'));
@@ -75,6 +81,10 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   };
   const cookie = new ResponseCookie(opts.cookie);
   const tracer = new Tracer(opts);
+  // A session's tag in traces: a keyed hash of its id, never the id (README, "Debugging a session").
+  tracer.tagOf = (id) => (settings.keys as KeyRing).sign(`trace\n${id}`).slice(0, 8);
+  /** Requests the session leaves alone entirely (`sessionChart()`'s page and polls). */
+  const bypass: Array<(ctx: Context) => boolean> = [];
   const stateKey = Symbol(`koa-session-machine:${opts.contextKey}`);
   const prototypes = new WeakSet<object>();
   let codec: CookieCodec | undefined = keys ? new CookieCodec(cookie.name, keys, opts.idPattern) : undefined;
@@ -253,9 +263,13 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     }
   };
 
-  const finish = async (ctx: Context, run: MachineRun, state: SessionState, outcome: HandlerOutcome, now: number): Promise<void> => {
+  const finish = async (ctx: Context, run: MachineRun, state: SessionState, outcome: HandlerOutcome, now: number, notes: TraceNotes | null): Promise<void> => {
     const hasData = state.hasData();
     const blocked = unreachable(ctx, outcome);
+    if (notes) {
+      notes.blocked = blocked;
+      notes.from = state.storedId;
+    }
     run.send({
       type: 'request.ended',
       hasData,
@@ -274,13 +288,16 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       try {
         const result = await store.write(run.context.plan, state, now);
         id = result.id;
+        if (notes) notes.write = result.answer;
         run.send({ type: `write.${result.answer}` });
       } catch (err) {
         if (!(err instanceof SessionStoreError)) throw err;
         storeError = err;
+        if (notes) notes.write = 'failed';
         run.send({ type: 'write.failed' });
       }
     }
+    if (notes) notes.to = id;
     const output = run.output;
     if (output === undefined) throw new Error(`session machine: no final state after the write (in ${run.value})`);
     if (output.cookie === 'set') {
@@ -293,7 +310,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   };
 
   /** One request. */
-  const handle = async (ctx: Context, next: Next, run: MachineRun): Promise<void> => {
+  const handle = async (ctx: Context, next: Next, run: MachineRun, notes: TraceNotes | null): Promise<void> => {
     const now = Math.floor(Date.now() / 1000);
     const id = readCookie(ctx, run);
     install(ctx);
@@ -302,7 +319,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     (ctx as unknown as Record<symbol, SessionState>)[stateKey] = state;
     const outcome = await runHandler(next);
     try {
-      await finish(ctx, run, state, outcome, now);
+      await finish(ctx, run, state, outcome, now, notes);
     } catch (err) {
       if (!outcome.errored) throw err;
       // The handler's error is the one the client should see.
@@ -314,18 +331,28 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   };
 
   const middleware = async function koaRedisSession(ctx: Context, next: Next): Promise<void> {
+    if (bypass.length > 0 && bypass.some((skip) => skip(ctx))) return next();
     const run = new MachineRun(input);
-    if (!tracer.on) return handle(ctx, next, run);
+    if (!tracer.on) return handle(ctx, next, run, null);
     run.trace = [];
+    const notes = newNotes();
     const start = performance.now();
+    let status = 500;
     try {
-      await handle(ctx, next, run);
+      await handle(ctx, next, run, notes);
+      status = ctx.status;
+    } catch (err) {
+      status = statusOf(err);
+      throw err;
     } finally {
-      tracer.finish(ctx, run, start);
+      tracer.finish(ctx, run, start, notes, status);
     }
   } as SessionMiddleware;
 
   middleware.observe = (listener) => tracer.observe(listener);
+  middleware[BYPASS] = (skip) => {
+    bypass.push(skip);
+  };
   Object.defineProperty(middleware, 'redis', { value: client, enumerable: true });
   middleware.close = close;
   return middleware;

@@ -3,50 +3,90 @@
  * answer and the status, for the `debug` option, `DEBUG=koa-session-machine`, the
  * `X-Session-Trace` header and `sessionChart()`.
  */
+import createDebug from 'debug';
 import type { Context } from 'koa';
 import type { MachineRun, TraceStep } from './fsm.js';
 import type { ResolvedOptions } from './options.js';
 import type { CookieAction, Failure } from './policy.js';
 
+/** What Redis answered to the request's write: `none` when no write was sent. */
+export type WriteOutcome = 'stored' | 'ended' | 'gone' | 'tooLarge' | 'failed' | 'none';
+
 /** What one request did. */
 export interface SessionTrace {
   readonly method: string;
   readonly path: string;
+  /** The HTTP status the response went out with (an error's status when the request failed). */
+  readonly status: number;
+  /** A short keyed hash of the session's id (never the id), the same on every request of one
+   *  session, so one browser's requests can be followed: `a1b2c3d4`, or `a1b2c3d4>e5f6g7h8` when the
+   *  request moved the session to a new id; null when the request had no session. */
+  readonly session: string | null;
   /** Every transition taken, in order. */
   readonly steps: readonly TraceStep[];
   /** The final state (or where the machine stopped, when the request failed before the end). */
   readonly final: string;
   /** Redis commands the request sent: the load, then the write. */
   readonly redis: readonly string[];
+  /** What Redis answered to the write. */
+  readonly write: WriteOutcome;
   readonly cookie: CookieAction;
   /** Why the session was not stored as the handler left it, if it was not. */
   readonly failure: Failure | null;
+  /** Why no cookie could be sent on this response, if none could (headers already sent…). */
+  readonly blocked: string | null;
   /** Milliseconds spent in the middleware, the handler included. */
   readonly ms: number;
   /** All of the above on one line. */
   readonly line: string;
 }
 
-/** `DEBUG=koa-session-machine` (or `*`, or a list holding either), as the `debug` module reads it. */
-function debugFromEnv(): boolean {
-  return (process.env.DEBUG ?? '').split(/[\s,]+/).some((p) => p === '*' || p === 'koa-session-machine' || p === 'koa-session-machine*');
+/** What the middleware learns about a traced request beside the machine's run. */
+export interface TraceNotes {
+  write: WriteOutcome;
+  blocked: string | null;
+  /** The id the request loaded or created, and the one it left the session under. */
+  from: string | null;
+  to: string | null;
 }
+
+export function newNotes(): TraceNotes {
+  return { write: 'none', blocked: null, from: null, to: null };
+}
+
+/** The status Koa answers a thrown error with (its `status` or `statusCode` when an HTTP error
+ *  status, else 500), as `ctx.onerror` does: https://github.com/koajs/koa/blob/master/lib/context.js */
+export function statusOf(err: unknown): number {
+  const e = err as { status?: unknown; statusCode?: unknown } | null;
+  const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : 500;
+  return status >= 400 && status < 600 ? status : 500;
+}
+
+/** Tracing from the environment, as the `debug` package reads `DEBUG` (its own patterns and
+ *  exclusions: `koa-*`, `*,-koa-session-machine`) and with its logger. */
+const fromEnv = createDebug('koa-session-machine');
 
 export class Tracer {
   readonly #observers = new Set<(trace: SessionTrace) => void>();
-  readonly #log: ((trace: SessionTrace) => void) | undefined;
   readonly #debug: ResolvedOptions['debug'];
   readonly #header: boolean;
+  /** The keyed hash a session's tag is made with (the signing keys'). */
+  tagOf: ((id: string) => string) | null = null;
 
   constructor(opts: Pick<ResolvedOptions, 'debug' | 'traceHeader'>) {
     this.#debug = opts.debug;
     this.#header = opts.traceHeader;
-    this.#log = opts.debug === true || (opts.debug === undefined && debugFromEnv()) ? (t) => console.error(`koa-session-machine ${t.line}`) : undefined;
+  }
+
+  /** `debug: true`, or the option left out and `DEBUG` naming this package (asked per request:
+   *  `debug.enable()` may change it at run time). */
+  get #logs(): boolean {
+    return this.#debug === true || (this.#debug === undefined && fromEnv.enabled);
   }
 
   /** Whether this request should record its steps. */
   get on(): boolean {
-    return this.#log !== undefined || typeof this.#debug === 'function' || this.#header || this.#observers.size > 0;
+    return this.#logs || typeof this.#debug === 'function' || this.#header || this.#observers.size > 0;
   }
 
   observe(listener: (trace: SessionTrace) => void): () => void {
@@ -54,21 +94,32 @@ export class Tracer {
     return () => this.#observers.delete(listener);
   }
 
-  finish(ctx: Context, run: MachineRun, start: number): void {
+  #tag(id: string | null): string | null {
+    return id === null || this.tagOf === null ? null : this.tagOf(id);
+  }
+
+  finish(ctx: Context, run: MachineRun, start: number, notes: TraceNotes, status: number): void {
     const steps = run.trace ?? [];
     const output = run.output;
     const redis: string[] = [];
     if (steps.some((s) => s.event === 'cookie.verified')) redis.push('load');
     const plan = run.context.plan;
-    if (plan !== 'none' && steps.some((s) => s.event.startsWith('write.'))) redis.push(plan);
+    if (plan !== 'none' && notes.write !== 'none') redis.push(plan);
     const cookie = output?.cookie ?? 'none';
     const failure = output?.failure ?? null;
     const ms = performance.now() - start;
+    const from = this.#tag(notes.from);
+    const to = this.#tag(notes.to);
+    const session = from !== null && to !== null && from !== to ? `${from}>${to}` : (from ?? to);
     const path = steps.length ? `${steps[0]?.from} ${steps.map((s) => `-${s.event}-> ${s.to}`).join(' ')}` : run.value;
-    const line = `${ctx.method} ${ctx.path} ${path} | redis: ${redis.join(', ') || 'none'} | cookie: ${cookie}${failure ? ` | ${failure}` : ''} | ${ms.toFixed(2)} ms`;
-    const trace: SessionTrace = { method: ctx.method, path: ctx.path, steps, final: run.value, redis, cookie, failure, ms, line };
-    if (this.#header) ctx.set('X-Session-Trace', line);
-    this.#log?.(trace);
+    const wrote = notes.write === 'none' ? '' : ` -> ${notes.write}`;
+    const line =
+      `${ctx.method} ${ctx.path} ${status} [${session ?? 'no session'}] ${path} | redis: ${redis.join(', ') || 'none'}${wrote} | cookie: ${cookie}` +
+      `${failure ? ` | ${failure}` : ''}${notes.blocked ? ` | no cookie possible: ${notes.blocked}` : ''} | ${ms.toFixed(2)} ms`;
+    const trace: SessionTrace = { method: ctx.method, path: ctx.path, status, session, steps, final: run.value, redis, write: notes.write, cookie, failure, blocked: notes.blocked, ms, line };
+    if (this.#header && !ctx.headerSent) ctx.set('X-Session-Trace', line);
+    if (this.#debug === true) console.error(`koa-session-machine ${line}`);
+    else if (this.#debug === undefined && fromEnv.enabled) fromEnv(line);
     if (typeof this.#debug === 'function') this.#debug(trace, ctx);
     for (const listener of this.#observers) listener(trace);
   }

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { koaRedisSession, type SessionTrace } from '../src/index.js';
+import { spawnSync } from 'node:child_process';
+import createDebug from 'debug';
+import { koaRedisSession, type SessionOptions, type SessionTrace } from '../src/index.js';
 import { expectCookieSet, makeApp } from './helpers/app.js';
 import { useRedis } from './helpers/fixture.js';
 
@@ -23,20 +25,27 @@ describe('debug', () => {
     await app.get('/other', cookie);
     await app.close();
     assert.deepEqual(
-      traces.map((t) => [t.method, t.path, t.final, t.redis, t.cookie]),
+      traces.map((t) => [t.method, t.path, t.status, t.final, t.redis, t.write, t.cookie]),
       [
-        ['GET', '/cart', 'persisted', ['create'], 'set'],
-        ['GET', '/cart', 'persisted', ['load', 'patch'], 'none'],
-        ['GET', '/other', 'refreshed', ['load'], 'none'],
+        ['GET', '/cart', 200, 'persisted', ['create'], 'stored', 'set'],
+        ['GET', '/cart', 200, 'persisted', ['load', 'patch'], 'stored', 'none'],
+        ['GET', '/other', 200, 'refreshed', ['load'], 'none', 'none'],
       ],
     );
+    // One session, one tag on every request: a keyed hash of the id, never the id.
+    const tag = traces[0]?.session;
+    assert.match(tag ?? '', /^[\w-]{8}$/);
+    assert.ok(!id.includes(tag as string));
+    assert.deepEqual(traces.map((t) => t.session), [tag, tag, tag]);
     assert.deepEqual(
       traces[1]?.steps.map((s) => `${s.from} -${s.event}-> ${s.to}`),
       ['unloaded -cookie.verified-> loading', 'loading -load.found-> loaded.clean', 'loaded.clean -data.written-> loaded.dirty', 'loaded.dirty -request.ended-> patching', 'patching -write.stored-> persisted'],
     );
     assert.match(
       traces[1]?.line ?? '',
-      /^GET \/cart unloaded -cookie\.verified-> loading -load\.found-> loaded\.clean -data\.written-> loaded\.dirty -request\.ended-> patching -write\.stored-> persisted \| redis: load, patch \| cookie: none \| \d+\.\d\d ms$/,
+      new RegExp(
+        `^GET /cart 200 \\[${tag}\\] unloaded -cookie\\.verified-> loading -load\\.found-> loaded\\.clean -data\\.written-> loaded\\.dirty -request\\.ended-> patching -write\\.stored-> persisted \\| redis: load, patch -> stored \\| cookie: none \\| \\d+\\.\\d\\d ms$`,
+      ),
     );
     assert.ok((traces[0]?.ms ?? -1) >= 0);
   });
@@ -52,29 +61,49 @@ describe('debug', () => {
     } finally {
       console.error = original;
     }
-    assert.deepEqual(lines.map((l) => l.replace(/\d+\.\d\d ms$/, 'T ms')), ['koa-session-machine GET / unloaded -cookie.missing-> new.clean -request.ended-> untouched | redis: none | cookie: none | T ms']);
+    assert.deepEqual(lines.map((l) => l.replace(/\d+\.\d\d ms$/, 'T ms')), ['koa-session-machine GET / 200 [no session] unloaded -cookie.missing-> new.clean -request.ended-> untouched | redis: none | cookie: none | T ms']);
   });
 
-  it('DEBUG=koa-session-machine turns it on; debug: false turns it off again', async () => {
+  /** Lines the `debug` package logs for one request per pattern, `debug.enable(pattern)` standing
+   *  in for `DEBUG` (the package reads the variable the same way at start). */
+  async function logged(pattern: string, options: SessionOptions = {}): Promise<string[]> {
     const lines: string[] = [];
-    const original = console.error;
-    const env = process.env.DEBUG;
-    console.error = (line: unknown) => void lines.push(String(line));
-    process.env.DEBUG = 'express:*,koa-session-machine';
+    const log = createDebug.log;
+    const enabled = createDebug.disable();
+    createDebug.log = (...args: unknown[]) => void lines.push(args.map(String).join(' '));
+    createDebug.enable(pattern);
     try {
-      const on = makeApp(3, { redis: f.server.url }, () => 'x');
-      await on.get('/on');
-      await on.close();
-      const off = makeApp(3, { redis: f.server.url, debug: false }, () => 'x');
-      await off.get('/off');
-      await off.close();
+      const app = makeApp(3, { redis: f.server.url, ...options }, () => 'x');
+      await app.get('/');
+      await app.close();
     } finally {
-      console.error = original;
-      if (env === undefined) delete process.env.DEBUG;
-      else process.env.DEBUG = env;
+      createDebug.log = log;
+      createDebug.enable(enabled);
     }
-    assert.equal(lines.length, 1);
-    assert.match(lines[0] ?? '', /^koa-session-machine GET \/on /);
+    // `*` wakes ioredis' own debug lines too: only ours count here.
+    return lines.filter((l) => l.includes('koa-session-machine'));
+  }
+
+  it('DEBUG is read as the debug package reads it: its patterns, exclusions and logger', async () => {
+    for (const on of ['koa-session-machine', '*', 'koa-*', 'express:*,koa-session-machine', 'koa-session-machine*']) {
+      const lines = await logged(on);
+      assert.equal(lines.length, 1, `DEBUG=${on} traces`);
+      assert.match(lines[0] ?? '', /koa-session-machine.* GET \/ 200 \[no session\] unloaded -cookie\.missing-> /, `DEBUG=${on}: the debug logger's line`);
+    }
+    for (const off of ['', 'express:*', '*,-koa-session-machine', 'koa-*,-koa-session-*', 'koa-session']) {
+      assert.deepEqual(await logged(off), [], `DEBUG=${JSON.stringify(off)} does not trace`);
+    }
+    assert.deepEqual(await logged('*', { debug: false }), [], 'debug: false wins over DEBUG');
+  });
+
+  it('DEBUG from the environment, in a process of its own', () => {
+    const run = (debug: string) =>
+      spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/trace.ts').then(async ({ Tracer }) => { process.stdout.write(String(new Tracer({ traceHeader: false }).on)); })`], {
+        env: { ...process.env, DEBUG: debug },
+        encoding: 'utf8',
+      }).stdout;
+    assert.equal(run('koa-*'), 'true');
+    assert.equal(run('*,-koa-session-machine'), 'false');
   });
 
   it('is off by default: no trace, no header', async () => {
@@ -92,7 +121,7 @@ describe('traceHeader', () => {
     });
     const res = await app.get('/');
     await app.close();
-    assert.match(String(res.headers['x-session-trace']), /^GET \/ unloaded -cookie\.missing-> new\.clean -data\.written-> new\.dirty -request\.ended-> creating -write\.stored-> persisted \| redis: create \| cookie: set \| /);
+    assert.match(String(res.headers['x-session-trace']), /^GET \/ 200 \[[\w-]{8}\] unloaded -cookie\.missing-> new\.clean -data\.written-> new\.dirty -request\.ended-> creating -write\.stored-> persisted \| redis: create -> stored \| cookie: set \| /);
   });
 
   it('is refused when NODE_ENV is production', () => {
