@@ -58,6 +58,7 @@ const T = {
   concurrency: 'test/concurrency.test.ts',
   fuzz: 'test/fuzz.test.ts',
   races: 'test/races.test.ts',
+  lifetimes: 'test/lifetimes.test.ts',
 } as const;
 
 const CHART = 'machines/session.machine.ts';
@@ -176,19 +177,19 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'load-refresh-ignores-trigger',
     bug: 'the load moves the expiry on every load, ignoring timeoutTrigger',
-    edits: one(LOAD, 'else due = (not x) or (x - now <= trigger) end', 'else due = true end'),
+    edits: one(LOAD, 'else due = ((not x) or (x - now <= trigger)) and x ~= target end', 'else due = x ~= target end'),
     tests: [T.options],
   },
   {
     name: 'load-refresh-no-ttl',
     bug: 'the load moves the payload expiry but not the Redis TTL',
-    edits: one(LOAD, "    if ARGV[3] == '1' then redis.call('EXPIRE', key, t) end\n", ''),
+    edits: one(LOAD, "      if ARGV[3] == '1' then redis.call('EXPIRE', key, target - now) end\n", ''),
     tests: [T.options],
   },
   {
     name: 'load-serves-expired',
     bug: 'the load serves a payload whose own expiry has passed',
-    edits: one(LOAD, 'if x and now > x then', 'if false then'),
+    edits: one(LOAD, 'if (x and now > x) or (deadline and now >= deadline) then', 'if deadline and now >= deadline then'),
     tests: [T.contract, T.options],
   },
   {
@@ -200,7 +201,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'load-deletes-marker',
     bug: "the load reads a regenerate's marker as a legacy payload and deletes it: a logout that loaded before the move no longer follows it",
-    edits: one(LOAD, "  elseif f == 'x' then x = tonumber(fields[i + 1])\n  elseif f == 'm' then return {0} end", "  elseif f == 'x' then x = tonumber(fields[i + 1]) end"),
+    edits: one(LOAD, "  elseif f == 'c' then c = tonumber(fields[i + 1])\n  elseif f == 'm' then return {0} end", "  elseif f == 'c' then c = tonumber(fields[i + 1]) end"),
     tests: [T.session, T.races],
   },
   {
@@ -208,6 +209,51 @@ const MUTANTS: readonly Mutant[] = [
     bug: "the load follows a regenerate's marker: the old cookie leads to the moved session (fixation)",
     edits: one(LOAD, 'if #fields == 0 then return {0} end\n', "if #fields == 0 then return {0} end\nif fields[1] == 'm' then key = fields[2]; fields = redis.call('HGETALL', key) end\n"),
     tests: [T.session, T.races],
+  },
+
+  {
+    name: 'load-ignores-absolute-timeout',
+    bug: 'the load serves a session past its absolute timeout as long as it is active',
+    edits: one(LOAD, 'if (x and now > x) or (deadline and now >= deadline) then', 'if x and now > x then'),
+    tests: [T.lifetimes],
+  },
+  {
+    name: 'refresh-past-absolute-timeout',
+    bug: 'a refresh moves the expiry past the absolute timeout',
+    edits: one(LOAD, '  if deadline and deadline < target then target = deadline end\n', ''),
+    tests: [T.lifetimes],
+  },
+  {
+    name: 'write-resurrects-past-absolute-timeout',
+    bug: 'a write applies to a session past its absolute timeout instead of finding it gone',
+    edits: one(APPLY, "    redis.call('DEL', key) -- past its absolute timeout: ended, as its next load would end it\n    return nil, -1\n", ''),
+    tests: [T.lifetimes],
+  },
+
+  // -- cookie lifetimes (README, "Cookie lifetimes") ---------------------------------------------
+  {
+    name: 'rolling-off',
+    bug: 'a persistent cookie is never re-sent when the expiry moves: an active user is logged out by the cookie',
+    edits: one(POLICY, '  return moved && rollsCookie(context, event) ? \'set\' : \'none\';', "  return 'none';"),
+    tests: [T.oracle, T.lifetimes],
+  },
+  {
+    name: 'rolling-on-untouched',
+    bug: 'the cookie rolls on a read that did not move the expiry',
+    edits: one(POLICY, 'cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, false),', 'cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, true),'),
+    tests: [T.oracle, T.lifetimes],
+  },
+  {
+    name: 'lifetime-not-stored',
+    bug: "a session's own cookie lifetime is not stored: a re-signed or regenerated cookie loses it",
+    edits: one('src/session.ts', '    if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());\n', ''),
+    tests: [T.lifetimes],
+  },
+  {
+    name: 'cookie-outlives-absolute-timeout',
+    bug: 'a persistent cookie is not capped at the absolute timeout',
+    edits: one('src/response-cookie.ts', '      if (ms !== null && deadline !== null) ms = Math.min(ms, deadline * 1000 - Date.now());\n', ''),
+    tests: [T.lifetimes],
   },
 
   // -- create.lua, rotate.lua, chain.lua ---------------------------------------------------------
@@ -264,7 +310,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'expiry-not-moved-by-write',
     bug: 'a write never moves x and the TTL from the stored timeout',
-    edits: one(APPLY, "    redis.call('HSET', key, 'x', tonumber(ARGV[b + 1]) + t)\n    if keepTtl then redis.call('EXPIRE', key, t) end\n", ''),
+    edits: one(APPLY, "    redis.call('HSET', key, 'x', x)\n    if keepTtl then redis.call('EXPIRE', key, x - now) end\n", ''),
     tests: [T.parity, T.races],
   },
   {

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import Keygrip from 'keygrip';
 import Koa from 'koa';
 import request, { type Response } from 'supertest';
-import { koaRedisSession, PayloadTimeoutError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
+import { koaRedisSession, NotInBackendError, PayloadTimeoutError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
 import { KEYS, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, type SetCookie } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
@@ -241,8 +241,10 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
     assertLifetime(await remembered.get('/remember'), 120_000, 'a remember-me cookie, capped');
   });
 
-  it('a write that arrives after it finds the session gone and does not bring it back', async () => {
-    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 60 }, async (ctx) => {
+  for (const setRedisTtl of [true, false])
+  it(`a write that arrives after it finds the session gone and does not bring it back (setRedisTtl: ${setRedisTtl})`, async () => {
+    const seen: InvalidSessionError[] = [];
+    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 60, setRedisTtl, onInvalid: (_ctx, err) => seen.push(err) }, async (ctx) => {
       if (ctx.path === '/seed') {
         ctx.session.user = 'ada';
         return 'seeded';
@@ -256,6 +258,7 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
     const res = await a.get('/write', cookie);
     assert.equal(res.status, 200);
     assert.equal(await f.redis.exists(`sess:${id}`), 0, 'ended, not resurrected');
+    assert.ok(seen.some((e) => e instanceof NotInBackendError), `the write was answered "gone" (reported: ${seen.map((e) => e.name).join(', ')})`);
   });
 
   it('is validated: whole seconds above 0, or null', () => {
