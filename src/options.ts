@@ -91,9 +91,10 @@ export interface SessionOptions {
   /** Milliseconds any session command may take, whether or not the client is ours (ioredis' own
    *  defaults wait 73 s with Redis down). @default 1000 */
   commandTimeout?: number;
-  /** Trace every request on one line: the states it went through, the events, the final state, the
-   *  Redis commands and the time spent. `true` logs to stderr; a function receives each trace.
-   *  @default off, or on with `DEBUG=koa-session-machine` */
+  /** Trace every request on one line: its status, its session's tag, the states it went through, the
+   *  events, the final state, the Redis commands and the write's answer, and the time spent. `true`
+   *  logs to stderr; a function receives each trace; false stays off.
+   *  @default off, or on when `DEBUG` names `koa-session-machine` (as the `debug` package reads it) */
   debug?: boolean | ((trace: SessionTrace, ctx: Context) => void);
   /** Development only: send the trace line in an `X-Session-Trace` response header. Refused when
    *  NODE_ENV is production: it shows session internals. @default false */
