@@ -1,7 +1,8 @@
 /**
  * The examples start with one command and do what they say: in process against a private Redis,
  * and as `npm start` does it (a dead REDIS_URL starts a private redis-server; none on PATH prints
- * how to install one).
+ * how to install one). examples/login.ts, what `npm start` runs, is used in a browser in
+ * test/login-example.test.ts.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -63,10 +64,12 @@ describe('examples/basic', () => {
     assert.deepEqual(await storedData(f.redis, `example:sess:${id}`), { views: 2 });
     await assertTtl(f.redis, `example:sess:${id}`, 1200);
   });
+});
 
+describe('npm start (examples/login.ts)', () => {
   it('npm start with no Redis at REDIS_URL starts a private redis-server, serves, and stops it', async (t) => {
     const dead = await freePort();
-    const child = spawnExample(t, 'examples/basic.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PORT: '0' });
+    const child = spawnExample(t, 'examples/login.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PORT: '0' });
     let out = '';
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no URL printed: ${out}`)), 20_000);
@@ -82,14 +85,17 @@ describe('examples/basic', () => {
     const pid = Number(/\(pid (\d+)\)/.exec(out)?.[1]);
     assert.ok(pid > 0, out);
     const res = await fetch(url);
-    assert.match(await res.text(), /Visits: 1/);
+    assert.match(await res.text(), /Not signed in/);
+    const form = await fetch(`${url}login`);
+    assert.match(await form.text(), /<input type="hidden" name="_csrf" value="[^"]+">/);
+    assert.match(form.headers.get('set-cookie') ?? '', /^session=/, 'the session is stored in the private Redis');
     await stop(child);
     assert.ok(await gone(pid), 'the private redis-server is stopped');
   });
 
   it('npm start with no Redis at all says how to install one', async (t) => {
     const dead = await freePort();
-    const child = spawnExample(t, 'examples/basic.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PATH: '/nonexistent' });
+    const child = spawnExample(t, 'examples/login.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PATH: '/nonexistent' });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     const code = await new Promise((r) => child.once('exit', r));
@@ -121,6 +127,14 @@ async function startExample(t: TestContext, file: string, env: Record<string, st
 const cookieFrom = (res: Response) => (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
 
 describe('examples, each started with its one command', () => {
+  it('each npm script runs the example file these tests start', () => {
+    const { scripts } = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+    assert.equal(scripts.start, 'node --import tsx examples/login.ts');
+    for (const name of ['basic', 'flash', 'cdn', 'cluster', 'chart']) {
+      assert.equal(scripts[`example:${name}`], `node --import tsx examples/${name}.ts`);
+    }
+  });
+
   it('basic: npm run example:basic counts visits', async (t) => {
     const ex = await startExample(t, 'examples/basic.ts', { REDIS_URL: f.server.url });
     const first = await fetch(ex.url);
