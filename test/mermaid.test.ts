@@ -40,7 +40,7 @@ describe('toMermaid() in Mermaid', () => {
       const mermaid = (globalThis as unknown as { mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> } }).mermaid;
       mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
       const { svg } = await mermaid.render('session', source);
-      document.getElementById('out')!.innerHTML = svg;
+      (globalThis as unknown as { document: { getElementById(id: string): { innerHTML: string } } }).document.getElementById('out').innerHTML = svg;
       return svg;
     }, text);
     assert.doesNotMatch(svg, /Syntax error|Parse error/i);
