@@ -5,8 +5,31 @@
 export const PORT = Number(process.env.PORT);
 export const REDIS_URL = String(process.env.REDIS_URL);
 
-/** A realistic session of about 1 KB: a user, a cart, preferences, a few timestamps. */
-export function realisticSession(): Record<string, unknown> {
+/** Bytes of session data the `/seed` route writes (its JSON): `SESSION_BYTES`, about 1 KB by default. */
+export const SESSION_BYTES = Number(process.env.SESSION_BYTES ?? 1000);
+
+/**
+ * A realistic session of about `bytes` of JSON: a user, a cart, preferences, recent pages. Around
+ * 0.1 KB it is a user and a visit count; above 1 KB the cart and the recent pages grow.
+ */
+export function realisticSession(bytes = SESSION_BYTES): Record<string, unknown> {
+  if (bytes < 400) {
+    const small: Record<string, unknown> = { user: { id: 'u-2048', name: 'Ada' }, visits: 1 };
+    const pad = bytes - JSON.stringify(small).length;
+    if (pad > 12) small.theme = 'd'.repeat(pad - 12);
+    return small;
+  }
+  const session = base();
+  const cart = session.cart as { items: Array<Record<string, unknown>> };
+  const recent = session.recent as string[];
+  for (let i = 6; JSON.stringify(session).length < bytes; i++) {
+    if (i % 2) cart.items.push({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i });
+    else recent.push(`/products/${100 + i}`);
+  }
+  return session;
+}
+
+function base(): Record<string, unknown> {
   return {
     user: { id: 'u-2048', name: 'Ada Lovelace', email: 'ada@example.com', roles: ['customer', 'beta'] },
     cart: { items: Array.from({ length: 6 }, (_, i) => ({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i })), currency: 'EUR' },
