@@ -139,7 +139,7 @@ try {
     // -- read (a refresh due on every one: the clock moved a second) ---------------------------
     await redis.config('RESETSTAT');
     pipe = redis.pipeline();
-    for (let i = 0; i < OPS; i++) (pipe as unknown as Scripted).load(`h:${i % SESSIONS}`, now() + 1 + (i % 2), -1, '1', 1, -1);
+    for (let i = 0; i < OPS; i++) (pipe as unknown as Scripted).load(`h:${i % SESSIONS}`, now() + 1 + (i % 2), -1, '1', 1, -1, TIMEOUT);
     await pipe.exec();
     const readHash = await usecPerCall(['evalsha', 'eval'], OPS);
     await redis.config('RESETSTAT');

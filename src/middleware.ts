@@ -61,7 +61,7 @@ interface HandlerOutcome {
  */
 export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unknown; context?: object }): SessionMiddleware {
   const opts: ResolvedOptions = resolveOptions(options);
-  const keys: KeyRing | undefined = opts.keys ?? (app ? resolveAppKeys(app) : undefined);
+  if (opts.keys === undefined && app) resolveAppKeys(app); // a missing or bad app.keys fails now
   const { client, close } = connect(opts.redis, opts.commandTimeout);
   const store = new SessionStore(client, opts);
   const input: SessionInput = {
@@ -76,21 +76,18 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     detectChanges: opts.detectChanges,
     timeout: opts.timeout,
     drawId: (lineage) => store.drawId(lineage),
-    keys,
     defaultLifetime: opts.cookie.maxAge ?? (opts.cookie.expires ? undefined : 'session'),
   };
   const cookie = new ResponseCookie(opts.cookie);
   const tracer = new Tracer(opts);
-  // A session's tag in traces: a keyed hash of its id, never the id (README, "Debugging a session").
-  tracer.tagOf = (id) => (settings.keys as KeyRing).sign(`trace\n${id}`).slice(0, 8);
   /** Requests the session leaves alone entirely (`sessionChart()`'s page and polls). */
   const bypass: Array<(ctx: Context) => boolean> = [];
   const stateKey = Symbol(`koa-session-machine:${opts.contextKey}`);
   const prototypes = new WeakSet<object>();
-  let codec: CookieCodec | undefined = keys ? new CookieCodec(cookie.name, keys, opts.idPattern) : undefined;
-  /** What the key ring was made from when it comes from `app.keys`: read on every request, as Koa's
-   *  own `ctx.cookies` does, and the ring rebuilt only when the value changes. */
-  let appKeys: { value: unknown; items: readonly unknown[] } | null = null;
+  const fixed: CookieCodec | undefined = opts.keys ? new CookieCodec(cookie.name, opts.keys, opts.idPattern) : undefined;
+  /** Per app (one middleware may serve several), the codec of its `app.keys` and what it was made
+   *  from: read on every request, as Koa's own `ctx.cookies` does, and rebuilt only when it changes. */
+  const byApp = new WeakMap<object, { value: unknown; items: readonly unknown[]; codec: CookieCodec }>();
 
   /** Define `ctx[contextKey]` once on the app's context prototype: a getter that makes the
    *  session's Proxy on first use, and a setter for koa-session's idioms (`= null`, `= {...}`). */
@@ -134,20 +131,19 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   // -- 1. The cookie ----------------------------------------------------------------------------
 
-  /** The codec for this request: the `keys` option's, or `app.keys`' as it is now. */
+  /** The codec for this request: the `keys` option's, or its app's `app.keys` as they are now. */
   const codecFor = (app: { keys?: unknown }): CookieCodec => {
-    if (opts.keys !== undefined) return codec as CookieCodec;
+    if (fixed !== undefined) return fixed;
     const value = app.keys;
-    if (codec === undefined || appKeys === null || !sameKeys(appKeys, value)) {
-      settings.keys = resolveAppKeys(app);
-      codec = new CookieCodec(cookie.name, settings.keys, opts.idPattern);
-      appKeys = { value, items: Array.isArray(value) ? [...(value as unknown[])] : [] };
+    let made = byApp.get(app);
+    if (made === undefined || !sameKeys(made, value)) {
+      made = { value, items: Array.isArray(value) ? [...(value as unknown[])] : [], codec: new CookieCodec(cookie.name, resolveAppKeys(app), opts.idPattern) };
+      byApp.set(app, made);
     }
-    return codec;
+    return made.codec;
   };
 
-  const readCookie = (ctx: Context, run: MachineRun): string | null => {
-    const codec = codecFor(ctx.app);
+  const readCookie = (ctx: Context, run: MachineRun, codec: CookieCodec): string | null => {
     const parsed = codec.decode(ctx.cookies.get(cookie.name));
     if (parsed.kind === 'missing') {
       run.send({ type: 'cookie.missing' });
@@ -164,7 +160,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   // -- 2. The load, when the machine asks for it --------------------------------------------------
 
-  const load = async (ctx: Context, run: MachineRun, id: string, now: number): Promise<SessionState | null> => {
+  const load = async (ctx: Context, run: MachineRun, id: string, now: number, codec: CookieCodec): Promise<SessionState | null> => {
     let result;
     try {
       result = await store.load(id, now);
@@ -187,7 +183,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       if (result.refreshRefused) {
         report(ctx, new SessionStoreError('session store refused the expiry refresh (maxmemory with noeviction?); the session was read without it', id, 'load'));
       }
-      return new SessionState(settings, run, now, id, result.payload);
+      return new SessionState(settings, run, now, id, result.payload, codec.keys);
     }
     run.send({ type: 'load.stale' });
     report(
@@ -233,8 +229,8 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
    * response is sent, a session whose cookie did not go out is ended, so no key is left that no
    * cookie names (one command more, on this rare path only).
    */
-  const watchNewCookie = (ctx: Context, id: string): void => {
-    const value = `${cookie.name}=${(codec as CookieCodec).encode(id)};`;
+  const watchNewCookie = (ctx: Context, id: string, codec: CookieCodec): void => {
+    const value = `${cookie.name}=${codec.encode(id)};`;
     ctx.res.once('finish', () => {
       const sent = ctx.res.getHeader('set-cookie');
       if ((Array.isArray(sent) ? sent : [String(sent ?? '')]).some((h) => h.startsWith(value))) return;
@@ -263,7 +259,15 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     }
   };
 
-  const finish = async (ctx: Context, run: MachineRun, state: SessionState, outcome: HandlerOutcome, now: number, notes: TraceNotes | null): Promise<void> => {
+  const finish = async (
+    ctx: Context,
+    run: MachineRun,
+    state: SessionState,
+    outcome: HandlerOutcome,
+    now: number,
+    notes: TraceNotes | null,
+    codec: CookieCodec,
+  ): Promise<void> => {
     const hasData = state.hasData();
     const blocked = unreachable(ctx, outcome);
     if (notes) {
@@ -301,8 +305,8 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     const output = run.output;
     if (output === undefined) throw new Error(`session machine: no final state after the write (in ${run.value})`);
     if (output.cookie === 'set') {
-      cookie.set(ctx, codec as CookieCodec, id as string, state.cookieLifetime, opts.absoluteTimeout === null ? null : state.created + opts.absoluteTimeout);
-      if (outcome.errored && id !== state.storedId) watchNewCookie(ctx, id as string);
+      cookie.set(ctx, codec, id as string, state.cookieLifetime, opts.absoluteTimeout === null ? null : state.created + opts.absoluteTimeout);
+      if (outcome.errored && id !== state.storedId) watchNewCookie(ctx, id as string, codec);
     } else if (output.cookie === 'clear') {
       cookie.clear(ctx);
     }
@@ -312,14 +316,16 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   /** One request. */
   const handle = async (ctx: Context, next: Next, run: MachineRun, notes: TraceNotes | null): Promise<void> => {
     const now = Math.floor(Date.now() / 1000);
-    const id = readCookie(ctx, run);
+    const codec = codecFor(ctx.app);
+    if (notes) notes.keys = codec.keys;
+    const id = readCookie(ctx, run, codec);
     install(ctx);
-    const loaded = run.state === LOADING ? await load(ctx, run, id as string, now) : null;
-    const state = loaded ?? new SessionState(settings, run, now, null, null);
+    const loaded = run.state === LOADING ? await load(ctx, run, id as string, now, codec) : null;
+    const state = loaded ?? new SessionState(settings, run, now, null, null, codec.keys);
     (ctx as unknown as Record<symbol, SessionState>)[stateKey] = state;
     const outcome = await runHandler(next);
     try {
-      await finish(ctx, run, state, outcome, now, notes);
+      await finish(ctx, run, state, outcome, now, notes, codec);
     } catch (err) {
       if (!outcome.errored) throw err;
       // The handler's error is the one the client should see.

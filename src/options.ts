@@ -183,8 +183,8 @@ function resolveCookie(value: unknown): ResolvedOptions['cookie'] {
   const path = c.path ?? '/';
   if (typeof path !== 'string' || !path.startsWith('/') || /[;\x00-\x1f\x7f]/.test(path)) fail('cookie.path', 'a path starting with "/"', path);
   if (c.domain !== undefined && (typeof c.domain !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(c.domain))) fail('cookie.domain', 'a domain name', c.domain);
-  if (c.maxAge !== undefined && (typeof c.maxAge !== 'number' || !Number.isFinite(c.maxAge) || c.maxAge <= 0)) {
-    fail('cookie.maxAge', 'a number of milliseconds above 0', c.maxAge);
+  if (c.maxAge !== undefined && (typeof c.maxAge !== 'number' || !Number.isFinite(c.maxAge) || c.maxAge < 1 || c.maxAge > 2 ** 31 * 1000)) {
+    fail('cookie.maxAge', 'a number of milliseconds from 1 to 2^31 seconds', c.maxAge);
   }
   if (c.expires !== undefined && !(c.expires instanceof Date && !Number.isNaN(c.expires.getTime()))) fail('cookie.expires', 'a valid Date', c.expires);
   if (c.secure !== undefined && typeof c.secure !== 'boolean') fail('cookie.secure', 'a boolean', c.secure);

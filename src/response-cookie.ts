@@ -52,7 +52,9 @@ export class ResponseCookie {
       let ms: number | null =
         lifetime !== undefined ? lifetime : typeof maxAge === 'number' ? maxAge : expires instanceof Date ? expires.getTime() - Date.now() : null;
       if (ms !== null && deadline !== null) ms = Math.min(ms, deadline * 1000 - Date.now());
-      attributes = ms === null ? rest : { ...rest, maxAge: Math.max(ms, 0) };
+      // Past the deadline already (a request that crossed it): a cookie that has expired, not a
+      // browser-session one (`cookies` drops a zero maxAge).
+      attributes = ms === null ? rest : ms < 1000 ? { ...rest, expires: new Date(0) } : { ...rest, maxAge: ms };
     }
     ctx.cookies.set(this.name, codec.encode(id), attributes);
     ctx.vary('Cookie');
@@ -71,6 +73,20 @@ export class ResponseCookie {
     const ours = (Array.isArray(header) ? header : [header]).filter((h) => h.startsWith(`${this.name}=`));
     if (ours.length === 0) return;
     const e = err as { headers?: Record<string, unknown> };
-    e.headers = { ...e.headers, 'Set-Cookie': ours, ...(ours.some((h) => !h.startsWith(`${this.name}=;`)) ? { Vary: 'Cookie' } : {}) };
+    // Keep the error's own cookies (an app may set one on an error: `ctx.throw(401, { headers })`),
+    // whatever the case of its header name; ours replace only an earlier copy of ours.
+    const headers: Record<string, unknown> = {};
+    const theirs: string[] = [];
+    let vary = '';
+    for (const [name, value] of Object.entries(e.headers ?? {})) {
+      const lower = name.toLowerCase();
+      if (lower === 'vary') vary = String(value);
+      else if (lower !== 'set-cookie') headers[name] = value;
+      else for (const c of Array.isArray(value) ? value : [value]) if (!String(c).startsWith(`${this.name}=`)) theirs.push(String(c));
+    }
+    headers['Set-Cookie'] = [...theirs, ...ours];
+    if (ours.some((h) => !h.startsWith(`${this.name}=;`)) && !/(^|,)\s*(cookie|\*)\s*(,|$)/i.test(vary)) vary = vary ? `${vary}, Cookie` : 'Cookie';
+    if (vary) headers.Vary = vary;
+    e.headers = headers;
   }
 }

@@ -94,8 +94,6 @@ export interface SessionSettings {
   timeout: number | null;
   /** A fresh id for a session; `lineage` is the id it replaces or moves (the store's `drawId`). */
   drawId: (lineage: string | null) => string;
-  /** The signing keys, once known: a CSRF token is their HMAC of the id and the stored salt. */
-  keys: KeyRing | undefined;
   /** The cookie lifetime of the `cookie` options, as `maxAge` reads it: milliseconds, 'session', or
    *  undefined when `cookie.expires` fixes a date. */
   defaultLifetime: number | 'session' | undefined;
@@ -140,10 +138,15 @@ function checkSeconds(seconds: unknown, member = 'adjustTimeout', never = true):
   return seconds;
 }
 
+/** The longest cookie lifetime taken: 2^31 seconds. Longer ones make no valid expiry date. */
+const MAX_LIFETIME = 2 ** 31 * 1000;
+
 function checkLifetime(ms: unknown, what: string): number | null {
   if (ms === null) return null;
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
-    throw new TypeError(`${what} must be a number of milliseconds above 0, or ${what.startsWith('ctx.session.maxAge') ? "'session'" : 'null'} for a browser-session cookie; got ${String(ms)}`);
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || Math.round(ms) < 1 || ms > MAX_LIFETIME) {
+    throw new TypeError(
+      `${what} must be a number of milliseconds from 1 to 2^31 seconds, or ${what.startsWith('ctx.session.maxAge') ? "'session'" : 'null'} for a browser-session cookie; got ${String(ms)}`,
+    );
   }
   return Math.round(ms);
 }
@@ -202,6 +205,8 @@ export class SessionState implements WriteSource {
     readonly now: number,
     id: string | null,
     loaded: LoadedPayload | null,
+    /** The signing keys of this request's app: a CSRF token is their HMAC of the id and the salt. */
+    readonly keys: KeyRing,
   ) {
     this.storedId = id;
     if (loaded) {
@@ -212,6 +217,8 @@ export class SessionState implements WriteSource {
       this.created = loaded.created;
       this.timeout = loaded.timeout;
       this.cookieLifetime = loaded.cookieLifetime;
+      // Data an older version stored under a name now reserved stays out of sight: the member wins.
+      for (const name of RESERVED_MEMBERS) if (name in this.data) delete this.data[name];
     } else {
       this.data = emptyRecord();
       this.extras = emptyRecord();
@@ -577,9 +584,7 @@ export class SessionState implements WriteSource {
   }
 
   #keys(): KeyRing {
-    const keys = this.settings.keys;
-    if (keys === undefined) throw new Error('koaRedisSession: no signing keys yet');
-    return keys;
+    return this.keys;
   }
 
   /** Whether `sent` is the CSRF token of the session this request loaded (any key of the ring). */
@@ -629,10 +634,23 @@ export class SessionState implements WriteSource {
     this.recookie();
   }
 
-  /** Replace all data (the `ctx.session = {...}` setter); keeps the id. */
+  /** Replace all data (the `ctx.session = {...}` setter); keeps the id. All or nothing: every key
+   *  and value is checked before anything changes. `maxAge` sets the cookie lifetime, as koa-session's
+   *  constructor does. */
   replace(value: Record<string, unknown>): void {
+    const keys = Object.keys(value);
+    for (const key of keys) {
+      if (key === 'maxAge') checkLifetime(value.maxAge === 'session' ? null : value.maxAge, "ctx.session.maxAge (koa-session's cookie lifetime)");
+      else {
+        checkKey(key, value[key]);
+        if (value[key] !== undefined) this.#check(DATA_PREFIX + key, value[key]);
+      }
+    }
     for (const key in this.data) this.remove(key);
-    for (const key of Object.keys(value)) setData(this, key, value[key]);
+    for (const key of keys) {
+      if (key === 'maxAge') this.maxAge = value.maxAge;
+      else setData(this, key, value[key]);
+    }
   }
 
   /** Bound member functions, made once per session on first use. */
@@ -671,6 +689,12 @@ function checkName(name: string, what: string): void {
 }
 
 function setData(state: SessionState, key: string | symbol, value: unknown): void {
+  checkKey(key, value);
+  state.write(key as string, value);
+}
+
+/** Refuse a key that cannot hold data (with the value it would hold). */
+function checkKey(key: string | symbol, value: unknown): void {
   if (typeof key !== 'string') throw new TypeError('ctx.session keys must be strings');
   if (key === '__proto__') throw new TypeError('ctx.session.__proto__ cannot hold data: the key "__proto__" is reserved by JavaScript');
   checkName(key, 'ctx.session key');
@@ -681,7 +705,6 @@ function setData(state: SessionState, key: string | symbol, value: unknown): voi
   if (RESERVED_MEMBERS.has(key)) {
     throw new TypeError(`ctx.session.${key} is a reserved member and cannot hold data; choose another key`);
   }
-  state.write(key, value);
 }
 
 /** Value getters of the members; the rest are bound functions. */

@@ -5,6 +5,7 @@
  */
 import createDebug from 'debug';
 import type { Context } from 'koa';
+import type { KeyRing } from './cookie.js';
 import type { MachineRun, TraceStep } from './fsm.js';
 import type { ResolvedOptions } from './options.js';
 import type { CookieAction, Failure } from './policy.js';
@@ -48,10 +49,12 @@ export interface TraceNotes {
   /** The id the request loaded or created, and the one it left the session under. */
   from: string | null;
   to: string | null;
+  /** The request's signing keys: a session's tag is their keyed hash of its id. */
+  keys: KeyRing | null;
 }
 
 export function newNotes(): TraceNotes {
-  return { write: 'none', blocked: null, from: null, to: null };
+  return { write: 'none', blocked: null, from: null, to: null, keys: null };
 }
 
 /** The status Koa answers a thrown error with (its `status` or `statusCode` when an HTTP error
@@ -70,8 +73,6 @@ export class Tracer {
   readonly #observers = new Set<(trace: SessionTrace) => void>();
   readonly #debug: ResolvedOptions['debug'];
   readonly #header: boolean;
-  /** The keyed hash a session's tag is made with (the signing keys'). */
-  tagOf: ((id: string) => string) | null = null;
 
   constructor(opts: Pick<ResolvedOptions, 'debug' | 'traceHeader'>) {
     this.#debug = opts.debug;
@@ -94,8 +95,9 @@ export class Tracer {
     return () => this.#observers.delete(listener);
   }
 
-  #tag(id: string | null): string | null {
-    return id === null || this.tagOf === null ? null : this.tagOf(id);
+  /** A session's tag: a keyed hash of its id, never the id (README, "Debugging a session"). */
+  #tag(id: string | null, keys: KeyRing | null): string | null {
+    return id === null || keys === null ? null : keys.sign(`trace\n${id}`).slice(0, 8);
   }
 
   finish(ctx: Context, run: MachineRun, start: number, notes: TraceNotes, status: number): void {
@@ -108,8 +110,8 @@ export class Tracer {
     const cookie = output?.cookie ?? 'none';
     const failure = output?.failure ?? null;
     const ms = performance.now() - start;
-    const from = this.#tag(notes.from);
-    const to = this.#tag(notes.to);
+    const from = this.#tag(notes.from, notes.keys);
+    const to = this.#tag(notes.to, notes.keys);
     const session = from !== null && to !== null && from !== to ? `${from}>${to}` : (from ?? to);
     const path = steps.length ? `${steps[0]?.from} ${steps.map((s) => `-${s.event}-> ${s.to}`).join(' ')}` : run.value;
     const wrote = notes.write === 'none' ? '' : ` -> ${notes.write}`;

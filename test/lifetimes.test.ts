@@ -332,7 +332,7 @@ describe("koa-session's members: maxAge, populated, save()", () => {
         return `${String(before)} ${(err as Error).name}: ${(err as Error).message}`;
       }
     });
-    assert.match((await a.get('/')).text, /^session TypeError: ctx\.session\.maxAge .* must be a number of milliseconds above 0, or 'session'/);
+    assert.match((await a.get('/')).text, /^session TypeError: ctx\.session\.maxAge .* must be a number of milliseconds from 1 to 2\^31 seconds, or 'session'/);
   });
 
   it('populated tells whether the session holds data; save() writes every value and sends the cookie', async () => {
@@ -397,5 +397,136 @@ describe('app.keys is followed as it changes', () => {
     const again = await a.get('/', resigned.cookie);
     assert.equal(again.text, 'ada');
     expectCookieSet(again); // re-signed with the Keygrip's newest key
+  });
+});
+
+describe('edges found in review', () => {
+  it("an error's own Set-Cookie survives beside a rolled session cookie", async () => {
+    const a = makeApp(3, { redis: f.server.url, cookie: { maxAge: 3_600_000 } }, (ctx) => {
+      if (ctx.path === '/seed') {
+        ctx.session.user = 'ada';
+        return 'in';
+      }
+      ctx.throw(401, 'log in again', { headers: { 'set-cookie': ['return_to=%2Fcart; path=/; httponly'], Vary: 'Accept' } });
+    });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    await age(id);
+    const res = await a.get('/cart', cookie);
+    assert.equal(res.status, 401);
+    const names = setCookies(res).map((c) => c.name).sort();
+    assert.deepEqual(names, ['return_to', 'session'], `both cookies, got ${JSON.stringify(res.headers['set-cookie'])}`);
+    assert.match(String(res.headers.vary), /Accept/);
+    assert.match(String(res.headers.vary), /Cookie/);
+  });
+
+  it('timeoutTrigger scales to a session\'s own timeout: a remember-me session of a daily visitor keeps moving', async () => {
+    const a = app({ timeout: 1200, timeoutTrigger: 600 });
+    const { cookie, id } = expectCookieSet(await a.get('/remember'));
+    const now = () => Math.floor(Date.now() / 1000);
+    // A day later: 29 days left, more than half of 30: nothing moves.
+    await f.redis.hset(`sess:${id}`, 'x', now() + 29 * 86_400);
+    expectNoCookie(await a.get('/', cookie));
+    assertBetween(Number(await f.redis.hget(`sess:${id}`, 'x')) - now(), 29 * 86_400 - 5, 29 * 86_400, 'seconds left');
+    // Sixteen days later: 14 left, under half: the expiry and the cookie move.
+    await f.redis.hset(`sess:${id}`, 'x', now() + 14 * 86_400);
+    assertLifetime(await a.get('/', cookie), 30 * DAY, 'the cookie rolled with the move');
+    assertBetween(Number(await f.redis.hget(`sess:${id}`, 'x')) - now(), 30 * 86_400 - 5, 30 * 86_400, 'seconds left after the move');
+  });
+
+  it('one middleware on two apps: each app signs and verifies with its own app.keys, even interleaved', async () => {
+    const session = koaRedisSession({ redis: f.server.url });
+    closeable(() => session.close());
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const make = (keys: string[]) => {
+      const k = new Koa();
+      k.keys = keys;
+      k.silent = true;
+      k.use(session);
+      k.use(async (ctx) => {
+        if (ctx.path === '/slow') {
+          ctx.session.user = keys[0];
+          await held; // the other app's request runs meanwhile
+        }
+        ctx.body = String(ctx.session.user ?? 'nobody');
+      });
+      return k.callback();
+    };
+    const one = make(['first-app-secret']);
+    const two = make(['second-app-secret']);
+    const slow = request(one).get('/slow').then((r) => r);
+    await new Promise((r) => setTimeout(r, 50));
+    const other = await request(two).get('/slow-not').then((r) => r);
+    assert.equal(other.text, 'nobody');
+    release();
+    const res = await slow;
+    const { cookie } = expectCookieSet(res);
+    assert.equal((await request(one).get('/').set('Cookie', cookie)).text, 'first-app-secret', "app one's cookie verifies with app one's keys");
+    assert.equal((await request(two).get('/').set('Cookie', cookie)).text, 'nobody', "and not with app two's");
+  });
+
+  it('ctx.session = {...} is all or nothing, and takes maxAge as koa-session does', async () => {
+    const a = makeApp(3, { redis: f.server.url, rolling: false }, (ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      else if (ctx.path === '/bad') {
+        try {
+          ctx.session = { user: 'eve', cart: ['x'], onChange: () => 1 } as never;
+        } catch (err) {
+          return `refused: ${(err as Error).message}`;
+        }
+      } else if (ctx.path === '/koa-session') ctx.session = { user: 'grace', maxAge: 2 * DAY } as never;
+      return JSON.stringify({ ...ctx.session });
+    });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    const bad = await a.get('/bad', cookie);
+    assert.match(bad.text, /^refused: ctx\.session\.onChange cannot be stored/);
+    expectNoCookie(bad);
+    assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' }, 'nothing changed');
+    const ok = await a.get('/koa-session', cookie);
+    assert.equal(ok.text, JSON.stringify({ user: 'grace' }));
+    assertLifetime(ok, 2 * DAY, 'maxAge set the lifetime');
+    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), String(2 * DAY));
+  });
+
+  it('data an older version stored under a now reserved name stays out of sight', async () => {
+    const a = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      return JSON.stringify({ data: { ...ctx.session }, maxAge: ctx.session.maxAge, keys: Object.keys(ctx.session) });
+    });
+    const { cookie, id } = expectCookieSet(await a.get('/seed'));
+    await f.redis.hset(`sess:${id}`, ':maxAge', '5', ':save', '"x"');
+    assert.equal((await a.get('/', cookie)).text, JSON.stringify({ data: { user: 'ada' }, maxAge: 'session', keys: ['user'] }));
+  });
+
+  it('refuses lifetimes that make no valid expiry date', async () => {
+    const a = makeApp(3, { redis: f.server.url }, (ctx) => {
+      const out: string[] = [];
+      for (const bad of [1e300, 2 ** 53, 0.4, 8.64e15]) {
+        try {
+          ctx.session.adjustCookieMaxAge(bad);
+          out.push(`${bad}: accepted`);
+        } catch {
+          out.push(`${bad}: refused`);
+        }
+      }
+      return out.join(', ');
+    });
+    assert.equal((await a.get('/')).text, '1e+300: refused, 9007199254740992: refused, 0.4: refused, 8640000000000000: refused');
+    assert.throws(() => koaRedisSession({ redis: f.server.url, cookie: { maxAge: 1e300 } }), /option "cookie\.maxAge" must be a number of milliseconds from 1 to 2\^31 seconds/);
+  });
+
+  it('a request that crosses the absolute timeout leaves an expired cookie, not a browser-session one', async () => {
+    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 2, cookie: { maxAge: 3_600_000 } }, async (ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      else {
+        await new Promise((r) => setTimeout(r, 2_300));
+        ctx.session.n = 1;
+      }
+      return 'ok';
+    });
+    const { cookie } = expectCookieSet(await a.get('/seed'));
+    const res = await a.get('/slow', cookie);
+    const set = setCookies(res).find((c) => c.name === 'session');
+    if (set) assert.match(String(set.attributes.expires), /1970/, `an expired cookie, got ${set.raw}`);
   });
 });

@@ -229,7 +229,7 @@ describe('the load reply (load.lua packs the hash with Redis cmsgpack)', () => {
   });
 
   it('carries every key and value through Redis unchanged: multi-byte, control and separator characters (property)', async () => {
-    const store = new SessionStore(f.redis, { prefix: 'p:', timeoutTrigger: null, absoluteTimeout: null, setRedisTtl: true, serializer: sessionSerializer, commandTimeout: 1000, maxSize: 65536, invalidateEmptySession: true, genId: () => 'x', idPattern: /^x$/ });
+    const store = new SessionStore(f.redis, { prefix: 'p:', timeout: 1200, timeoutTrigger: null, absoluteTimeout: null, setRedisTtl: true, serializer: sessionSerializer, commandTimeout: 1000, maxSize: 65536, invalidateEmptySession: true, genId: () => 'x', idPattern: /^x$/ });
     const key = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).filter((k) => k !== '__proto__');
     await fc.assert(
       fc.asyncProperty(fc.dictionary(key, fc.oneof(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), fc.integer())), async (data) => {

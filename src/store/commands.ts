@@ -15,7 +15,7 @@ import { createLua, endLua, loadLua, patchLua, rotateLua } from './scripts.gener
  *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV4Buffer(key: string, now: number, trigger: number, ttl: string, version: number, absolute: number): Promise<[number, number?, Buffer?]>;
+  ksmLoadV5Buffer(key: string, now: number, trigger: number, ttl: string, version: number, absolute: number, timeout: number): Promise<[number, number?, Buffer?]>;
   // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
   // overflow the JavaScript stack.
   ksmCreateV2(key: string, ttl: number, op: string, fields: readonly string[]): Promise<number>;
@@ -117,6 +117,8 @@ export interface WriteResult {
 
 export interface StoreSettings {
   prefix: string;
+  /** The `timeout` option: what `timeoutTrigger` is set against (a session's own timeout scales it). */
+  timeout: number | null;
   timeoutTrigger: number | null;
   absoluteTimeout: number | null;
   setRedisTtl: boolean;
@@ -155,7 +157,7 @@ export class SessionStore {
   readonly #clientTimeout: number | null;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
-    redis.defineCommand('ksmLoadV4', { numberOfKeys: 1, lua: loadLua });
+    redis.defineCommand('ksmLoadV5', { numberOfKeys: 1, lua: loadLua });
     redis.defineCommand('ksmCreateV2', { numberOfKeys: 1, lua: createLua });
     redis.defineCommand('ksmPatchV3', { numberOfKeys: 1, lua: patchLua });
     redis.defineCommand('ksmRotateV3', { numberOfKeys: 2, lua: rotateLua });
@@ -282,7 +284,7 @@ export class SessionStore {
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV4Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute));
+    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV5Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute, this.#settings.timeout ?? -1));
     switch (reply[0]) {
       case 1:
         return { status: 'found', refreshed: reply[1] === 1, refreshRefused: reply[1] === 2, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };

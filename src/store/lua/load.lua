@@ -3,11 +3,15 @@
 -- KEYS[1]  the session key
 -- ARGV[1]  now, epoch seconds: the application's clock, as the machine's is (time arrives as data)
 -- ARGV[2]  timeoutTrigger in seconds, or -1 for none: with none, every load moves the expiry; with
---          one, only a load with at most that many seconds left does (pyramid: timeout_trigger)
+--          one, only a load with at most that many seconds left does (pyramid: timeout_trigger),
+--          scaled to a session's own timeout (ARGV[6], the `timeout` option, is what it is set
+--          for): a 30-day remember-me session moves once at most 15 days are left when the trigger
+--          is half the timeout, not in its last minutes only
 -- ARGV[3]  "1" to keep a Redis TTL (setRedisTtl), "0" for LRU mode (expiry in the payload only)
 -- ARGV[4]  the current format version
 -- ARGV[5]  absoluteTimeout in seconds, or -1 for none: the session ends that long after its creation
 --          `c`, however active, and no refresh moves its expiry past that
+-- ARGV[6]  the `timeout` option in seconds (what the trigger is set against), or -1 for none
 --
 -- Returns  {0}                      no such session
 --          {2}                      the payload's own expiry (or its absolute timeout) had passed:
@@ -64,6 +68,10 @@ if t and t > 0 then
   if deadline and deadline < target then target = deadline end
   local trigger = tonumber(ARGV[2])
   local due
+  if trigger >= 0 then
+    local timeout = tonumber(ARGV[6])
+    if timeout > 0 and t ~= timeout then trigger = trigger * t / timeout end
+  end
   if trigger < 0 then due = (x ~= target) else due = ((not x) or (x - now <= trigger)) and x ~= target end
   if due then
     -- A Redis at maxmemory with noeviction refuses the HSET: the session is still read, its refresh
