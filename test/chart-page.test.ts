@@ -13,14 +13,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Koa from 'koa';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from './helpers/browser.js';
 import { csrfProtect, koaRedisSession, type SessionMiddleware } from '../src/index.js';
 import { sessionChart } from '../src/chart-page.js';
 import { KEYS } from './helpers/app.js';
 import { useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 describe('sessionChart() in a browser', () => {
   let browser: Browser;
@@ -29,10 +29,7 @@ describe('sessionChart() in a browser', () => {
   let base = '';
 
   before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     const app = new Koa();
     app.keys = KEYS;
     app.silent = true;

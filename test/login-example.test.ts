@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Cookie, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Cookie, Page } from 'playwright-core';
+import { launchChromium } from './helpers/browser.js';
 import request from 'supertest';
 import { createApp, REMEMBER_SECONDS } from '../examples/login.js';
 import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PREFIX = 'example:sess:';
 
 /** The session id a cookie value carries (`<id>.<signature>`). */
@@ -34,10 +34,7 @@ describe('examples/login in a browser', () => {
   let base = '';
 
   before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     app = createApp(f.server.url);
     server = createServer(app.app.callback());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
