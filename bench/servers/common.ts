@@ -19,14 +19,24 @@ export function realisticSession(bytes = SESSION_BYTES): Record<string, unknown>
     if (pad > 12) small.theme = 'd'.repeat(pad - 12);
     return small;
   }
-  const session = base();
-  const cart = session.cart as { items: Array<Record<string, unknown>> };
-  const recent = session.recent as string[];
-  for (let i = 6; JSON.stringify(session).length < bytes; i++) {
-    if (i % 2) cart.items.push({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i });
-    else recent.push(`/products/${100 + i}`);
+  // How many items reach the size is found once: measuring on every call would cost each request a
+  // JSON.stringify that no server's own work includes.
+  let extra = grown.get(bytes);
+  if (extra === undefined) {
+    const probe = base();
+    for (extra = 0; JSON.stringify(probe).length < bytes; extra++) grow(probe, 6 + extra);
+    grown.set(bytes, extra);
   }
+  const session = base();
+  for (let i = 0; i < extra; i++) grow(session, 6 + i);
   return session;
+}
+
+const grown = new Map<number, number>();
+
+function grow(session: Record<string, unknown>, i: number): void {
+  if (i % 2) (session.cart as { items: Array<Record<string, unknown>> }).items.push({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i });
+  else (session.recent as string[]).push(`/products/${100 + i}`);
 }
 
 function base(): Record<string, unknown> {
