@@ -84,7 +84,8 @@ const page = (path: string) => `<!doctype html>
 <div id="chart">${sessionSvg.replace(/^[\s\S]*?(<svg)/, '$1')}</div>
 <table><thead><tr><th>time</th><th>request</th><th>status</th><th>session</th><th>final state</th><th>redis → answer</th><th>cookie</th><th>ms</th></tr></thead><tbody id="recent"></tbody></table>
 <script>
-const BASE = ${JSON.stringify(path)};
+// Relative to where the page was served, so it also works mounted under a prefix (koa-mount).
+const BASE = location.pathname.replace(/[/]+$/, '');
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const svg = document.querySelector('#chart svg');
@@ -203,19 +204,25 @@ export function sessionChart(options: SessionChartOptions): Middleware {
   if (process.env.NODE_ENV === 'production' && !options.allowInProduction) {
     throw new TypeError('sessionChart: a development page (it shows session internals); set allowInProduction to mount it when NODE_ENV is production');
   }
-  const path = (options.path ?? '/_session').replace(/\/$/, '') || '/_session';
+  const path = options.path ?? '/_session';
+  if (typeof path !== 'string' || !/^\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/.test(path)) {
+    throw new TypeError(`sessionChart: option "path" must be an absolute URL path such as "/_session" (not "/" and no trailing "/"), got ${JSON.stringify(path)}`);
+  }
   const keep = options.recent ?? 50;
+  if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 1 || keep > 10_000) {
+    throw new TypeError(`sessionChart: option "recent" must be a whole number from 1 to 10000, got ${String(keep)}`);
+  }
   let counts: Record<string, number> = Object.create(null);
   let finals: Record<string, number> = Object.create(null);
   let recent: Recent[] = [];
   let total = 0;
   let n = 0;
   const html = page(path);
-  const own = (ctx: Context) => ctx.path === path || ctx.path.startsWith(`${path}/`);
+  /** The page's own URLs, and only those: an app route under the same prefix keeps its session. */
+  const own = (ctx: Context) => ctx.path === path || ctx.path === `${path}/` || ctx.path === `${path}/data` || ctx.path === `${path}/clear`;
   session[BYPASS](own);
 
   session.observe((trace: SessionTrace) => {
-    if (trace.path === path || trace.path.startsWith(`${path}/`)) return;
     total++;
     for (const step of trace.steps) counts[step.edge] = (counts[step.edge] ?? 0) + 1;
     finals[trace.final] = (finals[trace.final] ?? 0) + 1;
@@ -241,7 +248,7 @@ export function sessionChart(options: SessionChartOptions): Middleware {
   return async function sessionChart(ctx: Context, next: Next): Promise<void> {
     if (!own(ctx)) return next();
     ctx.set('Cache-Control', 'no-store');
-    if (ctx.method === 'GET' && ctx.path === path) {
+    if (ctx.method === 'GET' && (ctx.path === path || ctx.path === `${path}/`)) {
       ctx.type = 'html';
       // Only this page's own inline script and style; no other host is ever asked.
       ctx.set('Content-Security-Policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'");

@@ -270,10 +270,6 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   ): Promise<void> => {
     const hasData = state.hasData();
     const blocked = unreachable(ctx, outcome);
-    if (notes) {
-      notes.blocked = blocked;
-      notes.from = state.storedId;
-    }
     run.send({
       type: 'request.ended',
       hasData,
@@ -310,6 +306,8 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     } else if (output.cookie === 'clear') {
       cookie.clear(ctx);
     }
+    // Said only when a cookie was needed and could not go (not for every streamed response).
+    if (notes && output.failure === 'cookieRefused') notes.blocked = blocked;
     if (output.failure !== null) settle(ctx, output, failureError(output.failure, run, state, outcome.errored, storeError, blocked), outcome.errored);
   };
 
@@ -319,6 +317,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     const codec = codecFor(ctx.app);
     if (notes) notes.keys = codec.keys;
     const id = readCookie(ctx, run, codec);
+    if (notes) notes.from = id;
     install(ctx);
     const loaded = run.state === LOADING ? await load(ctx, run, id as string, now, codec) : null;
     const state = loaded ?? new SessionState(settings, run, now, null, null, codec.keys);
@@ -344,14 +343,21 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     const notes = newNotes();
     const start = performance.now();
     let status = 500;
+    let failed: unknown = null;
     try {
       await handle(ctx, next, run, notes);
       status = ctx.status;
     } catch (err) {
       status = statusOf(err);
+      failed = err;
       throw err;
     } finally {
-      tracer.finish(ctx, run, start, notes, status);
+      const line = tracer.finish(ctx, run, start, notes, status);
+      // Koa's onerror drops every header but the error's own: the trace rides on the error too.
+      if (failed !== null && tracer.header && typeof failed === 'object' && Object.isExtensible(failed)) {
+        const e = failed as { headers?: Record<string, unknown> };
+        e.headers = { ...e.headers, 'X-Session-Trace': line };
+      }
     }
   } as SessionMiddleware;
 

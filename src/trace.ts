@@ -3,6 +3,7 @@
  * answer and the status, for the `debug` option, `DEBUG=koa-session-machine`, the
  * `X-Session-Trace` header and `sessionChart()`.
  */
+import { STATUS_CODES } from 'node:http';
 import createDebug from 'debug';
 import type { Context } from 'koa';
 import type { KeyRing } from './cookie.js';
@@ -57,12 +58,12 @@ export function newNotes(): TraceNotes {
   return { write: 'none', blocked: null, from: null, to: null, keys: null };
 }
 
-/** The status Koa answers a thrown error with (its `status` or `statusCode` when an HTTP error
+/** The status Koa answers a thrown error with (its `status` or `statusCode` when a known HTTP
  *  status, else 500), as `ctx.onerror` does: https://github.com/koajs/koa/blob/master/lib/context.js */
 export function statusOf(err: unknown): number {
   const e = err as { status?: unknown; statusCode?: unknown } | null;
   const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : 500;
-  return status >= 400 && status < 600 ? status : 500;
+  return STATUS_CODES[status] !== undefined ? status : 500;
 }
 
 /** Tracing from the environment, as the `debug` package reads `DEBUG` (its own patterns and
@@ -100,7 +101,9 @@ export class Tracer {
     return id === null || keys === null ? null : keys.sign(`trace\n${id}`).slice(0, 8);
   }
 
-  finish(ctx: Context, run: MachineRun, start: number, notes: TraceNotes, status: number): void {
+  /** Make the trace, send it where it goes, and return its line. A listener or `debug` function
+   *  that throws does not fail the request: its error goes to the app's `error` event. */
+  finish(ctx: Context, run: MachineRun, start: number, notes: TraceNotes, status: number): string {
     const steps = run.trace ?? [];
     const output = run.output;
     const redis: string[] = [];
@@ -122,7 +125,21 @@ export class Tracer {
     if (this.#header && !ctx.headerSent) ctx.set('X-Session-Trace', line);
     if (this.#debug === true) console.error(`koa-session-machine ${line}`);
     else if (this.#debug === undefined && fromEnv.enabled) fromEnv(line);
-    if (typeof this.#debug === 'function') this.#debug(trace, ctx);
-    for (const listener of this.#observers) listener(trace);
+    if (typeof this.#debug === 'function') this.#call(ctx, this.#debug, trace);
+    for (const listener of this.#observers) this.#call(ctx, listener, trace);
+    return line;
+  }
+
+  #call(ctx: Context, listener: (trace: SessionTrace, ctx: Context) => void, trace: SessionTrace): void {
+    try {
+      listener(trace, ctx);
+    } catch (err) {
+      ctx.app.emit('error', err, ctx);
+    }
+  }
+
+  /** Whether the line goes in an `X-Session-Trace` header. */
+  get header(): boolean {
+    return this.#header;
   }
 }

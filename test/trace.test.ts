@@ -7,7 +7,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import createDebug from 'debug';
+import Koa from 'koa';
+import request from 'supertest';
 import { koaRedisSession, type SessionOptions, type SessionTrace } from '../src/index.js';
+import { sessionChart } from '../src/chart-page.js';
+import { closeable } from './helpers/cleanup.js';
 import { expectCookieSet, makeApp } from './helpers/app.js';
 import { useRedis } from './helpers/fixture.js';
 
@@ -133,5 +137,76 @@ describe('traceHeader', () => {
       if (env === undefined) delete process.env.NODE_ENV;
       else process.env.NODE_ENV = env;
     }
+  });
+});
+
+describe('traces at the edges', () => {
+  it('an error response carries X-Session-Trace too, with the status Koa answers (an unknown one is 500)', async () => {
+    const app = makeApp(3, { redis: f.server.url, traceHeader: true }, (ctx) => {
+      if (ctx.path === '/403') ctx.throw(403, 'no');
+      const err = Object.assign(new Error('odd'), { status: 499 });
+      throw err;
+    });
+    const forbidden = await app.get('/403');
+    assert.equal(forbidden.status, 403);
+    assert.match(String(forbidden.headers['x-session-trace']), /^GET \/403 403 \[no session\] /);
+    const odd = await app.get('/odd');
+    assert.equal(odd.status, 500);
+    assert.match(String(odd.headers['x-session-trace']), /^GET \/odd 500 /);
+    await app.close();
+  });
+
+  it('a listener that throws does not fail the request: its error goes to the app\'s error event', async () => {
+    const koa = new Koa();
+    koa.keys = ['k'];
+    const errors: unknown[] = [];
+    koa.on('error', (err) => errors.push(err));
+    const session = koaRedisSession({ redis: f.server.url, debug: () => {
+      throw new Error('listener broke');
+    } });
+    closeable(() => session.close());
+    koa.use(session);
+    koa.use((ctx) => {
+      ctx.session.user = 'ada';
+      ctx.body = 'ok';
+    });
+    const res = await request(koa.callback()).get('/');
+    assert.equal(res.status, 200);
+    expectCookieSet(res);
+    assert.equal((errors[0] as Error | undefined)?.message, 'listener broke');
+  });
+});
+
+describe('sessionChart() and the session', () => {
+  it('bypasses only its own URLs: an app route under the same prefix keeps its session', async () => {
+    const koa = new Koa();
+    koa.keys = ['k'];
+    koa.silent = true;
+    const session = koaRedisSession({ redis: f.server.url });
+    closeable(() => session.close());
+    koa.use(session);
+    koa.use(sessionChart({ session }));
+    koa.use((ctx) => {
+      if (ctx.path === '/seed') ctx.session.user = 'ada';
+      ctx.body = String(ctx.session.user ?? 'nobody');
+    });
+    const agent = request(koa.callback());
+    const { cookie } = expectCookieSet(await agent.get('/seed'));
+    assert.equal((await agent.get('/_session/admin').set('Cookie', cookie)).text, 'ada');
+    assert.equal((await agent.get('/_sessionX').set('Cookie', cookie)).text, 'ada');
+    await session.redis.ping();
+    const wire = await f.monitor.capture(async () => {
+      assert.match((await agent.get('/_session').set('Cookie', cookie)).text, /<!doctype html>/);
+      assert.match((await agent.get('/_session/').set('Cookie', cookie)).text, /<!doctype html>/);
+      assert.equal((await agent.get('/_session/data').set('Cookie', cookie)).status, 200);
+    });
+    assert.deepEqual(wire, [], 'the page and its data cost no command');
+  });
+
+  it('checks its options', () => {
+    const session = koaRedisSession({ redis: f.server.url });
+    closeable(() => session.close());
+    for (const path of ['/', 'chart', '/chart/', '/a b']) assert.throws(() => sessionChart({ session, path }), /option "path" must be an absolute URL path/);
+    for (const recent of [-1, 0, 2.5, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => sessionChart({ session, recent }), /option "recent" must be a whole number/);
   });
 });
