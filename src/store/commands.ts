@@ -146,8 +146,11 @@ export class SessionStore {
   /** absoluteTimeout in seconds, -1 for none, as the scripts take it. */
   readonly #absolute: number;
   readonly #ttlFlag: string;
-  /** A Redis Cluster: no socket batching (a command's node is picked per key). */
+  /** A Redis Cluster: commands are batched per node (every master's socket is corked). */
   readonly #cluster: boolean;
+  /** Whether this store corks sockets at all: not when the client autopipelines our scripts
+   *  (ioredis `enableAutoPipelining`), which batches them per node already. */
+  readonly #batching: boolean;
   /** Keys carry a hash tag made of the id's first characters, which the ids a session is moved to
    *  share: a rotate and a logout that follows the session's moves stay in one slot, one script.
    *  Not when the prefix holds a hash tag of its own: then every session shares one slot already. */
@@ -168,6 +171,7 @@ export class SessionStore {
     this.#absolute = settings.absoluteTimeout ?? -1;
     this.#ttlFlag = settings.setRedisTtl ? '1' : '0';
     this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
+    this.#batching = !autopipelines(redis);
     this.#tagged = this.#cluster && hashTag(`${settings.prefix}x`) === null;
     if (this.#tagged && (hashTag(this.key('AAAAAAAAb')) === null || hashTag(this.key('AAAAAAAAb')) !== hashTag(this.key('AAAAAAAAc')))) {
       throw new TypeError(`koaRedisSession: option "prefix" ${JSON.stringify(settings.prefix)} defeats Redis Cluster hash tags (an empty "{}"): a regenerate could not be one command`);
@@ -202,29 +206,33 @@ export class SessionStore {
   }
 
   /**
-   * Send one command, bounded by `commandTimeout` whoever owns the client (by the client's own
-   * timer when it has one at least as tight, else by ours), with any failure turned
-   * into a `SessionStoreError` (raw ioredis errors never reach the application; the original is its
-   * `cause`). A command that times out may still run later; it is reported as failed all the same,
-   * never as saved.
-   */
-  /**
-   * Coalesce the commands of concurrent requests into one socket write. The first command sent in
-   * an event-loop turn corks the client's socket; the check phase of that turn (`setImmediate`)
-   * uncorks it, and every command written meanwhile (the loads of all requests whose HTTP data
-   * arrived in the same poll, the writes of all requests whose loads were answered by one read)
-   * goes out in one `writev`. Redis then reads them in one go and answers in one write too. Same
-   * commands, same order, a write later by at most the rest of the turn; the per-command syscall
-   * was a fifth of a request's server CPU, and Redis' own CPU per request fell by half (README,
-   * "Benchmarks"). Not on a Cluster, whose command reaches a node picked per key.
+   * Coalesce the commands of concurrent requests into one socket write per Redis node. The first
+   * command sent in an event-loop turn corks the client's socket (on a Cluster, the socket of every
+   * master that is connected and ready: a command goes to the master of its key's slot); the check
+   * phase of that turn (`setImmediate`) uncorks them, and every command written meanwhile (the loads
+   * of all requests whose HTTP data arrived in the same poll, the writes of all requests whose loads
+   * were answered by one read) goes out in one `writev` per node. Redis then reads them in one go and
+   * answers in one write too. Same commands, same order on each connection, a write later by at most
+   * the rest of the turn; the per-command syscall was a fifth of a request's server CPU, and Redis'
+   * own CPU per request fell by half (README, "Benchmarks").
+   *
+   * What is corked is exactly what is uncorked: the stream objects themselves are kept, so a node
+   * that reconnects, fails over or is dropped from the Cluster's pool within the turn still has its
+   * old socket uncorked (a harmless no-op on a destroyed one, and `end()` uncorks by itself). A node
+   * that is not ready, one a MOVED or ASK redirection reaches for the first time, and a Cluster that
+   * is not ready are not corked: their commands wait in ioredis' queues and leave as before. Nothing
+   * is corked when the client autopipelines (README, "Redis Cluster and Sentinel").
    */
   #batch(): void {
-    if (this.#corked !== null || this.#cluster) return;
-    const client = this.#redis as Redis;
-    const stream = client.stream;
-    if (client.status !== 'ready' || typeof stream?.cork !== 'function' || stream.destroyed) return;
-    stream.cork();
-    this.#corked = stream;
+    if (this.#corked !== null || !this.#batching) return;
+    const corked: Corkable[] = [];
+    if (this.#cluster) {
+      const cluster = this.#redis as Cluster;
+      if (cluster.status !== 'ready') return;
+      for (const node of cluster.nodes('master')) cork(node, corked);
+    } else cork(this.#redis as Redis, corked);
+    if (corked.length === 0) return;
+    this.#corked = corked;
     setImmediate(this.#uncork);
   }
 
@@ -239,13 +247,21 @@ export class SessionStore {
     return this.#opPrefix + this.#opCount.toString(36).padStart(6, '0');
   }
 
-  #corked: { uncork(): void } | null = null;
+  /** The streams corked in this turn, null outside one. */
+  #corked: Corkable[] | null = null;
   readonly #uncork = (): void => {
-    const stream = this.#corked;
+    const streams = this.#corked;
     this.#corked = null;
-    stream?.uncork();
+    if (streams !== null) for (const stream of streams) stream.uncork();
   };
 
+  /**
+   * Send one command, bounded by `commandTimeout` whoever owns the client (by the client's own
+   * timer when it has one at least as tight, else by ours), with any failure turned
+   * into a `SessionStoreError` (raw ioredis errors never reach the application; the original is its
+   * `cause`). A command that times out may still run later; it is reported as failed all the same,
+   * never as saved.
+   */
   async #send<T>(command: string, id: string | null, call: () => Promise<T>): Promise<T> {
     this.#batch();
     if (this.#clientTimeout !== null) {
@@ -380,6 +396,35 @@ export class SessionStore {
     }
     throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
   }
+}
+
+interface Corkable {
+  uncork(): void;
+}
+
+/** Cork the socket of a client (one server, or one Cluster node) that is ready to write, and note it. */
+function cork(client: Redis, into: Corkable[]): void {
+  const stream = client.stream;
+  if (client.status !== 'ready' || typeof stream?.cork !== 'function' || stream.destroyed || !stream.writable) return;
+  stream.cork();
+  into.push(stream);
+}
+
+/** The names our scripts are defined under (what ioredis' `autoPipeliningIgnoredCommands` lists). */
+const SCRIPT_NAMES = ['ksmLoadV4', 'ksmCreateV2', 'ksmPatchV3', 'ksmRotateV3', 'ksmEndV1'] as const;
+
+/**
+ * Whether ioredis autopipelines this client's session commands (`enableAutoPipelining` in the Redis
+ * or Cluster options): it then gathers the commands of a turn into one pipeline per node itself, and
+ * corking as well would only add work. A client that autopipelines but leaves one of our scripts out
+ * (`autoPipeliningIgnoredCommands`) is corked as usual: corking under autopipelining is redundant,
+ * never wrong.
+ */
+function autopipelines(redis: RedisClient): boolean {
+  const options = (redis as { options?: { enableAutoPipelining?: boolean; autoPipeliningIgnoredCommands?: readonly string[] } }).options;
+  if (options?.enableAutoPipelining !== true) return false;
+  const ignored = options.autoPipeliningIgnoredCommands ?? [];
+  return SCRIPT_NAMES.every((name) => !ignored.includes(name));
 }
 
 /** The hash tag Redis Cluster hashes a key by (the text between its first `{` and the next `}`), or
