@@ -160,11 +160,7 @@ export class SessionStore {
   readonly #clientTimeout: number | null;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
-    redis.defineCommand('ksmLoadV5', { numberOfKeys: 1, lua: loadLua });
-    redis.defineCommand('ksmCreateV2', { numberOfKeys: 1, lua: createLua });
-    redis.defineCommand('ksmPatchV3', { numberOfKeys: 1, lua: patchLua });
-    redis.defineCommand('ksmRotateV3', { numberOfKeys: 2, lua: rotateLua });
-    redis.defineCommand('ksmEndV1', { numberOfKeys: 1, lua: endLua });
+    for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(name, script);
     this.#redis = redis as RedisClient & SessionCommands;
     this.#settings = settings;
     this.#trigger = settings.timeoutTrigger ?? -1;
@@ -410,8 +406,16 @@ function cork(client: Redis, into: Corkable[]): void {
   into.push(stream);
 }
 
-/** The names our scripts are defined under (what ioredis' `autoPipeliningIgnoredCommands` lists). */
-const SCRIPT_NAMES = ['ksmLoadV4', 'ksmCreateV2', 'ksmPatchV3', 'ksmRotateV3', 'ksmEndV1'] as const;
+/** The scripts, by the names they are defined under on the client (what ioredis'
+ *  `autoPipeliningIgnoredCommands` would list). */
+const SCRIPTS = {
+  ksmLoadV5: { numberOfKeys: 1, lua: loadLua },
+  ksmCreateV2: { numberOfKeys: 1, lua: createLua },
+  ksmPatchV3: { numberOfKeys: 1, lua: patchLua },
+  ksmRotateV3: { numberOfKeys: 2, lua: rotateLua },
+  ksmEndV1: { numberOfKeys: 1, lua: endLua },
+} as const;
+const SCRIPT_NAMES = Object.keys(SCRIPTS);
 
 /**
  * Whether ioredis autopipelines this client's session commands (`enableAutoPipelining` in the Redis
