@@ -6,7 +6,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { freePort } from '../test/helpers/redis-server.js';
 
-export const SERVERS = [
+/** A server of bench/servers/: `cluster` ones run against the private Redis Cluster of
+ *  `npm run bench -- --cluster` (REDIS_CLUSTER_NODES), the others against one redis-server. */
+export interface ServerSpec {
+  key: string;
+  file: string;
+  name: string;
+  env?: Record<string, string>;
+  cluster?: boolean;
+}
+
+export const SERVERS: readonly ServerSpec[] = [
   { key: 'bare', file: 'bare', name: 'bare Koa' },
   { key: 'floor', file: 'floor', name: 'floor (verify + GETEX + parse)' },
   // The floor again, its commands coalesced into one socket write per event-loop turn as this
@@ -15,7 +25,20 @@ export const SERVERS = [
   { key: 'ours', file: 'ours', name: 'koa-session-machine' },
   { key: 'koa-session', file: 'koa-session', name: 'koa-session + koa-redis' },
   { key: 'express-session', file: 'express-session', name: 'express-session + connect-redis' },
-] as ReadonlyArray<{ key: string; file: string; name: string; env?: Record<string, string> }>;
+];
+
+/** `--cluster`: the floor and this package on one server and on a Cluster, side by side, with and
+ *  without ioredis' autopipelining on our client. A Cluster server's ratios are to the Cluster floor. */
+export const CLUSTER_SERVERS: readonly ServerSpec[] = [
+  { key: 'floor', file: 'floor', name: 'one server: floor' },
+  { key: 'floor-coalesced', file: 'floor', name: 'one server: floor, writes coalesced', env: { COALESCE: '1' } },
+  { key: 'ours', file: 'ours', name: 'one server: koa-session-machine' },
+  { key: 'ours-autopipelining', file: 'ours', name: 'one server: koa-session-machine, enableAutoPipelining', env: { AUTOPIPELINING: '1' } },
+  { key: 'cluster-floor', file: 'floor', name: 'Cluster: floor', cluster: true },
+  { key: 'cluster-floor-coalesced', file: 'floor', name: 'Cluster: floor, writes coalesced', env: { COALESCE: '1' }, cluster: true },
+  { key: 'cluster-ours', file: 'ours', name: 'Cluster: koa-session-machine', cluster: true },
+  { key: 'cluster-ours-autopipelining', file: 'ours', name: 'Cluster: koa-session-machine, enableAutoPipelining', env: { AUTOPIPELINING: '1' }, cluster: true },
+];
 
 export const SCENARIOS = [
   { key: 'read', name: 'read-only, with a cookie', path: '/read', cookie: true },
@@ -34,7 +57,7 @@ export interface Running {
 
 /** Start a server against a Redis, wait for it, and make the session its cookie scenarios send.
  *  `nodeFlags` go before the script (e.g. --cpu-prof). */
-export async function start({ key, file, name, env }: (typeof SERVERS)[number], redisUrl: string, nodeFlags: string[] = []): Promise<Running> {
+export async function start({ key, file, name, env }: ServerSpec, redisUrl: string, nodeFlags: string[] = []): Promise<Running> {
   const port = await freePort();
   const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', `bench/servers/${file}.ts`], {
     env: { ...process.env, ...env, PORT: String(port), REDIS_URL: redisUrl, NODE_ENV: 'production' },
@@ -44,10 +67,16 @@ export async function start({ key, file, name, env }: (typeof SERVERS)[number], 
     child.stdout?.on('data', (d: Buffer) => String(d).includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
   });
-  const url = `http://127.0.0.1:${port}`;
-  const seed = await fetch(`${url}/seed`);
-  const cookie = seed.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  return { key, name, url, cookie, child };
+  const running = { key, name, url: `http://127.0.0.1:${port}`, cookie: '', child };
+  await reseed(running);
+  return running;
+}
+
+/** A fresh session for a server's cookie scenarios (after its Redis was flushed). */
+export async function reseed(server: Running): Promise<void> {
+  const seed = await fetch(`${server.url}/seed`);
+  await seed.arrayBuffer();
+  server.cookie = seed.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
 }
 
 /** CPU time a process has used so far, in microseconds (Linux /proc; 0 elsewhere). */

@@ -5,6 +5,15 @@
 export const PORT = Number(process.env.PORT);
 export const REDIS_URL = String(process.env.REDIS_URL);
 
+/** `REDIS_CLUSTER_NODES` (host:port,host:port…): the server uses an ioredis Cluster of these nodes
+ *  instead of REDIS_URL (the servers that support it: floor, ours). */
+export const CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES
+  ? process.env.REDIS_CLUSTER_NODES.split(',').map((node) => ({ host: node.split(':')[0] ?? '127.0.0.1', port: Number(node.split(':')[1]) }))
+  : null;
+
+/** `AUTOPIPELINING=1`: the server's client is made with ioredis' `enableAutoPipelining`. */
+export const AUTOPIPELINING = process.env.AUTOPIPELINING === '1';
+
 /** Bytes of session data the `/seed` route writes (its JSON): `SESSION_BYTES`, about 1 KB by default. */
 export const SESSION_BYTES = Number(process.env.SESSION_BYTES ?? 1000);
 

@@ -1,27 +1,34 @@
 /**
  * The floor: the least any session read can do. Koa, a keygrip verify of the cookie, one GETEX
  * (read and slide the expiry in one round trip) and a JSON.parse; a write adds one SET. No change
- * detection, no machine, no options.
+ * detection, no machine, no options. On a Redis Cluster (REDIS_CLUSTER_NODES) the same through an
+ * ioredis Cluster client.
  */
 import { randomBytes } from 'node:crypto';
 import Koa from 'koa';
 import Keygrip from 'keygrip';
-import { Redis } from 'ioredis';
-import { PORT, REDIS_URL, ready, realisticSession } from './common.js';
+import { Cluster, Redis } from 'ioredis';
+import { CLUSTER_NODES, PORT, REDIS_URL, ready, realisticSession } from './common.js';
 
 const keys = new Keygrip(['bench-newest', 'bench-older']);
-const redis = new Redis(REDIS_URL);
+const redis: Redis | Cluster = CLUSTER_NODES ? new Cluster(CLUSTER_NODES, { redisOptions: { maxRetriesPerRequest: 1 } }) : new Redis(REDIS_URL);
 
-/** COALESCE=1: the commands of one event-loop turn leave in one socket write, as in
+/** COALESCE=1: the commands of one event-loop turn leave in one socket write per node, as in
  *  src/store/commands.ts; the floor with the same transport as this package. */
-let corked = false;
+let corked: Array<{ uncork(): void }> = [];
 function coalesce(): void {
-  if (process.env.COALESCE !== '1' || corked || redis.status !== 'ready') return;
-  corked = true;
-  redis.stream.cork();
+  if (process.env.COALESCE !== '1' || corked.length > 0) return;
+  const clients = redis instanceof Cluster ? (redis.status === 'ready' ? redis.nodes('master') : []) : [redis];
+  for (const client of clients) {
+    if (client.status !== 'ready') continue;
+    client.stream.cork();
+    corked.push(client.stream);
+  }
+  if (corked.length === 0) return;
   setImmediate(() => {
-    corked = false;
-    redis.stream.uncork();
+    const streams = corked;
+    corked = [];
+    for (const stream of streams) stream.uncork();
   });
 }
 const app = new Koa();
