@@ -200,9 +200,7 @@ try {
           console.log(
             `| ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${median(own.map((s) => s.p99)).toFixed(1)} | ${cells.join(' | ')} | ${commands.get(`${server.key}/${scenario.key}`)?.toFixed(2)} | ${cpu} |`,
           );
-          if (!spec.key.includes('floor') || spec.key.includes('coalesced')) {
-            summary.push(`| ${scenario.key} | ${connections} | ${size} | ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${cells.join(' | ')} | ${cpu} |`);
-          }
+          summary.push(`| ${scenario.key} | ${connections} | ${size} | ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${cells.join(' | ')} | ${cpu} |`);
         }
         console.log('');
       }
@@ -211,7 +209,7 @@ try {
     servers = [];
   }
 
-  if (summary.length > 0 && (SIZES.length > 1 || CONNECTION_COUNTS.length > 1 || CLUSTER)) {
+  if (SIZES.length > 1 || CONNECTION_COUNTS.length > 1 || CLUSTER) {
     const third = CLUSTER ? '÷ one server' : '× koa-session';
     console.log(`### Summary: each ratio to the floor of the same Redis, connection count and size\n`);
     console.log(`| scenario | connections | session bytes | server | req/s | × floor | × floor, coalesced | ${third} | CPU µs / request: server, Redis |`);
