@@ -137,13 +137,13 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'csrf-any-token',
     bug: 'csrfValid accepts any token',
-    edits: one('src/session.ts', 'return this.#keys().index(csrfData(this.storedId, this.#salt()), sent) >= 0;', 'return this.#keys().index(csrfData(this.storedId, this.#salt()), sent) >= -1;'),
+    edits: one('src/session.ts', 'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;', 'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= -1;'),
     tests: [T.parity],
   },
   {
     name: 'csrf-salt-ignored',
     bug: 'csrfValid checks against an empty salt: the token newCsrfToken() replaced stays valid',
-    edits: one('src/session.ts', 'return this.#keys().index(csrfData(this.storedId, this.#salt()), sent) >= 0;', "return this.#keys().index(csrfData(this.storedId, ''), sent) >= 0;"),
+    edits: one('src/session.ts', 'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;', "return this.keys.index(csrfData(this.storedId, ''), sent) >= 0;"),
     tests: [T.parity],
   },
   {

@@ -575,7 +575,7 @@ export class SessionState implements WriteSource {
   #csrfToken(): string {
     // The id this request leaves the session under: drawn now for a session not stored yet.
     const id = this.isNew ? (this.nextId ??= this.settings.drawId(this.storedId)) : (this.nextId ?? (this.storedId as string));
-    return this.#keys().sign(csrfData(id, this.#salt()));
+    return this.keys.sign(csrfData(id, this.#salt()));
   }
 
   #salt(): string {
@@ -583,14 +583,10 @@ export class SessionState implements WriteSource {
     return typeof salt === 'string' ? salt : '';
   }
 
-  #keys(): KeyRing {
-    return this.keys;
-  }
-
   /** Whether `sent` is the CSRF token of the session this request loaded (any key of the ring). */
   csrfValid(sent: string): boolean {
     if (this.storedId === null || this.invalidated) return false;
-    return this.#keys().index(csrfData(this.storedId, this.#salt()), sent) >= 0;
+    return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;
   }
 
   adjustTimeout(seconds: number | null): void {
@@ -647,9 +643,14 @@ export class SessionState implements WriteSource {
       }
     }
     for (const key in this.data) this.remove(key);
+    // Every key was checked above: written without checking (or encoding) it a second time.
     for (const key of keys) {
       if (key === 'maxAge') this.maxAge = value.maxAge;
-      else setData(this, key, value[key]);
+      else if (value[key] === undefined) this.remove(key);
+      else {
+        this.data[key] = value[key];
+        this.#touch(DATA_PREFIX + key);
+      }
     }
   }
 
