@@ -1,33 +1,25 @@
 /**
- * The stored form of a session: one Redis hash per session (docs/design.md, "Storage").
+ * The fields of a stored session (docs/design.md, "Storage"; src/store/layout.ts packs them, with
+ * the created time, timeout and expiry in a header, into one Redis string):
  *
- *   c   created, epoch seconds          (pyramid: c)
- *   t   idle timeout, seconds; absent = never expires   (pyramid: t)
- *   x   payload expiry, epoch seconds; absent with t    (pyramid: x)
- *   v   format version                  (pyramid: v)
- *   s   bytes the data fields take (names and values): what the write scripts check maxSize on
+ *   :k  the data key k, its value encoded by the serializer on its own
+ *   f:q the flash queue q: its messages, each encoded on its own and framed as
+ *       `<message id>:<length>:<text>`, so a flash appends to the queue and a pop takes the frames it
+ *       loaded, in Redis, without decoding anyone's messages (pyramid keeps queues in the data as `_f_q`)
+ *   k   the CSRF salt: '' until newCsrfToken() draws one; the token is derived from the id and
+ *       the salt (src/session.ts, getCsrfToken)
  *   l   this session's own cookie lifetime in milliseconds, 0 for a browser-session cookie; absent =
  *       the `cookie` options' (`ctx.session.maxAge`, `rememberFor()`): every cookie sent for the
  *       session carries it, whatever sends it (README, "Cookie lifetimes")
- *   :k  the data key k, its value encoded by the serializer on its own
- *   f:q the flash queue q: its messages, each encoded on its own and framed as `<length>:<text>`,
- *       so a flash appends to the queue and a pop takes the frames it loaded, in Redis, without
- *       decoding anyone's messages (pyramid keeps queues in the data as `_f_q`)
- *   k   the CSRF salt: '' until newCsrfToken() draws one; the token is derived from the id and
- *       the salt (src/session.ts, getCsrfToken)
+ *   o   each writer's last operation (src/store/lua/include/op.lua)
  *
- * A hash holding only `m` is a marker a regenerate leaves at the old id: `m` names the key the
- * session moved to (src/store/lua/include/chain.lua).
- *
- * One field per top-level data key is what lets a write send only the keys that changed, applied
- * in Redis without decoding or re-encoding anyone's values: two requests changing different keys
- * both survive (docs/design.md, "Concurrency"). Data fields carry a `:` prefix so no data key can collide with metadata.
+ * One field per top-level data key is what lets a write send only the keys that changed, merged in
+ * Redis without decoding or re-encoding anyone's values: two requests changing different keys both
+ * survive (docs/design.md, "Concurrency"). Data fields carry a `:` prefix so no data key can collide
+ * with the others.
  */
 import { randomBytes } from 'node:crypto';
 import { RawDeserializationError } from './errors.js';
-
-/** The format version written in `v`; lower or missing versions load as legacy and are removed. */
-export const FORMAT_VERSION = 1;
 
 /** Prefix of data fields in the hash. */
 export const DATA_PREFIX = ':';
@@ -114,16 +106,15 @@ function fail(): never {
 }
 
 /**
- * Decode the flat `HGETALL` reply of a found session. Data objects are prototype-less.
- * Throws `RawDeserializationError` naming the first key whose value the serializer rejects.
+ * Decode the fields of a found session (field, value pairs), with its header's created time and
+ * timeout. Data objects are prototype-less. Throws `RawDeserializationError` naming the first key
+ * whose value the serializer rejects.
  */
-export function decodeHash(id: string, fields: readonly string[], serializer: Serializer): LoadedPayload {
+export function decodeFields(id: string, created: number, timeout: number | null, fields: readonly string[], serializer: Serializer): LoadedPayload {
   const data: Record<string, unknown> = Object.create(null);
   const extras: Record<string, unknown> = Object.create(null);
   const raw = new Map<string, string>();
   const frames = new Map<string, { frames: string[]; legacy: boolean }>();
-  let created = 0;
-  let timeout: number | null = null;
   let cookieLifetime: number | null | undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const field = fields[i] as string;
@@ -155,10 +146,6 @@ export function decodeHash(id: string, fields: readonly string[], serializer: Se
         throw new RawDeserializationError(id, isData ? field.slice(DATA_PREFIX.length) : field, err);
       }
       raw.set(field, value);
-    } else if (field === 'c') {
-      created = Number(value);
-    } else if (field === 't') {
-      timeout = Number(value);
     } else if (field === LIFETIME_FIELD) {
       const ms = Number(value);
       // Anything but a positive number of milliseconds is a browser-session cookie.

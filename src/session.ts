@@ -11,8 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
-import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, FORMAT_VERSION, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
+import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
+import { entrySize } from './store/layout.js';
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
  *  `declare module 'koa-session-machine' { interface SessionData { views: number } }`. */
@@ -455,15 +456,14 @@ export class SessionState implements WriteSource {
     return written;
   }
 
-  /** Bytes the whole session takes as create and replace store it: what `maxSize` limits there
-   *  (the stored total of a session written by a patch is checked by its script). */
+  /** Bytes the whole session's fields take as create and replace store them: what `maxSize` limits
+   *  there (the stored total of a session written by a patch is checked by its script, counted the
+   *  same way). */
   storedSize(): number {
     if (this.#size !== null) return this.#size;
     const fields = this.allFields();
-    // The metadata create stores (c, v, t, x) counts too: maxSize limits what is stored.
-    let size = 2 + String(this.created).length + String(FORMAT_VERSION).length;
-    if (this.timeout !== null) size += 2 + String(this.timeout).length + String(this.now + this.timeout).length;
-    for (const text of fields) size += Buffer.byteLength(text);
+    let size = 0;
+    for (let i = 0; i + 1 < fields.length; i += 2) size += entrySize(fields[i] as string, fields[i + 1] as string);
     return (this.#size = size);
   }
 

@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { SessionStore, unpackFields } from '../src/store/commands.js';
+import { SessionStore } from '../src/store/commands.js';
+import { entrySize, header, packSession, unpackSession } from '../src/store/layout.js';
+import { seed } from './helpers/stored.js';
 import { decodeValue, encodeValue, sessionSerializer } from '../src/values.js';
 import { makeApp, expectCookieSet } from './helpers/app.js';
 import { storedData, useRedis } from './helpers/fixture.js';
@@ -188,44 +190,72 @@ describe('values over HTTP', () => {
   });
 });
 
-describe('the load reply (load.lua packs the hash with Redis cmsgpack)', () => {
+describe('the stored value (src/store/layout.ts and the scripts\' cmsgpack agree)', () => {
   const f = useRedis();
-  /** What Redis' own cmsgpack makes of a list of strings. */
-  const packed = (items: string[]) => f.redis.callBuffer('EVAL', ['return cmsgpack.pack(ARGV)', 0, ...items]) as Promise<Buffer>;
+  /** A session value whose map Redis' own cmsgpack packed from field, value pairs. */
+  const packedByRedis = (pairs: string[]) =>
+    f.redis.callBuffer('EVAL', ["local t = {} for i = 1, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end return '2 7 600 1200 ' .. cmsgpack.pack(t)", 0, ...pairs]) as Promise<Buffer>;
+  /** What Redis' cmsgpack reads from a value packed here, back as sorted pairs. */
+  const unpackedByRedis = (value: Buffer) =>
+    f.redis.call('EVAL', "local t = cmsgpack.unpack(string.sub(ARGV[1], string.match(ARGV[1], '^%d+ %d+ %d* %d* ()'))) local out = {} for k, v in pairs(t) do out[#out + 1] = k out[#out + 1] = v end return out", 0, value) as Promise<string[]>;
+  const sortedPairs = (flat: readonly string[]) => {
+    const pairs: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i] as string, flat[i + 1] as string]);
+    return pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  };
+  const text = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'grapheme-ascii', maxLength: 300 }));
+  const fieldsOf = (dict: Record<string, string>) => Object.entries(dict).flat();
 
-  it('unpacks what cmsgpack packs, any characters and any count (property)', async () => {
+  it('reads what cmsgpack packs, and cmsgpack reads what it packs: any characters, any count (property)', async () => {
     await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'grapheme-ascii', maxLength: 300 })), { minLength: 1, maxLength: 40 }),
-        async (items) => assert.deepEqual(unpackFields(await packed(items)), items),
-      ),
-      { numRuns: 500 },
+      fc.asyncProperty(fc.dictionary(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }), text, { maxKeys: 40 }), async (dict) => {
+        const pairs = fieldsOf(dict);
+        const stored = unpackSession(await packedByRedis(pairs));
+        assert.deepEqual([stored.version, stored.created, stored.timeout, stored.expires], [2, 7, 600, 1200]);
+        assert.deepEqual(sortedPairs(stored.fields), sortedPairs(pairs));
+        assert.deepEqual(sortedPairs(await unpackedByRedis(packSession(header(7, 600, 1200), pairs))), sortedPairs(pairs));
+      }),
+      { numRuns: 300 },
     );
   });
 
-  it('unpacks every length class: fixstr, str 8, str 16 and str 32, in fixarray and array 16', async () => {
-    const items = ['', 'a'.repeat(31), 'b'.repeat(32), 'é'.repeat(200), 'c'.repeat(65_535), 'd'.repeat(70_000), ...Array.from({ length: 20 }, (_, i) => `k${i}`)];
-    assert.deepEqual(unpackFields(await packed(items)), items);
-    assert.deepEqual(unpackFields(await packed(['x', 'y'])), ['x', 'y']);
+  it('every length class: fixstr, str 8, str 16 and str 32, in fixmap and map 16, and the empty map', async () => {
+    const values = ['', 'a'.repeat(31), 'b'.repeat(32), 'é'.repeat(200), 'c'.repeat(65_535), 'd'.repeat(70_000)];
+    const pairs = [...values.flatMap((v, i) => [`:v${i}`, v]), ...Array.from({ length: 20 }, (_, i) => [`:k${i}`, `${i}`]).flat()];
+    assert.deepEqual(sortedPairs(unpackSession(await packedByRedis(pairs)).fields), sortedPairs(pairs));
+    assert.deepEqual(sortedPairs(await unpackedByRedis(packSession(header(7, 600, 1200), pairs))), sortedPairs(pairs));
+    assert.deepEqual(unpackSession(await packedByRedis([])).fields, [], 'cmsgpack packs an empty table as an empty array');
+    assert.deepEqual(unpackSession(packSession(header(7, null, null), [])), { version: 2, created: 7, timeout: null, expires: null, fields: [] });
   });
 
-  it('throws on a damaged reply, never loops or reads past the end (property)', () => {
+  it('counts a field\'s size as the scripts do (the packed map, its header and `o` aside)', async () => {
+    const pairs = [':a', 'x'.repeat(40), ':b', 'é'.repeat(300), 'f:q', '']; // str 8, str 16, fixstr
+    const size = (await f.redis.call('EVAL', "local v = ARGV[1] local map = string.sub(v, string.match(v, '^%d+ %d+ %d* %d* ()')) local h = string.byte(map, 1) return #map - ((h == 0xde and 3) or (h == 0xdf and 5) or 1)", 0, packSession(header(1, null, null), pairs))) as number;
+    assert.equal(size, entrySize(':a', 'x'.repeat(40)) + entrySize(':b', 'é'.repeat(300)) + entrySize('f:q', ''));
+  });
+
+  it('throws on a damaged value, never loops or reads past the end (property)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 60 }), (bytes) => {
-        try {
-          assert.ok(Array.isArray(unpackFields(Buffer.from(bytes))));
-        } catch (err) {
-          assert.match((err as Error).message, /malformed load reply/);
+        for (const value of [Buffer.from(bytes), Buffer.concat([Buffer.from('2 1 2 3 '), Buffer.from(bytes)])]) {
+          try {
+            assert.ok(Array.isArray(unpackSession(value).fields));
+          } catch (err) {
+            assert.match((err as Error).message, /malformed session value/);
+          }
         }
       }),
       { numRuns: 5000 },
     );
-    assert.throws(() => unpackFields(Buffer.from([0x92, 0xa1, 0x61])), /malformed/); // one item short
-    assert.throws(() => unpackFields(Buffer.from([0x91, 0xa3, 0x61])), /malformed/); // string past the end
-    assert.throws(() => unpackFields(Buffer.from([0x91, 0xa1, 0x61, 0x00])), /malformed/); // trailing byte
-    assert.throws(() => unpackFields(Buffer.from([0xdc, 0x00])), /malformed/);
-    assert.throws(() => unpackFields(Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff, 0xa0])), /malformed/); // 4 billion items claimed
-    assert.throws(() => unpackFields(undefined), /malformed/);
+    const head = (bytes: number[]) => Buffer.concat([Buffer.from('2 1 2 3 '), Buffer.from(bytes)]);
+    assert.throws(() => unpackSession(head([0x81, 0xa1, 0x61])), /malformed/); // one item short
+    assert.throws(() => unpackSession(head([0x81, 0xa1, 0x61, 0xa3, 0x61])), /malformed/); // string past the end
+    assert.throws(() => unpackSession(head([0x81, 0xa1, 0x61, 0xa0, 0x00])), /malformed/); // trailing byte
+    assert.throws(() => unpackSession(head([0xde, 0x00])), /malformed/);
+    assert.throws(() => unpackSession(head([0xdf, 0xff, 0xff, 0xff, 0xff, 0xa0])), /malformed/); // 4 billion entries claimed
+    assert.throws(() => unpackSession(Buffer.from('2 x 2 3 \x80')), /malformed/); // not a number
+    assert.throws(() => unpackSession(Buffer.from('2 1 2 3')), /malformed/); // no map
+    assert.throws(() => unpackSession(undefined), /malformed/);
   });
 
   it('carries every key and value through Redis unchanged: multi-byte, control and separator characters (property)', async () => {
@@ -233,9 +263,9 @@ describe('the load reply (load.lua packs the hash with Redis cmsgpack)', () => {
     const key = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).filter((k) => k !== '__proto__');
     await fc.assert(
       fc.asyncProperty(fc.dictionary(key, fc.oneof(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), fc.integer())), async (data) => {
-        const fields = Object.entries(data).flatMap(([k, v]) => [`:${k}`, encodeValue(v)]);
+        const fields = Object.fromEntries(Object.entries(data).map(([k, v]) => [`:${k}`, encodeValue(v)]));
         await f.redis.del('p:x');
-        await f.redis.hset('p:x', 'c', 1, 'v', 1, 't', 600, 'x', Math.floor(Date.now() / 1000) + 600, ...fields);
+        await seed(f.redis, 'p:x', { c: 1, t: 600, x: Math.floor(Date.now() / 1000) + 600, ...fields });
         const result = await store.load('x', Math.floor(Date.now() / 1000));
         assert.equal(result.status, 'found');
         if (result.status === 'found') assert.deepEqual({ ...result.payload.data }, { ...data });

@@ -7,68 +7,24 @@
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { SessionStoreError } from '../errors.js';
-import { FORMAT_VERSION, decodeHash, type LoadedPayload, type Serializer } from '../payload.js';
+import { decodeFields, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
-import { createLua, endLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
+import { FORMAT_VERSION, header, packSession, unpackSession } from './layout.js';
+import { endLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
 
 /** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
  *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV5Buffer(key: string, now: number, trigger: number, ttl: string, version: number, absolute: number, timeout: number): Promise<[number, number?, Buffer?]>;
+  ksmLoadV6Buffer(key: string, now: number, trigger: number, ttl: string, version: number, absolute: number, timeout: number): Promise<[number, number?, Buffer?]>;
   // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
   // overflow the JavaScript stack.
-  ksmCreateV2(key: string, ttl: number, op: string, fields: readonly string[]): Promise<number>;
-  ksmPatchV3(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
-  ksmRotateV3(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | ReadonlyArray<string | number>>): Promise<number>;
-  ksmEndV1(key: string): Promise<number>;
+  ksmPatchV4(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
+  ksmRotateV4(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | Buffer | ReadonlyArray<string | number>>): Promise<number>;
+  ksmEndV2(key: string): Promise<number>;
 }
 
 export type RedisClient = Redis | Cluster;
-
-const NON_ASCII = /[^\x00-\x7f]/;
-
-function malformed(): never {
-  throw new Error('session store: malformed load reply');
-}
-
-/**
- * The fields of load.lua's reply, a MessagePack array of strings (Redis' cmsgpack), back to the flat
- * field, value list HGETALL gives. Only what cmsgpack makes of a Lua array of strings is read:
- * fixarray, array 16/32; fixstr, str 8/16/32 (and bin, which older packers use for the same).
- * Anything else is a broken reply, never a session. An ASCII value (plain JSON of ASCII data, the
- * usual case) is cut from one decoding of the whole reply instead of decoded on its own.
- */
-export function unpackFields(packed: Buffer | undefined): string[] {
-  if (packed === undefined || packed.length === 0) return malformed();
-  const end = packed.length;
-  let at = 1;
-  const head = packed[0] as number;
-  let count: number;
-  if (head >= 0x90 && head <= 0x9f) count = head & 0x0f;
-  else if (head === 0xdc && end >= 3) (count = packed.readUInt16BE(1)), (at = 3);
-  else if (head === 0xdd && end >= 5) (count = packed.readUInt32BE(1)), (at = 5);
-  else return malformed();
-  if (count > end - at) return malformed(); // each item takes a byte at least: no huge allocation
-  const out = new Array<string>(count);
-  const text = packed.toString('latin1');
-  for (let i = 0; i < count; i++) {
-    const type = packed[at++];
-    let length: number;
-    if (type === undefined) return malformed();
-    if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
-    else if ((type === 0xd9 || type === 0xc4) && at + 1 <= end) length = packed[at++] as number;
-    else if ((type === 0xda || type === 0xc5) && at + 2 <= end) (length = packed.readUInt16BE(at)), (at += 2);
-    else if ((type === 0xdb || type === 0xc6) && at + 4 <= end) (length = packed.readUInt32BE(at)), (at += 4);
-    else return malformed();
-    if (at + length > end) return malformed();
-    const piece = text.slice(at, at + length);
-    out[i] = NON_ASCII.test(piece) ? packed.toString('utf8', at, at + length) : piece;
-    at += length;
-  }
-  if (at !== end) return malformed();
-  return out;
-}
 
 /** Result of the load. */
 export type LoadResult =
@@ -90,7 +46,8 @@ export interface WriteSource {
   readonly timeoutChanged: boolean;
   /** Every field as field, value pairs (create, replace). */
   allFields(): string[];
-  /** Bytes the fields of `allFields()` take: the session's size as create and replace store it. */
+  /** Bytes the fields of `allFields()` take as stored (src/store/layout.ts, `entrySize`): the
+   *  session's size as create and replace store it. */
   storedSize(): number;
   /** This request's changes (patch, move): fields to set (field, value pairs), fields to delete,
    *  and flash queue changes. */
@@ -296,10 +253,13 @@ export class SessionStore {
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV5Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute, this.#settings.timeout ?? -1));
+    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV6Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute, this.#settings.timeout ?? -1));
     switch (reply[0]) {
-      case 1:
-        return { status: 'found', refreshed: reply[1] === 1, refreshRefused: reply[1] === 2, payload: decodeHash(id, unpackFields(reply[2]), this.#settings.serializer) };
+      case 1: {
+        const stored = unpackSession(reply[2]);
+        const payload = decodeFields(id, stored.created, stored.timeout, stored.fields, this.#settings.serializer);
+        return { status: 'found', refreshed: reply[1] === 1, refreshRefused: reply[1] === 2, payload };
+      }
       case 2:
         return EXPIRED;
       case 3:
@@ -316,28 +276,28 @@ export class SessionStore {
       case 'none':
         return { answer: 'stored', id: source.storedId };
       case 'create': {
-        const { ttl, fields } = this.#whole(source, now);
         const op = this.#nextOp();
-        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#redis.ksmCreateV2(this.key(id), ttl, op, fields)));
+        const { ttl, value } = this.#whole(source, now, op);
+        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#create(this.key(id), ttl, op, value)));
       }
       case 'replace': {
         const oldId = source.storedId as string;
-        const { ttl, fields } = this.#whole(source, now);
         const op = this.#nextOp();
+        const { ttl, value } = this.#whole(source, now, op);
         return this.#underFreshId(source, (id) =>
-          this.#send('replace', oldId, () => this.#redis.ksmRotateV3(this.key(oldId), this.key(id), 'replace', ttl, op, fields)),
+          this.#send('replace', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'replace', ttl, op, value)),
         );
       }
       case 'patch': {
         const id = source.storedId as string;
         const intent = this.#intent(source, now);
-        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV3(this.key(id), intent)), id);
+        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV4(this.key(id), intent)), id);
       }
       case 'move': {
         const oldId = source.storedId as string;
         const intent = this.#intent(source, now);
         return this.#underFreshId(source, (id) =>
-          this.#send('move', oldId, () => this.#redis.ksmRotateV3(this.key(oldId), this.key(id), 'move', intent)),
+          this.#send('move', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'move', intent)),
         );
       }
       case 'delete':
@@ -353,7 +313,20 @@ export class SessionStore {
   /** End a session (and every id it was moved to), outside a request's machine: what a session whose
    *  cookie never reached the browser is undone with. */
   async end(id: string): Promise<void> {
-    await this.#send('delete', id, () => this.#redis.ksmEndV1(this.key(id)));
+    await this.#send('delete', id, () => this.#redis.ksmEndV2(this.key(id)));
+  }
+
+  /**
+   * A create: one plain `SET … NX`, the whole session packed here (no script: the value is new, there
+   * is nothing stored to decide against). 1 created; 0 the id is taken (draw another). When the key
+   * exists, one `GET` tells a collision from this same create resent after a lost reply (the value
+   * records its operation, src/store/lua/include/op.lua): a path only a fault or a broken genId takes.
+   */
+  async #create(key: string, ttl: number, op: string, value: Buffer): Promise<number> {
+    const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');
+    if (done === 'OK') return 1;
+    const stored = await this.#redis.getBuffer(key);
+    return stored !== null && recordedOp(stored, op) ? 1 : 0;
   }
 
   /** A patch's or move's arguments: the intent include/apply.lua reads. */
@@ -364,19 +337,14 @@ export class SessionStore {
     return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flashQueues, set.length / 2, this.#nextOp(), this.#absolute, ...flash, ...set, ...del];
   }
 
-  /** A whole session as create and replace store it: metadata, then every field. */
-  #whole(source: WriteSource, now: number): { ttl: number; fields: string[] } {
+  /** A whole session as create and replace store it (src/store/layout.ts), recording `op`. */
+  #whole(source: WriteSource, now: number, op: string): { ttl: number; value: Buffer } {
     const t = source.timeout;
-    const fields = ['c', String(source.created), 'v', String(FORMAT_VERSION)];
     // The expiry: idle timeout from now, never past the absolute timeout from creation.
     let x = t !== null ? now + t : null;
     if (this.#absolute >= 0 && (x === null || source.created + this.#absolute < x)) x = source.created + this.#absolute;
-    if (t !== null) fields.push('t', String(t));
-    if (x !== null) fields.push('x', String(x));
-    fields.push('s', String(source.storedSize()));
-    const all = source.allFields();
-    for (let i = 0; i < all.length; i++) fields.push(all[i] as string);
-    return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, fields };
+    const value = packSession(header(source.created, t, x), [...source.allFields(), 'o', `${op}=1`]);
+    return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, value };
   }
 
   /**
@@ -409,11 +377,10 @@ function cork(client: Redis, into: Corkable[]): void {
 /** The scripts, by the names they are defined under on the client (what ioredis'
  *  `autoPipeliningIgnoredCommands` would list). */
 const SCRIPTS = {
-  ksmLoadV5: { numberOfKeys: 1, lua: loadLua },
-  ksmCreateV2: { numberOfKeys: 1, lua: createLua },
-  ksmPatchV3: { numberOfKeys: 1, lua: patchLua },
-  ksmRotateV3: { numberOfKeys: 2, lua: rotateLua },
-  ksmEndV1: { numberOfKeys: 1, lua: endLua },
+  ksmLoadV6: { numberOfKeys: 1, lua: loadLua },
+  ksmPatchV4: { numberOfKeys: 1, lua: patchLua },
+  ksmRotateV4: { numberOfKeys: 2, lua: rotateLua },
+  ksmEndV2: { numberOfKeys: 1, lua: endLua },
 } as const;
 const SCRIPT_NAMES = Object.keys(SCRIPTS);
 
@@ -438,6 +405,21 @@ function hashTag(key: string): string | null {
   if (open < 0) return null;
   const close = key.indexOf('}', open + 1);
   return close < 0 || close === open + 1 ? null : key.slice(open + 1, close);
+}
+
+/** Whether a stored session value records `op` as done (its writer's last operation, answered 1). */
+function recordedOp(value: Buffer, op: string): boolean {
+  let stored;
+  try {
+    stored = unpackSession(value);
+  } catch {
+    return false; // not a session of this format: a collision
+  }
+  const { fields } = stored;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === 'o') return ` ${fields[i + 1] as string} `.includes(` ${op}=1 `);
+  }
+  return false;
 }
 
 /** A script's reply code as the machine's answer: 1 stored, 2 ended (left empty), -1 gone, -2 too

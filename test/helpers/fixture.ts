@@ -8,6 +8,7 @@ import Keygrip from 'keygrip';
 import { Redis, type Cluster } from 'ioredis';
 import { CookieCodec, DEFAULT_ID_PATTERN, defaultGenId } from '../../src/cookie.js';
 import { DATA_PREFIX } from '../../src/payload.js';
+import { stored } from './stored.js';
 import { KEYS } from './app.js';
 import { closeOpened } from './cleanup.js';
 import { Monitor } from './monitor.js';
@@ -61,7 +62,7 @@ export async function assertTtl(redis: Redis | Cluster, key: string, seconds: nu
 
 /** The data fields of a stored session, decoded with JSON. */
 export async function storedData(redis: Redis | Cluster, key: string): Promise<Record<string, unknown>> {
-  const hash = await redis.hgetall(key);
+  const hash = await stored(redis, key);
   const data: Record<string, unknown> = {};
   for (const [field, value] of Object.entries(hash)) {
     if (field.startsWith(DATA_PREFIX)) data[field.slice(DATA_PREFIX.length)] = JSON.parse(value);

@@ -5,13 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { createLua, endLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
+import { endLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
 
 export interface WireCommand {
   /** MONITOR's timestamp (seconds.microseconds): orders commands seen by different servers. */
   readonly time: number;
-  /** Command name, lower case; a script call is named after its script: load, create, patch, end;
-   *  rotate.lua after its mode: move or replace. */
+  /** Command name, lower case; a script call is named after its script: load, patch, end;
+   *  rotate.lua after its mode: move or replace. A `SET … NX` is a create. */
   readonly op: string;
   readonly args: readonly string[];
   /** The key the command addresses (the first key). */
@@ -21,7 +21,7 @@ export interface WireCommand {
 }
 
 const SCRIPTS = new Map<string, string>(
-  Object.entries({ load: loadLua, create: createLua, patch: patchLua, rotate: rotateLua, end: endLua }).flatMap(([name, lua]) => [
+  Object.entries({ load: loadLua, patch: patchLua, rotate: rotateLua, end: endLua }).flatMap(([name, lua]) => [
     [createHash('sha1').update(lua).digest('hex'), name],
   ]),
 );
@@ -34,7 +34,9 @@ function describe(time: number, args: string[], lua: boolean): WireCommand {
     const op = script === 'rotate' ? (args[5] ?? script) : script;
     return { time, op, args: args.slice(3), key: args[3], lua };
   }
-  return { time, op: name, args: args.slice(1), key: args[1], lua };
+  // A create is one plain SET … NX (src/store/commands.ts); a script never sends one.
+  const op = name === 'set' && !lua && args.some((a) => a.toUpperCase() === 'NX') ? 'create' : name;
+  return { time, op, args: args.slice(1), key: args[1], lua };
 }
 
 async function captureRequest<T>(

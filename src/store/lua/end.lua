@@ -6,6 +6,7 @@
 --
 -- Follows the markers a regenerate leaves, so a session moved to a new id by a concurrent request
 -- ends too: once a logout has answered, no id leads to the session (docs/design.md, "Concurrency").
+--@include layout.lua
 --@include chain.lua
 endChain(KEYS[1])
 return 1

@@ -3,46 +3,53 @@
 --
 -- KEYS[1]  the old session key
 -- KEYS[2]  the new session key, never overwritten (on Cluster it shares the old key's hash tag)
--- ARGV[1]  "move": the stored session itself moves, then this request's intent applies there, as
+-- ARGV[1]  "move": the stored session itself moves, and this request's intent applies to it, as
 --          patch.lua applies it (ARGV[2..] as include/apply.lua describes, b = 1); a marker left
 --          at the old id leads a logout that loaded it to the new one
---          "replace": the old session ends with every id it was moved to, and a new one is stored
---          from ARGV[2] (TTL in seconds, or 0 for none), ARGV[3] (the operation id, include/op.lua)
---          and ARGV[4..] (every field with c t x v s)
+--          "replace": the old session ends with every id it was moved to, and a new one is stored:
+--          ARGV[2] its TTL in seconds (0: none), ARGV[3] the operation id (include/op.lua),
+--          ARGV[4] the value (include/layout.lua), which records that operation
 --
 -- Returns  1 done; 0 the new key already existed (nothing changed: the caller draws another id);
 --          "move" only: 2 moved and left empty, so deleted; -1 the old session no longer exists
 --          (logged out, expired or moved meanwhile) and is not resurrected; -2 too large
 --
 -- Atomic so that no request ever sees both keys or neither: the old id dies exactly when the new
--- one is born (session fixation defence at login). Moving the stored hash with RENAME, rather than
--- writing this request's copy of it, keeps what concurrent requests wrote to it meanwhile.
+-- one is born (session fixation defence at login). The move applies the intent to the stored
+-- session, not this request's copy of it, so what concurrent requests wrote meanwhile is kept.
 --@include op.lua
+--@include layout.lua
 --@include apply.lua
 --@include chain.lua
 local old, new = KEYS[1], KEYS[2]
+
+-- The answer when `new` is taken: what this same operation answered when it ran before (a replay
+-- after a lost reply), else 0 (an id collision: draw another).
+local function taken(op)
+  local value = redis.pcall('GET', new)
+  if type(value) ~= 'string' then return 0 end
+  local m = marker(value)
+  if m then return replayed(m.o, op) or 0 end
+  local at = string.match(value, '^%d+ %d+ %d* %d* ()')
+  if not at then return 0 end
+  return replayed(cmsgpack.unpack(string.sub(value, at)).o, op) or 0
+end
+
 if ARGV[1] == 'move' then
   local plan, code = prepare(old, 1)
   if not plan then return code end
   if redis.call('EXISTS', new) == 1 then return 0 end
-  redis.call('RENAME', old, new)
-  local t = tonumber(redis.call('HGET', new, 't'))
   local done = commit(new, 1, plan)
   if done == 2 then
     redis.call('DEL', old)
   else
     -- The marker also remembers the operation: a replay of this move finds it here.
-    redis.call('HSET', old, 'm', new, 'o', ARGV[9] .. '=1')
-    redis.call('EXPIRE', old, (t and t > 0) and t or 86400)
+    redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
   end
   return done
 end
-if redis.call('EXISTS', new) == 1 then return replayed(new, ARGV[3]) or 0 end
+if redis.call('EXISTS', new) == 1 then return taken(ARGV[3]) end
 endChain(old)
-redis.call('HSET', new, 'o', ARGV[3] .. '=1')
-for i = 4, #ARGV, 1000 do
-  redis.call('HSET', new, unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
 local ttl = tonumber(ARGV[2])
-if ttl > 0 then redis.call('EXPIRE', new, ttl) end
+if ttl > 0 then redis.call('SET', new, ARGV[4], 'EX', ttl) else redis.call('SET', new, ARGV[4]) end
 return 1

@@ -1,13 +1,21 @@
--- chain.lua (included): end a session and every id it was moved to.
+-- chain.lua (included after layout.lua): end a session and every id it was moved to.
 --
--- A regenerate leaves a marker at the old id: a hash holding only `m`, the key the session moved to,
--- kept as long as the session's timeout (a day without one). A logout that loaded the old id follows
--- the markers, so it ends the session under whatever id it lives now: a logout wins over a
--- concurrent regenerate (docs/design.md, "Concurrency"). On Redis Cluster an id and the ids it is
--- moved to share a hash tag, so the whole chain is in this script's slot.
+-- A regenerate leaves a marker at the old id naming the key the session moved to, kept as long as
+-- the session's timeout (a day without one). A logout that loaded the old id follows the markers, so
+-- it ends the session under whatever id it lives now: a logout wins over a concurrent regenerate
+-- (docs/design.md, "Concurrency"). On Redis Cluster an id and the ids it is moved to share a hash
+-- tag, so the whole chain is in this script's slot. A marker of the previous layout (a hash holding
+-- `m`) is followed too.
 local function endChain(key)
   for _ = 1, 32 do
-    local moved = redis.pcall('HGET', key, 'm')
+    local value = redis.pcall('GET', key)
+    local moved
+    if type(value) == 'table' then
+      moved = redis.pcall('HGET', key, 'm')
+    elseif value then
+      local m = marker(value)
+      moved = m and m.m
+    end
     redis.call('DEL', key)
     if type(moved) ~= 'string' then return end
     key = moved

@@ -1,10 +1,10 @@
 -- op.lua (included): make a write safe to run twice. When the connection drops after Redis ran a
 -- script but before its reply arrived, ioredis sends the script again (autoResendUnfulfilledCommands).
--- Each write carries its own operation id; the session remembers operations as `<op>=<code>` in the
--- field `o`, and a replay answers the recorded code instead of acting again (a second create, a
--- move from a marker, a flash appended twice). A write that emptied and so deleted the session
--- leaves nothing to remember it by: its replay finds no session and answers "gone" (the session is
--- ended either way; only the cookie is cleared later, by its next load).
+-- Each write carries its own operation id; the session remembers operations as `<op>=<code>` in its
+-- field `o` (a marker in its own), and a replay answers the recorded code instead of acting again (a
+-- second create, a move from a marker, a flash appended twice). A write that emptied and so deleted
+-- the session leaves nothing to remember it by: its replay finds no session and answers "gone" (the
+-- session is ended either way; only the cookie is cleared later, by its next load).
 --
 -- An operation id is its writer's 8-character prefix (one per store, random) and a counter in base
 -- 36. A writer's commands reach a session's node in order, on one connection, and a resent command
@@ -18,8 +18,9 @@ local function lastOf(ops, prefix)
   return tonumber(counter, 36), tonumber(code)
 end
 
-local function replayed(key, op)
-  local ops = redis.pcall('HGET', key, 'o')
+-- The code a first run of `op` answered, when `ops` (a session's or a marker's `o`) shows that it
+-- ran already; nil when it did not.
+local function replayed(ops, op)
   if type(ops) ~= 'string' then return nil end
   local counter, code = lastOf(ops, string.sub(op, 1, 8))
   local mine = tonumber(string.sub(op, 9), 36)
@@ -29,13 +30,12 @@ local function replayed(key, op)
   return 1
 end
 
--- Remember `op` with its reply code (1 or 2) on `key`, as its writer's last operation.
-local function record(key, op, code)
-  local ops = redis.call('HGET', key, 'o') or ''
+-- `ops` with `op` remembered as its writer's last operation, answered `code`.
+local function record(ops, op, code)
   local prefix = string.sub(op, 1, 8)
   local entries = { op .. '=' .. code }
-  for entry in string.gmatch(ops, '%S+') do
+  for entry in string.gmatch(ops or '', '%S+') do
     if string.sub(entry, 1, 8) ~= prefix and #entries < 16 then entries[#entries + 1] = entry end
   end
-  redis.call('HSET', key, 'o', table.concat(entries, ' '))
+  return table.concat(entries, ' ')
 end

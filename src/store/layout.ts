@@ -1,0 +1,140 @@
+/**
+ * The client's half of the stored form (src/store/lua/include/layout.lua; docs/design.md,
+ * "Storage"): a session is one Redis string,
+ *
+ *   "2 <created> <timeout> <expiry> " + a MessagePack map of strings
+ *
+ * the header in decimal text (timeout and expiry empty when the session never expires), the map
+ * holding every field by name. The scripts merge a write into the map with Redis' cmsgpack; this
+ * module packs a whole new session (a create is one plain `SET`) and reads what a load returns.
+ * Only what cmsgpack makes of a Lua table of strings is read: fixmap, map 16/32 (and the empty
+ * array it packs an empty table as); fixstr, str 8/16/32 (and bin, which older packers use for the
+ * same). Anything else is a broken reply, never a session.
+ */
+
+/** The format version in the header; a lower one loads as legacy and is removed. Format 1 was a
+ *  hash per session, which the scripts migrate on their first contact. */
+export const FORMAT_VERSION = 2;
+
+/** A session as stored: the header's numbers and the fields as field, value pairs. */
+export interface StoredSession {
+  readonly version: number;
+  readonly created: number;
+  /** Idle timeout in seconds; null: never expires. */
+  readonly timeout: number | null;
+  /** The expiry, epoch seconds, as stored (a load that refreshed it read the one before). */
+  readonly expires: number | null;
+  readonly fields: string[];
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+function malformed(): never {
+  throw new Error('session store: malformed session value');
+}
+
+/** Bytes of the MessagePack header of a string of `n` bytes, as cmsgpack writes it. */
+function stringHead(n: number): number {
+  return n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/** Bytes one field takes in the map: what `maxSize` counts (layout.lua's `measure` counts the same). */
+export function entrySize(field: string, value: string): number {
+  const f = Buffer.byteLength(field);
+  const v = Buffer.byteLength(value);
+  return stringHead(f) + f + stringHead(v) + v;
+}
+
+/** The header of a session stored now. */
+export function header(created: number, timeout: number | null, expires: number | null): string {
+  return `${FORMAT_VERSION} ${created} ${timeout ?? ''} ${expires ?? ''} `;
+}
+
+/** A whole session value: `head`, then the field, value pairs packed as one MessagePack map. */
+export function packSession(head: string, fields: readonly string[]): Buffer {
+  const count = fields.length / 2;
+  let size = Buffer.byteLength(head) + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
+  for (const text of fields) size += Buffer.byteLength(text) + 5;
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(head, 0, 'latin1');
+  if (count < 16) out[at++] = 0x80 | count;
+  else if (count < 0x10000) (out[at] = 0xde), out.writeUInt16BE(count, at + 1), (at += 3);
+  else (out[at] = 0xdf), out.writeUInt32BE(count, at + 1), (at += 5);
+  for (const text of fields) {
+    const length = Buffer.byteLength(text);
+    if (length < 32) out[at++] = 0xa0 | length;
+    else if (length < 0x100) (out[at] = 0xd9), (out[at + 1] = length), (at += 2);
+    else if (length < 0x10000) (out[at] = 0xda), out.writeUInt16BE(length, at + 1), (at += 3);
+    else (out[at] = 0xdb), out.writeUInt32BE(length, at + 1), (at += 5);
+    at += out.write(text, at, 'utf8');
+  }
+  return out.subarray(0, at);
+}
+
+/** A header number: decimal digits, or null when empty. */
+function headerNumber(value: Buffer, from: number, to: number): number | null {
+  if (from === to) return null;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const digit = (value[i] as number) - 0x30;
+    if (digit < 0 || digit > 9) return malformed();
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
+/** Read a session value (what load.lua returns). Throws on anything that is not one. */
+export function unpackSession(value: Buffer | undefined): StoredSession {
+  if (value === undefined) return malformed();
+  const bounds: number[] = [];
+  let at = 0;
+  // The header: four numbers, each followed by one space.
+  while (bounds.length < 4) {
+    const space = value.indexOf(0x20, at);
+    if (space < 0 || space - at > 20) return malformed();
+    bounds.push(space);
+    at = space + 1;
+  }
+  const version = headerNumber(value, 0, bounds[0] as number);
+  const created = headerNumber(value, (bounds[0] as number) + 1, bounds[1] as number);
+  if (version === null || created === null) return malformed();
+  const timeout = headerNumber(value, (bounds[1] as number) + 1, bounds[2] as number);
+  const expires = headerNumber(value, (bounds[2] as number) + 1, bounds[3] as number);
+  return { version, created, timeout, expires, fields: readMap(value, at) };
+}
+
+/** The field, value pairs of the MessagePack map that starts at `at` and ends `value`. */
+export function readMap(value: Buffer, at: number): string[] {
+  const end = value.length;
+  const head = value[at];
+  let count: number;
+  if (head === undefined) return malformed();
+  at++;
+  if (head >= 0x80 && head <= 0x8f) count = head & 0x0f;
+  else if (head === 0x90) count = 0; // cmsgpack packs an empty table as an empty array
+  else if (head === 0xde && end >= at + 2) (count = value.readUInt16BE(at)), (at += 2);
+  else if (head === 0xdf && end >= at + 4) (count = value.readUInt32BE(at)), (at += 4);
+  else return malformed();
+  count *= 2;
+  if (count > end - at) return malformed(); // each string takes a byte at least: no huge allocation
+  const fields = new Array<string>(count);
+  // An ASCII string (plain JSON of ASCII data, the usual case) is cut from one decoding of the whole
+  // value instead of being decoded on its own.
+  const text = value.toString('latin1');
+  for (let i = 0; i < count; i++) {
+    const type = value[at++];
+    let length: number;
+    if (type === undefined) return malformed();
+    if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
+    else if ((type === 0xd9 || type === 0xc4) && at + 1 <= end) length = value[at++] as number;
+    else if ((type === 0xda || type === 0xc5) && at + 2 <= end) (length = value.readUInt16BE(at)), (at += 2);
+    else if ((type === 0xdb || type === 0xc6) && at + 4 <= end) (length = value.readUInt32BE(at)), (at += 4);
+    else return malformed();
+    if (at + length > end) return malformed();
+    const piece = text.slice(at, at + length);
+    fields[i] = NON_ASCII.test(piece) ? value.toString('utf8', at, at + length) : piece;
+    at += length;
+  }
+  if (at !== end) return malformed();
+  return fields;
+}

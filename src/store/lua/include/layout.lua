@@ -1,0 +1,67 @@
+-- layout.lua (included): a session as stored (docs/design.md, "Storage"): one string, a text header
+-- the scripts read without decoding the rest, then every field in one MessagePack map packed by
+-- Redis' built-in cmsgpack:
+--
+--   "2 <created> <timeout> <expiry> " .. map     (timeout and expiry empty: the session never expires)
+--
+-- A marker a regenerate leaves at the old id is "m " .. a map { m = the key the session moved to,
+-- o = the move's operation }. A hash is a session of the previous layout (a field per key), which
+-- migrate() rewrites in place.
+local HEADER = '^(%d+) (%d+) (%d*) (%d*) ()'
+
+-- The value at `key` when it is a hash of the previous layout, rewritten in this one (its TTL kept):
+-- a session of format 1 or a marker. Anything else (an older format, another type) is deleted and
+-- false returned: a legacy payload.
+local function migrate(key)
+  local all = redis.pcall('HGETALL', key)
+  if all.err or #all == 0 then
+    redis.call('DEL', key)
+    return false
+  end
+  local meta, map = {}, {}
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if f == 'c' or f == 't' or f == 'x' or f == 'v' or f == 's' or f == 'm' then meta[f] = all[i + 1] else map[f] = all[i + 1] end
+  end
+  local value
+  if meta.m then
+    value = 'm ' .. cmsgpack.pack({ m = meta.m, o = map.o })
+  elseif meta.v == '1' and tonumber(meta.c) then
+    value = '2 ' .. meta.c .. ' ' .. (meta.t or '') .. ' ' .. (meta.x or '') .. ' ' .. cmsgpack.pack(map)
+  else
+    redis.call('DEL', key)
+    return false
+  end
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then redis.call('SET', key, value, 'PX', ttl) else redis.call('SET', key, value) end
+  return value
+end
+
+-- The value at `key`: a string (a session, a marker, or something foreign), or false when there is
+-- none (or it was a legacy payload, now deleted).
+local function fetch(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then return migrate(key) end -- WRONGTYPE: a hash
+  return value
+end
+
+-- The map of a marker value, or nil when `value` is no marker.
+local function marker(value)
+  if string.sub(value, 1, 2) ~= 'm ' then return nil end
+  return cmsgpack.unpack(string.sub(value, 3))
+end
+
+-- Bytes of a MessagePack string header for a string of `n` bytes (what cmsgpack writes).
+local function strhead(n)
+  if n < 32 then return 1 elseif n < 256 then return 2 elseif n < 65536 then return 3 end
+  return 5
+end
+
+-- Bytes the fields of a packed map take, its own header and the operation record `ops` aside: what
+-- maxSize limits, counted as src/store/layout.ts counts it for a create.
+local function measure(packed, ops)
+  local head = string.byte(packed, 1)
+  local size = #packed - ((head == 0xde and 3) or (head == 0xdf and 5) or 1)
+  if ops then size = size - 2 - strhead(#ops) - #ops end
+  return size
+end
