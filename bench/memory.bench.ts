@@ -13,7 +13,7 @@ import { SERVERS, start } from './harness.js';
 
 const args = process.argv.slice(2);
 const SESSIONS = Number(args[args.indexOf('--sessions') + 1] || 1000);
-const SIZES = [100, 1000, 10_000];
+const SIZES = [30, 100, 1000, 10_000];
 const WHO = ['ours', 'koa-session', 'express-session'];
 
 const server = await startRedis();

@@ -194,10 +194,10 @@ describe('the stored value (src/store/layout.ts and the scripts\' cmsgpack agree
   const f = useRedis();
   /** A session value whose map Redis' own cmsgpack packed from field, value pairs. */
   const packedByRedis = (pairs: string[]) =>
-    f.redis.callBuffer('EVAL', ["local t = {} for i = 1, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end return '2 7 600 1200 ' .. cmsgpack.pack(t)", 0, ...pairs]) as Promise<Buffer>;
+    f.redis.callBuffer('EVAL', [`local t = {} for i = 1, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end return '${header(7, 600, 1200)}' .. cmsgpack.pack(t)`, 0, ...pairs]) as Promise<Buffer>;
   /** What Redis' cmsgpack reads from a value packed here, back as sorted pairs. */
   const unpackedByRedis = (value: Buffer) =>
-    f.redis.call('EVAL', "local t = cmsgpack.unpack(string.sub(ARGV[1], string.match(ARGV[1], '^%d+ %d+ %d* %d* ()'))) local out = {} for k, v in pairs(t) do out[#out + 1] = k out[#out + 1] = v end return out", 0, value) as Promise<string[]>;
+    f.redis.call('EVAL', "local t = cmsgpack.unpack(string.sub(ARGV[1], string.match(ARGV[1], '^%w+ %w+ %w* %w* ()'))) local out = {} for k, v in pairs(t) do out[#out + 1] = k out[#out + 1] = v end return out", 0, value) as Promise<string[]>;
   const sortedPairs = (flat: readonly string[]) => {
     const pairs: Array<[string, string]> = [];
     for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i] as string, flat[i + 1] as string]);
@@ -230,7 +230,7 @@ describe('the stored value (src/store/layout.ts and the scripts\' cmsgpack agree
 
   it('counts a field\'s size as the scripts do (the packed map, its header and `o` aside)', async () => {
     const pairs = [':a', 'x'.repeat(40), ':b', 'é'.repeat(300), 'f:q', '']; // str 8, str 16, fixstr
-    const size = (await f.redis.call('EVAL', "local v = ARGV[1] local map = string.sub(v, string.match(v, '^%d+ %d+ %d* %d* ()')) local h = string.byte(map, 1) return #map - ((h == 0xde and 3) or (h == 0xdf and 5) or 1)", 0, packSession(header(1, null, null), pairs))) as number;
+    const size = (await f.redis.call('EVAL', "local v = ARGV[1] local map = string.sub(v, string.match(v, '^%w+ %w+ %w* %w* ()')) local h = string.byte(map, 1) return #map - ((h == 0xde and 3) or (h == 0xdf and 5) or 1)", 0, packSession(header(1, null, null), pairs))) as number;
     assert.equal(size, entrySize(':a', 'x'.repeat(40)) + entrySize(':b', 'é'.repeat(300)) + entrySize('f:q', ''));
   });
 
@@ -253,7 +253,7 @@ describe('the stored value (src/store/layout.ts and the scripts\' cmsgpack agree
     assert.throws(() => unpackSession(head([0x81, 0xa1, 0x61, 0xa0, 0x00])), /malformed/); // trailing byte
     assert.throws(() => unpackSession(head([0xde, 0x00])), /malformed/);
     assert.throws(() => unpackSession(head([0xdf, 0xff, 0xff, 0xff, 0xff, 0xa0])), /malformed/); // 4 billion entries claimed
-    assert.throws(() => unpackSession(Buffer.from('2 x 2 3 \x80')), /malformed/); // not a number
+    assert.throws(() => unpackSession(Buffer.from('2 X 2 3 \x80')), /malformed/); // not a base-36 number
     assert.throws(() => unpackSession(Buffer.from('2 1 2 3')), /malformed/); // no map
     assert.throws(() => unpackSession(undefined), /malformed/);
   });

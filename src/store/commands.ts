@@ -197,7 +197,7 @@ export class SessionStore {
 
   #nextOp(): string {
     this.#opCount = (this.#opCount + 1) % 0x7fffffff;
-    return this.#opPrefix + this.#opCount.toString(36).padStart(6, '0');
+    return this.#opPrefix + this.#opCount.toString(36);
   }
 
   /** The streams corked in this turn, null outside one. */

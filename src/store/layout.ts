@@ -4,8 +4,9 @@
  *
  *   "2 <created> <timeout> <expiry> " + a MessagePack map of strings
  *
- * the header in decimal text (timeout and expiry empty when the session never expires), the map
- * holding every field by name. The scripts merge a write into the map with Redis' cmsgpack; this
+ * the header's numbers in base 36 (timeout and expiry empty when the session never expires: an
+ * epoch second in 6 characters, since in a small session every byte counts), the map holding every
+ * field by name. The scripts merge a write into the map with Redis' cmsgpack; this
  * module packs a whole new session (a create is one plain `SET`) and reads what a load returns.
  * Only what cmsgpack makes of a Lua table of strings is read: fixmap, map 16/32 (and the empty
  * array it packs an empty table as); fixstr, str 8/16/32 (and bin, which older packers use for the
@@ -47,7 +48,7 @@ export function entrySize(field: string, value: string): number {
 
 /** The header of a session stored now. */
 export function header(created: number, timeout: number | null, expires: number | null): string {
-  return `${FORMAT_VERSION} ${created} ${timeout ?? ''} ${expires ?? ''} `;
+  return `${FORMAT_VERSION.toString(36)} ${created.toString(36)} ${timeout?.toString(36) ?? ''} ${expires?.toString(36) ?? ''} `;
 }
 
 /** A whole session value: `head`, then the field, value pairs packed as one MessagePack map. */
@@ -71,14 +72,15 @@ export function packSession(head: string, fields: readonly string[]): Buffer {
   return out.subarray(0, at);
 }
 
-/** A header number: decimal digits, or null when empty. */
+/** A header number: base-36 digits (0-9, a-z), or null when empty. */
 function headerNumber(value: Buffer, from: number, to: number): number | null {
   if (from === to) return null;
   let n = 0;
   for (let i = from; i < to; i++) {
-    const digit = (value[i] as number) - 0x30;
-    if (digit < 0 || digit > 9) return malformed();
-    n = n * 10 + digit;
+    const c = value[i] as number;
+    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x7a ? c - 0x57 : -1;
+    if (digit < 0) return malformed();
+    n = n * 36 + digit;
   }
   return n;
 }
@@ -91,7 +93,7 @@ export function unpackSession(value: Buffer | undefined): StoredSession {
   // The header: four numbers, each followed by one space.
   while (bounds.length < 4) {
     const space = value.indexOf(0x20, at);
-    if (space < 0 || space - at > 20) return malformed();
+    if (space < 0 || space - at > 12) return malformed();
     bounds.push(space);
     at = space + 1;
   }

@@ -37,8 +37,8 @@ if not vs then
   redis.call('DEL', key)
   return {3}
 end
-local c, t, x = tonumber(cs), tonumber(ts), tonumber(xs)
-if tonumber(vs) < tonumber(ARGV[4]) then
+local c, t, x = tonumber(cs, 36), tonumber(ts, 36), tonumber(xs, 36)
+if tonumber(vs, 36) < tonumber(ARGV[4]) then
   redis.call('DEL', key)
   return {3}
 end
@@ -60,10 +60,10 @@ if t and t > 0 then
   end
   if trigger < 0 then due = (x ~= target) else due = ((not x) or (x - now <= trigger)) and x ~= target end
   if due then
-    -- The expiry is rewritten in place when its width is unchanged (the usual case: epoch seconds),
+    -- The expiry is rewritten in place when its width is unchanged (the usual case),
     -- else the header is. A Redis at maxmemory with noeviction may refuse it: the session is still
     -- read, its refresh skipped and reported (refreshed = 2), so reads and logouts keep working.
-    local stamp = string.format('%d', target)
+    local stamp = b36(target)
     local moved
     if #stamp == #xs then
       moved = redis.pcall('SETRANGE', key, at - 2 - #xs, stamp)

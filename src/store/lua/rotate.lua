@@ -30,7 +30,7 @@ local function taken(op)
   if type(value) ~= 'string' then return 0 end
   local m = marker(value)
   if m then return replayed(m.o, op) or 0 end
-  local at = string.match(value, '^%d+ %d+ %d* %d* ()')
+  local _, _, _, _, at = string.match(value, HEADER)
   if not at then return 0 end
   return replayed(cmsgpack.unpack(string.sub(value, at)).o, op) or 0
 end

@@ -35,7 +35,7 @@ local function prepare(key, b)
   if done then return nil, done end
   local now = tonumber(ARGV[b + 1])
   local absolute = tonumber(ARGV[b + 9])
-  local deadline = absolute >= 0 and tonumber(cs) + absolute or nil
+  local deadline = absolute >= 0 and tonumber(cs, 36) + absolute or nil
   if deadline and now >= deadline then
     redis.call('DEL', key) -- past its absolute timeout: ended, as its next load would end it
     return nil, -1
@@ -70,16 +70,16 @@ local function prepare(key, b)
     if empty then return { empty = true } end
   end
   local intent = ARGV[b + 4]
-  if intent == '0' then ts = '' elseif intent ~= '' then ts = intent end
+  if intent == '0' then ts = '' elseif intent ~= '' then ts = b36(tonumber(intent)) end
   map.o = record(map.o, op, 1)
   local packed = cmsgpack.pack(map)
   local after = measure(packed, map.o)
   if after > before and after > tonumber(ARGV[b + 3]) then return nil, -2 end
-  local t = tonumber(ts)
+  local t = tonumber(ts, 36)
   local x
   if t and t > 0 then x = now + t end
   if deadline and (not x or deadline < x) then x = deadline end
-  local xs = x and string.format('%d', x) or ''
+  local xs = x and b36(x) or ''
   return { value = vs .. ' ' .. cs .. ' ' .. ts .. ' ' .. xs .. ' ' .. packed, ttl = x and x - now, persist = intent == '0', t = t }
 end
 

@@ -4,10 +4,31 @@
 --
 --   "2 <created> <timeout> <expiry> " .. map     (timeout and expiry empty: the session never expires)
 --
+-- The header's numbers are written in base 36 (digits, then lower-case letters): an epoch second
+-- takes 6 characters instead of 10, and in a small session every byte counts (bench/README.md).
+--
 -- A marker a regenerate leaves at the old id is "m " .. a map { m = the key the session moved to,
 -- o = the move's operation }. A hash is a session of the previous layout (a field per key), which
 -- migrate() rewrites in place.
-local HEADER = '^(%d+) (%d+) (%d*) (%d*) ()'
+local HEADER = '^(%w+) (%w+) (%w*) (%w*) ()'
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+-- A non-negative whole number in base 36 (tonumber(text, 36) reads it back).
+local function b36(n)
+  local out = ''
+  repeat
+    local d = n % 36
+    out = string.sub(DIGITS, d + 1, d + 1) .. out
+    n = (n - d) / 36
+  until n == 0
+  return out
+end
+
+-- A decimal number of the previous layout in base 36, or '' for none.
+local function rebase(text)
+  local n = tonumber(text)
+  return n and b36(n) or ''
+end
 
 -- The value at `key` when it is a hash of the previous layout, rewritten in this one (its TTL kept):
 -- a session of format 1 or a marker. Anything else (an older format, another type) is deleted and
@@ -27,13 +48,15 @@ local function migrate(key)
   if meta.m then
     value = 'm ' .. cmsgpack.pack({ m = meta.m, o = map.o })
   elseif meta.v == '1' and tonumber(meta.c) then
-    value = '2 ' .. meta.c .. ' ' .. (meta.t or '') .. ' ' .. (meta.x or '') .. ' ' .. cmsgpack.pack(map)
+    value = '2 ' .. rebase(meta.c) .. ' ' .. rebase(meta.t) .. ' ' .. rebase(meta.x) .. ' ' .. cmsgpack.pack(map)
   else
     redis.call('DEL', key)
     return false
   end
+  -- A Redis at maxmemory with noeviction refuses the SET: the session is still served from the hash,
+  -- and migrated by a later command.
   local ttl = redis.call('PTTL', key)
-  if ttl > 0 then redis.call('SET', key, value, 'PX', ttl) else redis.call('SET', key, value) end
+  if ttl > 0 then redis.pcall('SET', key, value, 'PX', ttl) else redis.pcall('SET', key, value) end
   return value
 end
 
