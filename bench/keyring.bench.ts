@@ -3,7 +3,7 @@
  * package used before its ring was built on keygrip (copied here as the baseline), the keygrip-built
  * ring (src/cookie.ts) for the newest and an older key, a user's `new Keygrip(keys, 'sha256')`
  * through the wrapper `toKeyRing` puts around it, and keygrip's own `verify()`. Rounds alternate
- * the cases; each ratio is the median of the ratios measured within a round (README, "Benchmarks").
+ * the cases; each ratio is the median of the ratios measured within a round (bench/README.md, "The key ring").
  *   npm run bench:keyring            (ROUNDS=n to change the 15 rounds)
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
