@@ -64,7 +64,8 @@ const T = {
 const CHART = 'machines/session.machine.ts';
 const POLICY = 'src/policy.ts';
 const LOAD = 'src/store/lua/load.lua';
-const CREATE = 'src/store/lua/create.lua';
+const COMMANDS = 'src/store/commands.ts';
+const LAYOUT = 'src/store/lua/include/layout.lua';
 const ROTATE = 'src/store/lua/rotate.lua';
 const APPLY = 'src/store/lua/include/apply.lua';
 const CHAIN = 'src/store/lua/include/chain.lua';
@@ -163,13 +164,13 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'regenerated-id-loses-tag',
     bug: "drawId ignores the lineage: a regenerated id does not share the old id's Cluster hash tag",
-    edits: one('src/store/commands.ts', 'const id = lineage.slice(0, TAG_LENGTH) + fresh;', 'const id = fresh;'),
+    edits: one(COMMANDS, 'const id = lineage.slice(0, TAG_LENGTH) + fresh;', 'const id = fresh;'),
     tests: [T.races],
   },
   {
     name: 'timeout-from-request',
     bug: "every patch carries the request's own timeout: a plain write undoes a concurrent adjustTimeout()",
-    edits: one('src/store/commands.ts', "const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';", 'const timeout = String(source.timeout ?? 0);'),
+    edits: one(COMMANDS, "const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';", 'const timeout = String(source.timeout ?? 0);'),
     tests: [T.races],
   },
 
@@ -195,20 +196,37 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'load-serves-older-version',
     bug: 'the load serves a payload of an older format version (only a missing version counts as legacy)',
-    edits: one(LOAD, 'if not v or v < tonumber(ARGV[4]) then', 'if not v then'),
+    edits: one(LOAD, 'if tonumber(vs, 36) < tonumber(ARGV[4]) then', 'if false then'),
     tests: [T.options],
   },
   {
     name: 'load-deletes-marker',
     bug: "the load reads a regenerate's marker as a legacy payload and deletes it: a logout that loaded before the move no longer follows it",
-    edits: one(LOAD, "  elseif f == 'c' then c = tonumber(fields[i + 1])\n  elseif f == 'm' then return {0} end", "  elseif f == 'c' then c = tonumber(fields[i + 1]) end"),
+    edits: one(LOAD, '  if marker(value) then return {0} end\n', ''),
     tests: [T.session, T.races],
   },
   {
     name: 'load-follows-marker',
     bug: "the load follows a regenerate's marker: the old cookie leads to the moved session (fixation)",
-    edits: one(LOAD, 'if #fields == 0 then return {0} end\n', "if #fields == 0 then return {0} end\nif fields[1] == 'm' then key = fields[2]; fields = redis.call('HGETALL', key) end\n"),
+    edits: one(
+      LOAD,
+      'local vs, cs, ts, xs, at = string.match(value, HEADER)\n',
+      "local vs, cs, ts, xs, at = string.match(value, HEADER)\nif not vs and marker(value) then key = marker(value).m; value = redis.call('GET', key); vs, cs, ts, xs, at = string.match(value, HEADER) end\n",
+    ),
     tests: [T.session, T.races],
+  },
+
+  {
+    name: 'refresh-wrong-offset',
+    bug: "the load's in-place refresh writes the expiry one byte too far, over the header's last space",
+    edits: one(LOAD, 'at - 2 - #xs', 'at - 1 - #xs'),
+    tests: [T.options, T.contract],
+  },
+  {
+    name: 'migrate-drops',
+    bug: 'a session of the previous layout (a hash) is deleted as legacy instead of migrated',
+    edits: one(LAYOUT, "  elseif meta.v == '1' and tonumber(meta.c) then", '  elseif false then'),
+    tests: [T.options],
   },
 
   {
@@ -256,17 +274,23 @@ const MUTANTS: readonly Mutant[] = [
     tests: [T.lifetimes],
   },
 
-  // -- create.lua, rotate.lua, chain.lua ---------------------------------------------------------
+  // -- the create, rotate.lua, chain.lua ---------------------------------------------------------
   {
     name: 'create-no-expire',
-    bug: 'create.lua stores the session without its EXPIRE',
-    edits: one(CREATE, "if ttl > 0 then redis.call('EXPIRE', key, ttl) end\n", ''),
+    bug: 'the create stores the session without its TTL',
+    edits: one(COMMANDS, "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');", "const done = await this.#redis.set(key, value, 'NX');"),
     tests: [T.contract, T.options],
   },
   {
     name: 'create-overwrites',
-    bug: 'create.lua writes over an existing key (no create-if-absent)',
-    edits: one(CREATE, "if redis.call('EXISTS', key) == 1 then return replayed(key, ARGV[2]) or 0 end\n", ''),
+    bug: 'the create writes over an existing key (no create-if-absent)',
+    edits: one(COMMANDS, "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');", "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl) : await this.#redis.set(key, value);"),
+    tests: [T.options],
+  },
+  {
+    name: 'create-collision-taken-for-replay',
+    bug: "a create that finds its id taken answers 'stored' without checking the stored value records its own operation",
+    edits: one(COMMANDS, 'return stored !== null && recordedOp(stored, op) ? 1 : 0;', 'return 1;'),
     tests: [T.options],
   },
   {
@@ -278,13 +302,13 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'move-no-marker',
     bug: 'the move leaves no marker at the old id: a concurrent logout does not find the session',
-    edits: one(ROTATE, "    redis.call('HSET', old, 'm', new, 'o', ARGV[9] .. '=1')\n    redis.call('EXPIRE', old, (t and t > 0) and t or 86400)\n", ''),
+    edits: one(ROTATE, "    redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n", "    redis.call('DEL', old)\n"),
     tests: [T.contract, T.races],
   },
   {
     name: 'marker-never-expires',
     bug: "the move's marker is left without a TTL: a key per regenerate, kept for ever",
-    edits: one(ROTATE, "  redis.call('EXPIRE', old, (t and t > 0) and t or 86400)\n", ''),
+    edits: one(ROTATE, ", 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n", ')\n'),
     tests: [T.session, T.contract],
   },
   {
@@ -304,43 +328,47 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'patch-resurrects',
     bug: 'a patch applies to a session that no longer exists (ended or moved), recreating it',
-    edits: one(APPLY, "  if not meta[1] then return nil, -1 end -- no session here (deleted, expired, or a moved marker)\n", ''),
+    edits: one(
+      APPLY,
+      '  if not value then return nil, -1 end -- no session here (deleted, expired, or legacy)\n  local moved = marker(value)\n  if moved then return nil, replayed(moved.o, op) or -1 end -- moved by a regenerate\n',
+      "  if not value or marker(value) then value = '2 ' .. b36(tonumber(ARGV[b + 1])) .. '   ' .. cmsgpack.pack({}) end\n",
+    ),
     tests: [T.concurrency, T.races],
   },
   {
     name: 'expiry-not-moved-by-write',
     bug: 'a write never moves x and the TTL from the stored timeout',
-    edits: one(APPLY, "    redis.call('HSET', key, 'x', x)\n    if keepTtl then redis.call('EXPIRE', key, x - now) end\n", ''),
+    edits: one(APPLY, '  if t and t > 0 then x = now + t end\n', ''),
     tests: [T.parity, T.races],
   },
   {
     name: 'timeout-intent-ignored',
     bug: "the script ignores adjustTimeout()'s intent: the stored timeout never changes",
-    edits: one(APPLY, "  elseif intent ~= '' then\n    redis.call('HSET', key, 't', intent)\n", "  elseif intent ~= '' then\n"),
+    edits: one(APPLY, "  if intent == '0' then ts = '' elseif intent ~= '' then ts = b36(tonumber(intent)) end\n", "  if intent == '0' then ts = '' end\n"),
     tests: [T.parity],
   },
   {
     name: 'prune-ignores-data-left',
     bug: 'with invalidateEmptySession the patch deletes the session whether or not data is left (a concurrent write lost)',
-    edits: one(APPLY, "if redis.call('HLEN', key) == present then", 'if true then'),
+    edits: one(APPLY, "      if field ~= 'o' and field ~= 'l' then", '      if false then'),
     tests: [T.contract, T.races],
   },
   {
     name: 'size-check-skipped',
     bug: 'the script never refuses growth past maxSize',
-    edits: one(APPLY, 'if delta > 0 and size + delta > tonumber(ARGV[b + 3]) then return nil, -2 end', 'if false then return nil, -2 end'),
+    edits: one(APPLY, 'if after > before and after > tonumber(ARGV[b + 3]) then return nil, -2 end', 'if false then return nil, -2 end'),
     tests: [T.parity],
   },
   {
     name: 'maxsize-script-off-by-1000',
     bug: "the script's maxSize comparison allows 1000 bytes too many",
-    edits: one(APPLY, 'size + delta > tonumber(ARGV[b + 3])', 'size + delta > tonumber(ARGV[b + 3]) + 1000'),
+    edits: one(APPLY, 'after > tonumber(ARGV[b + 3])', 'after > tonumber(ARGV[b + 3]) + 1000'),
     tests: [T.parity],
   },
   {
     name: 'size-check-refuses-shrink',
     bug: 'the script refuses any write of a session over maxSize, even one that shrinks it',
-    edits: one(APPLY, 'if delta > 0 and size + delta > tonumber(ARGV[b + 3]) then', 'if size + delta > tonumber(ARGV[b + 3]) then'),
+    edits: one(APPLY, 'if after > before and after > tonumber(ARGV[b + 3]) then', 'if after > tonumber(ARGV[b + 3]) then'),
     tests: [T.parity],
   },
   {
@@ -351,8 +379,8 @@ const MUTANTS: readonly Mutant[] = [
   },
   {
     name: 'first-deletion-skipped',
-    bug: 'an off-by-one in the HDEL slice: the first field to delete is kept',
-    edits: one(APPLY, 'for i = plan.delAt, #ARGV, 1000 do', 'for i = plan.delAt + 1, #ARGV, 1000 do'),
+    bug: 'an off-by-one in the deletions: the first field to delete is kept',
+    edits: one(APPLY, 'for i = delAt, #ARGV do map[ARGV[i]] = nil end', 'for i = delAt + 1, #ARGV do map[ARGV[i]] = nil end'),
     tests: [T.contract],
   },
 ];
