@@ -15,6 +15,7 @@ import { KEYS } from './helpers/app.js';
 import { signedCookie, useRedis } from './helpers/fixture.js';
 import { inProcess, type InProcessResponse } from './helpers/in-process.js';
 import { sessionKey } from './helpers/keys.js';
+import { seed as store } from './helpers/stored.js';
 import { MultiMonitor } from './helpers/monitor.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 
@@ -82,8 +83,7 @@ async function seed(n: number): Promise<string[]> {
   for (let i = 0; i < n; i++) {
     const cookie = signedCookie();
     const id = cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
-    await f.redis.hset(`sess:${id}`, 'c', 1, 'v', 1, 't', 1200, 'x', Math.floor(Date.now() / 1000) + 1200, ':n', 0);
-    await f.redis.expire(`sess:${id}`, 1200);
+    await store(f.redis, `sess:${id}`, { c: 1, t: 1200, x: Math.floor(Date.now() / 1000) + 1200, ':n': 0 }, 1200);
     cookies.push(cookie);
   }
   return cookies;
@@ -218,8 +218,7 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
       const sid = id();
       const key = sessionKey(sid, true);
       if (!accept(await masterOf(c, key))) continue;
-      await c.hset(key, 'c', 1, 'v', 1, 't', 1200, 'x', Math.floor(Date.now() / 1000) + 1200, ':n', 0);
-      await c.expire(key, 1200);
+      await store(c, key, { c: 1, t: 1200, x: Math.floor(Date.now() / 1000) + 1200, ':n': 0 }, 1200);
       cookies.push(signedCookie(sid));
       keys.push(key);
     }

@@ -9,6 +9,7 @@ import type Koa from 'koa';
 import { closeable } from './helpers/cleanup.js';
 import { serveSession } from './helpers/server.js';
 import { storedData, useRedis } from './helpers/fixture.js';
+import { isSession } from './helpers/stored.js';
 
 const f = useRedis();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -170,7 +171,7 @@ describe('concurrent requests on one session', () => {
     const fresh = (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
     const newId = fresh.slice(fresh.indexOf('=') + 1, fresh.lastIndexOf('.'));
     assert.notEqual(newId, id);
-    assert.equal(await f.redis.hexists(`sess:${id}`, 'v'), 0, 'no session under the old id');
+    assert.equal(await isSession(f.redis, `sess:${id}`), false, 'no session under the old id');
     assert.deepEqual(await storedData(f.redis, `sess:${newId}`), { user: 'ada', cart: ['apple'], role: 'admin' });
   });
 

@@ -14,6 +14,7 @@ import { koaRedisSession, NotInBackendError, PayloadTimeoutError, type InvalidSe
 import { KEYS, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, type SetCookie } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { stored, update } from './helpers/stored.js';
 
 const f = useRedis();
 const DAY = 86_400_000;
@@ -41,8 +42,8 @@ function assertLifetime(res: Response, ms: number, what: string): void {
 /** Let a few seconds pass for a stored session, as far as its expiry knows: the next load moves it
  *  (a load in the second the expiry was set for has nothing to move). */
 async function age(id: string): Promise<void> {
-  const x = Number(await f.redis.hget(`sess:${id}`, 'x'));
-  await f.redis.hset(`sess:${id}`, 'x', x - 5);
+  const x = Number((await stored(f.redis, `sess:${id}`)).x);
+  await update(f.redis, `sess:${id}`, { x: x - 5 });
 }
 
 /** A session app on this file's Redis: each path does one thing to the session. */
@@ -85,7 +86,7 @@ describe('a session\'s own cookie lifetime is stored, and every later cookie car
     const login = await a.get('/login?days=30');
     assertLifetime(login, 30 * DAY, 'the login cookie');
     const { cookie, id } = expectCookieSet(login);
-    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), String(30 * DAY), 'the lifetime is stored with the session');
+    assert.equal((await stored(f.redis, `sess:${id}`)).l, String(30 * DAY), 'the lifetime is stored with the session');
 
     // The keys rotate: the same Redis, a ring with a new newest key. The cookie is re-signed, and
     // "remember me" does not silently turn into a browser-session cookie.
@@ -107,7 +108,7 @@ describe('a session\'s own cookie lifetime is stored, and every later cookie car
     const login = await a.get('/login?browser=1');
     assert.equal(lifetime(login), null, 'no Expires');
     const { cookie, id } = expectCookieSet(login);
-    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), '0');
+    assert.equal((await stored(f.redis, `sess:${id}`)).l, '0');
     assert.equal(lifetime(await a.get('/recookie', cookie)), null, 'recookie() keeps it a browser-session cookie');
   });
 
@@ -115,7 +116,9 @@ describe('a session\'s own cookie lifetime is stored, and every later cookie car
     const a = app({ rolling: false, cookie: { maxAge: 3_600_000 } });
     const login = await a.get('/login');
     assertLifetime(login, 3_600_000, 'the login cookie');
-    assert.equal(await f.redis.hexists(`sess:${expectCookieSet(login).id}`, 'l'), 0);
+    const kept = await stored(f.redis, `sess:${expectCookieSet(login).id}`);
+    assert.equal(kept.v, '2', 'the session is stored');
+    assert.equal('l' in kept, false, 'with no lifetime of its own');
   });
 });
 
@@ -161,7 +164,7 @@ describe('rolling: the cookie follows the session\'s expiry', () => {
     const a = app({ timeout: 1200, timeoutTrigger: 600, cookie: { maxAge: 3_600_000 } });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
     expectNoCookie(await a.get('/', cookie)); // 1200 s left: no refresh, no cookie
-    await f.redis.hset(`sess:${id}`, 'x', Math.floor(Date.now() / 1000) + 100);
+    await update(f.redis, `sess:${id}`, { x: Math.floor(Date.now() / 1000) + 100 });
     const due = await a.get('/', cookie);
     assertLifetime(due, 3_600_000, 'the cookie rolled with the refresh');
     expectNoCookie(await a.get('/', cookie)); // moved: 1200 s left again
@@ -192,7 +195,7 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
     const res = await a.get('/seed');
     assertLifetime(res, 60_000, 'the cookie');
     const { id } = expectCookieSet(res);
-    const hash = await f.redis.hgetall(`sess:${id}`);
+    const hash = await stored(f.redis, `sess:${id}`);
     assert.equal(Number(hash.x), Number(hash.c) + 60);
     await assertTtl(f.redis, `sess:${id}`, 60);
   });
@@ -200,13 +203,13 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
   it('a refresh never moves the expiry past it', async (t) => {
     const a = app({ timeout: 30, absoluteTimeout: 40, rolling: true });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
-    const created = Number(await f.redis.hget(`sess:${id}`, 'c'));
-    assert.equal(await f.redis.hget(`sess:${id}`, 'x'), String(created + 30));
+    const created = Number((await stored(f.redis, `sess:${id}`)).c);
+    assert.equal((await stored(f.redis, `sess:${id}`)).x, String(created + 30));
     const clock = t.mock.method(Date, 'now', () => (created + 20) * 1000);
     const read = await a.get('/', cookie);
     clock.mock.restore();
     assert.match(read.text, /"user":"ada"/);
-    assert.equal(await f.redis.hget(`sess:${id}`, 'x'), String(created + 40), 'x = c + 40, not now + 30');
+    assert.equal((await stored(f.redis, `sess:${id}`)).x, String(created + 40), 'x = c + 40, not now + 30');
     assertBetween(await f.redis.ttl(`sess:${id}`), 1, 20, 'the TTL left to the absolute timeout');
     expectCookieSet(read); // it moved: the cookie rolled
   });
@@ -215,7 +218,7 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
     const seen: InvalidSessionError[] = [];
     const a = app({ timeout: 1200, absoluteTimeout: 60, rolling: false, onInvalid: (_ctx, err) => seen.push(err) });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
-    const created = Number(await f.redis.hget(`sess:${id}`, 'c'));
+    const created = Number((await stored(f.redis, `sess:${id}`)).c);
     await a.ready();
     // Active all along: a read every 30 s keeps the idle timeout far away.
     for (const at of [20, 40]) {
@@ -250,7 +253,7 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
         return 'seeded';
       }
       // The session was created long ago, as far as Redis now knows (its load ran before).
-      await f.redis.hset(`sess:${ctx.session.id}`, 'c', Math.floor(Date.now() / 1000) - 3600);
+      await update(f.redis, `sess:${ctx.session.id}`, { c: Math.floor(Date.now() / 1000) - 3600 });
       ctx.session.cart = ['apple'];
       return 'written';
     });
@@ -275,7 +278,7 @@ describe('remember-me in one call: rememberFor(seconds)', () => {
     const login = await a.get('/remember');
     assertLifetime(login, 30 * DAY, 'the remember-me cookie');
     const { cookie, id } = expectCookieSet(login);
-    const hash = await f.redis.hgetall(`sess:${id}`);
+    const hash = await stored(f.redis, `sess:${id}`);
     assert.equal(hash.t, String(30 * 86_400));
     assert.equal(hash.l, String(30 * DAY));
     await assertTtl(f.redis, `sess:${id}`, 30 * 86_400);
@@ -314,12 +317,12 @@ describe("koa-session's members: maxAge, populated, save()", () => {
     assert.equal(long.text, JSON.stringify({ before: 60_000, after: 2 * DAY, keys: ['user'] }), 'maxAge is no data key');
     assertLifetime(long, 2 * DAY, 'the cookie');
     const { cookie, id } = expectCookieSet(long);
-    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), String(2 * DAY));
+    assert.equal((await stored(f.redis, `sess:${id}`)).l, String(2 * DAY));
     assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' });
     const browser = await a.get('/browser', cookie);
     assert.equal(browser.text, JSON.stringify({ before: 2 * DAY, after: 'session', keys: ['user'] }));
     assert.equal(lifetime(browser), null);
-    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), '0');
+    assert.equal((await stored(f.redis, `sess:${id}`)).l, '0');
   });
 
   it('maxAge without any lifetime is "session"; a bad value is a TypeError', async () => {
@@ -424,13 +427,13 @@ describe('edges found in review', () => {
     const { cookie, id } = expectCookieSet(await a.get('/remember'));
     const now = () => Math.floor(Date.now() / 1000);
     // A day later: 29 days left, more than half of 30: nothing moves.
-    await f.redis.hset(`sess:${id}`, 'x', now() + 29 * 86_400);
+    await update(f.redis, `sess:${id}`, { x: now() + 29 * 86_400 });
     expectNoCookie(await a.get('/', cookie));
-    assertBetween(Number(await f.redis.hget(`sess:${id}`, 'x')) - now(), 29 * 86_400 - 5, 29 * 86_400, 'seconds left');
+    assertBetween(Number((await stored(f.redis, `sess:${id}`)).x) - now(), 29 * 86_400 - 5, 29 * 86_400, 'seconds left');
     // Sixteen days later: 14 left, under half: the expiry and the cookie move.
-    await f.redis.hset(`sess:${id}`, 'x', now() + 14 * 86_400);
+    await update(f.redis, `sess:${id}`, { x: now() + 14 * 86_400 });
     assertLifetime(await a.get('/', cookie), 30 * DAY, 'the cookie rolled with the move');
-    assertBetween(Number(await f.redis.hget(`sess:${id}`, 'x')) - now(), 30 * 86_400 - 5, 30 * 86_400, 'seconds left after the move');
+    assertBetween(Number((await stored(f.redis, `sess:${id}`)).x) - now(), 30 * 86_400 - 5, 30 * 86_400, 'seconds left after the move');
   });
 
   it('one middleware on two apps: each app signs and verifies with its own app.keys, even interleaved', async () => {
@@ -485,7 +488,7 @@ describe('edges found in review', () => {
     const ok = await a.get('/koa-session', cookie);
     assert.equal(ok.text, JSON.stringify({ user: 'grace' }));
     assertLifetime(ok, 2 * DAY, 'maxAge set the lifetime');
-    assert.equal(await f.redis.hget(`sess:${id}`, 'l'), String(2 * DAY));
+    assert.equal((await stored(f.redis, `sess:${id}`)).l, String(2 * DAY));
   });
 
   it('data an older version stored under a now reserved name stays out of sight', async () => {
@@ -494,7 +497,7 @@ describe('edges found in review', () => {
       return JSON.stringify({ data: { ...ctx.session }, maxAge: ctx.session.maxAge, keys: Object.keys(ctx.session) });
     });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
-    await f.redis.hset(`sess:${id}`, ':maxAge', '5', ':save', '"x"');
+    await update(f.redis, `sess:${id}`, { ':maxAge': '5', ':save': '"x"' });
     assert.equal((await a.get('/', cookie)).text, JSON.stringify({ data: { user: 'ada' }, maxAge: 'session', keys: ['user'] }));
   });
 

@@ -13,6 +13,7 @@ import { launchChromium } from './helpers/browser.js';
 import request from 'supertest';
 import { createApp, REMEMBER_SECONDS } from '../examples/login.js';
 import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { stored as storedSession } from './helpers/stored.js';
 
 const f = useRedis();
 const PREFIX = 'example:sess:';
@@ -20,9 +21,10 @@ const PREFIX = 'example:sess:';
 /** The session id a cookie value carries (`<id>.<signature>`). */
 const idOf = (value: string) => value.slice(0, value.lastIndexOf('.'));
 
-/** The stored hash without `x`, the payload expiry every load slides (README "Storage"). */
+/** The stored session, header and fields (test/helpers/stored.ts), without `x`, the payload expiry
+ *  every load slides (README "Storage"). */
 async function storedHash(key: string): Promise<Record<string, string>> {
-  const { x, ...rest } = await f.redis.hgetall(key);
+  const { x, ...rest } = await storedSession(f.redis, key);
   assert.ok(x, `${key} has an expiry`);
   return rest;
 }

@@ -21,6 +21,7 @@ import {
 } from '../src/index.js';
 import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
 import { assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
+import { increment, seed, stored, update } from './helpers/stored.js';
 
 const f = useRedis();
 
@@ -108,7 +109,7 @@ describe('option validation', () => {
 describe('timeout', () => {
   it('stores t and x and sets the Redis TTL', async () => {
     const { key } = await twoRequests({ timeout: 60 }, { a: 1 }, () => 'x');
-    const hash = await f.redis.hgetall(key);
+    const hash = await stored(f.redis, key);
     assert.equal(hash.t, '60');
     assert.ok(Math.abs(Number(hash.x) - Number(hash.c) - 60) <= 1);
     const ttl = await f.redis.ttl(key);
@@ -118,16 +119,16 @@ describe('timeout', () => {
   it('0 means never: no TTL, no expiry in the payload, and loads move nothing', async () => {
     const { key, wire } = await twoRequests({ timeout: 0 }, { a: 1 }, () => 'x', true);
     assert.equal(await f.redis.ttl(key), -1);
-    const hash = await f.redis.hgetall(key);
+    const hash = await stored(f.redis, key);
     assert.equal(hash.t, undefined);
     assert.equal(hash.x, undefined);
-    assert.deepEqual(wire.filter((c) => c.lua).map((c) => c.op), ['hgetall']);
+    assert.deepEqual(wire.filter((c) => c.lua).map((c) => c.op), ['get']);
   });
 
   it('moves the expiry inside the load on every request by default', async () => {
     // One second later: the expiry the load computes differs from the stored one.
-    const { wire } = await twoRequests({}, { a: 1 }, () => 'x', true, (key) => f.redis.hincrby(key, 'x', -1));
-    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:hgetall', 'lua:hset', 'lua:expire']);
+    const { wire } = await twoRequests({}, { a: 1 }, () => 'x', true, (key) => increment(f.redis, key, 'x', -1));
+    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:get', 'lua:setrange', 'lua:expire']);
   });
 
   it('sends no refresh when the expiry is already where it would move (same second)', async (t) => {
@@ -139,15 +140,15 @@ describe('timeout', () => {
     const key = `sess:${id}`;
     // The clock stands still for the read: its load runs in the second the expiry was set for.
     const second = Math.floor(Date.now() / 1000);
-    await f.redis.hset(key, 'x', second + 1200);
+    await update(f.redis, key, { x: second + 1200 });
     const clock = t.mock.method(Date, 'now', () => second * 1000 + 500);
     const { res, wire } = await f.monitor.request(() => app.get('/', cookie), true);
     clock.mock.restore();
     assert.equal(res.status, 200);
     assert.equal(wire[0]?.op, 'load');
     assert.equal(wire[0]?.args[1], String(second), 'the load ran on the held clock');
-    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:hgetall'], 'no refresh');
-    assert.equal(await f.redis.hget(key, 'x'), String(second + 1200));
+    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:get'], 'no refresh');
+    assert.equal((await stored(f.redis, key)).x, String(second + 1200));
   });
 });
 
@@ -157,11 +158,11 @@ describe('timeoutTrigger', () => {
     // would move it), but far more than the trigger remains.
     let x = 0;
     const { wire, res, key } = await twoRequests({ timeout: 600, timeoutTrigger: 60 }, { a: 1 }, () => 'x', true, async (k) => {
-      x = await f.redis.hincrby(k, 'x', -5);
+      x = await increment(f.redis, k, 'x', -5);
     });
     assert.equal(res.status, 200);
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall']);
-    assert.equal(await f.redis.hget(key, 'x'), String(x), 'the expiry stayed where it was');
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'get']);
+    assert.equal((await stored(f.redis, key)).x, String(x), 'the expiry stayed where it was');
   });
 
   it('moves the expiry inside the load once at most the trigger remains', async () => {
@@ -172,24 +173,24 @@ describe('timeoutTrigger', () => {
     const { cookie, id } = expectCookieSet(await app.get('/seed'));
     const key = `sess:${id}`;
     const now = Math.floor(Date.now() / 1000);
-    await f.redis.hset(key, 'x', now + 30);
+    await update(f.redis, key, { x: now + 30 });
     await f.redis.expire(key, 30);
     const wire = await f.monitor.capture(() => app.get('/', cookie), true);
     const after = Math.floor(Date.now() / 1000);
     await app.close();
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall', 'hset', 'expire']);
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'get', 'setrange', 'expire']);
     await assertTtl(f.redis, key, 600);
-    assertBetween(Number(await f.redis.hget(key, 'x')), now + 600, after + 600, 'the payload expiry moved to the timeout');
+    assertBetween(Number((await stored(f.redis, key)).x), now + 600, after + 600, 'the payload expiry moved to the timeout');
   });
 });
 
 describe('setRedisTtl false (LRU mode)', () => {
   it('sends no TTL, keeps the expiry in the payload, and the load still moves it', async () => {
     const before = Math.floor(Date.now() / 1000);
-    const { key, wire } = await twoRequests({ setRedisTtl: false }, { a: 1 }, () => 'x', true, (k) => f.redis.hincrby(k, 'x', -1));
+    const { key, wire } = await twoRequests({ setRedisTtl: false }, { a: 1 }, () => 'x', true, (k) => increment(f.redis, k, 'x', -1));
     assert.equal(await f.redis.ttl(key), -1);
-    assertBetween(Number(await f.redis.hget(key, 'x')), before + 1200, Math.floor(Date.now() / 1000) + 1200, 'the payload expiry moved');
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall', 'hset']);
+    assertBetween(Number((await stored(f.redis, key)).x), before + 1200, Math.floor(Date.now() / 1000) + 1200, 'the payload expiry moved');
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'get', 'setrange']);
   });
 
   it('deletes a payload whose own expiry has passed, inside the load', async () => {
@@ -198,11 +199,11 @@ describe('setRedisTtl false (LRU mode)', () => {
     const cookie = signedCookie();
     const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
     const now = Math.floor(Date.now() / 1000);
-    await f.redis.hset(key, 'c', now - 2000, 'v', 1, 't', 1200, 'x', now - 1, ':a', '1');
+    await seed(f.redis, key, { c: now - 2000, t: 1200, x: now - 1, ':a': '1' });
     const { res, wire } = await f.monitor.request(() => app.get('/', cookie), true);
     await app.close();
     assert.equal(res.text, 'undefined');
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'hgetall', 'del']);
+    assert.deepEqual(wire.map((c) => c.op), ['load', 'get', 'del']);
     assert.equal(await f.redis.exists(key), 0);
   });
 });
@@ -237,7 +238,7 @@ describe('detectChanges', () => {
     const args = wire[1]?.args ?? [];
     // key, now, TTL flag, maxSize, no timeout intent, prune flag, no flash, one pair, the op id,
     // then only b. The expiry is not sent: the script takes it from the stored timeout.
-    assert.match(args[8] ?? '', /^[\w-]{14}$/);
+    assert.match(args[8] ?? '', /^[\w-]{8}[0-9a-z]{1,6}$/, 'the op id: the store\'s 8-character prefix and a base-36 counter');
     assert.deepEqual([...args.slice(2, 8), ...args.slice(9)], ['1', '65536', '', '1', '0', '1', '-1', ':b', '{"y":3}']);
   });
 });
@@ -456,17 +457,91 @@ describe('onInvalid', () => {
     assert.equal(err.sessionId, cookie.slice(8, cookie.lastIndexOf('.')));
   });
   it('reports an expired payload as PayloadTimeoutError', async () => {
-    const err = await reasonFor((key) => f.redis.hset(key, 'c', now() - 90, 'v', 1, 't', 60, 'x', now() - 30));
+    const err = await reasonFor((key) => seed(f.redis, key, { c: now() - 90, t: 60, x: now() - 30 }));
     assert.ok(err instanceof PayloadTimeoutError);
   });
   it('reports a legacy payload as PayloadLegacyError', async () => {
+    // A hash of a format before the hash layout (v = 0): nothing to migrate.
     const err = await reasonFor((key) => f.redis.hset(key, 'c', now(), 'v', 0));
     assert.ok(err instanceof PayloadLegacyError);
   });
+  it('reports a string session of an older format version as PayloadLegacyError, and deletes it', async () => {
+    let key = '';
+    const err = await reasonFor(async (k) => {
+      key = k;
+      await seed(f.redis, k, { v: 1, c: now(), t: 1200, x: now() + 1200, ':a': '1' }, 1200);
+    });
+    assert.ok(err instanceof PayloadLegacyError);
+    assert.equal(await f.redis.exists(key), 0);
+  });
   it('reports an undecodable payload as DeserializationError with deserializedFailsNew', async () => {
-    const err = await reasonFor((key) => f.redis.hset(key, 'c', now(), 'v', 1, ':bad', '{'), { deserializedFailsNew: true });
+    const err = await reasonFor((key) => seed(f.redis, key, { c: now(), ':bad': '{' }), { deserializedFailsNew: true });
     assert.ok(err instanceof DeserializationError);
     assert.equal((err as DeserializationError).key, 'bad');
+  });
+});
+
+describe('the previous layout (a hash per session, v = 1) is migrated on first contact', () => {
+  const now = () => Math.floor(Date.now() / 1000);
+
+  it('a session hash loads: the handler sees its data, and it is stored again as one string, its TTL kept', async () => {
+    const cookie = signedCookie();
+    const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
+    const c = now() - 100;
+    const x = now() + 1100;
+    await f.redis.hset(key, 'c', c, 'v', 1, 't', 1200, 'x', x, 's', 16, ':user', '"ada"', ':cart', '["apple"]');
+    await f.redis.expire(key, 1100);
+    const seen: InvalidSessionError[] = [];
+    // timeoutTrigger: the load does not move the expiry, so the migrated value is compared as it was.
+    const app = makeApp(3, { redis: f.server.url, timeout: 1200, timeoutTrigger: 60, onInvalid: (_ctx, err) => seen.push(err) }, (ctx) =>
+      JSON.stringify({ user: ctx.session.user, cart: ctx.session.cart, isNew: ctx.session.isNew }),
+    );
+    const res = await app.get('/', cookie);
+    await app.close();
+    assert.equal(res.text, JSON.stringify({ user: 'ada', cart: ['apple'], isNew: false }));
+    assert.deepEqual(seen, []);
+    assert.equal(await f.redis.type(key), 'string', 'migrated to the string layout');
+    assert.deepEqual(await stored(f.redis, key), { v: '2', c: String(c), t: '1200', x: String(x), ':user': '"ada"', ':cart': '["apple"]' });
+    await assertTtl(f.redis, key, 1100);
+  });
+
+  it('a marker hash {m} a regenerate left is followed by a logout: the session it names ends', async () => {
+    const app = makeApp(3, { redis: f.server.url }, async (ctx) => {
+      if (ctx.path === '/login') ctx.session.user = 'ada';
+      else if (ctx.path === '/logout') {
+        // Meanwhile, a server still on the hash layout moved the session to `moved`, leaving a marker.
+        const key = `sess:${ctx.session.id}`;
+        await f.redis.del(key);
+        await f.redis.hset(key, 'm', 'sess:moved', 'o', 'someop=1');
+        await f.redis.expire(key, 1200);
+        await f.redis.hset('sess:moved', 'c', now(), 'v', 1, 't', 1200, 'x', now() + 1200, ':user', '"ada"');
+        await f.redis.expire('sess:moved', 1200);
+        ctx.session.invalidate();
+      }
+      return String(ctx.session.user);
+    });
+    const { cookie, id } = expectCookieSet(await app.get('/login'));
+    const res = await app.get('/logout', cookie);
+    await app.close();
+    assert.equal(res.status, 200);
+    expectCookieCleared(res);
+    assert.equal(await f.redis.exists(`sess:${id}`), 0, 'the marker is gone');
+    assert.equal(await f.redis.exists('sess:moved'), 0, 'and the session it names ended');
+  });
+
+  it('a marker hash loaded by its old cookie leads nowhere, and is kept as a marker of the string layout', async () => {
+    const cookie = signedCookie();
+    const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
+    await seed(f.redis, 'sess:moved', { t: 1200, x: now() + 1200, ':user': '"ada"' }, 1200);
+    await f.redis.hset(key, 'm', 'sess:moved', 'o', 'someop=1');
+    await f.redis.expire(key, 1200);
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ user: ctx.session.user ?? null, isNew: ctx.session.isNew }));
+    const res = await app.get('/', cookie);
+    await app.close();
+    assert.equal(res.text, JSON.stringify({ user: null, isNew: true }));
+    assert.deepEqual(await stored(f.redis, key), { m: 'sess:moved', o: 'someop=1' });
+    await assertTtl(f.redis, key, 1200);
+    assert.deepEqual(await storedData(f.redis, 'sess:moved'), { user: 'ada' }, 'the session it names is untouched');
   });
 });
 
@@ -495,7 +570,7 @@ describe('serializer', () => {
   it('encodes each value with the given serializer', async () => {
     const serializer = { stringify: (v: unknown) => `j:${JSON.stringify(v)}`, parse: (s: string) => JSON.parse(s.slice(2)) };
     const { key, res } = await twoRequests({ serializer }, { a: { b: 1 } }, (ctx) => JSON.stringify(ctx.session.a));
-    assert.equal(await f.redis.hget(key, ':a'), 'j:{"b":1}');
+    assert.equal((await stored(f.redis, key))[':a'], 'j:{"b":1}');
     assert.equal(res.text, '{"b":1}');
   });
 });
@@ -513,7 +588,7 @@ describe('genId', () => {
   });
 
   it('draws again when an id is taken (create-if-absent)', async () => {
-    await f.redis.hset('sess:taken', 'c', 1, 'v', 1, ':owner', '"someone"');
+    await seed(f.redis, 'sess:taken', { c: 1, ':owner': '"someone"' });
     const ids = ['taken', 'fresh'];
     const app = makeApp(3, { redis: f.server.url, genId: () => ids.shift() as string }, (ctx) => {
       ctx.session.a = 1;
@@ -521,7 +596,9 @@ describe('genId', () => {
     await app.ready();
     const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
-    assert.deepEqual(wire.map((c) => c.op), ['create', 'create']);
+    // The taken id: its SET … NX fails, and one GET tells a collision from this create resent after a
+    // lost reply (src/store/commands.ts); then a fresh id.
+    assert.deepEqual(wire.map((c) => c.op), ['create', 'get', 'create']);
     assert.equal(expectCookieSet(res).id, 'fresh');
     assert.deepEqual(await storedData(f.redis, 'sess:taken'), { owner: 'someone' }, 'the existing session is untouched');
   });

@@ -10,6 +10,8 @@ import { SessionSizeError, csrfProtect, type SessionOptions } from '../src/index
 import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { packedSize, stored, storedSize } from './helpers/stored.js';
+import { entrySize } from '../src/store/layout.js';
 
 const f = useRedis();
 
@@ -62,7 +64,7 @@ describe('flash', () => {
     const peek = await run('/peek', cookie);
     assert.deepEqual(JSON.parse(peek.res.text), { errors: ['e1', 'e2'], info: ['i1'], none: [], keys: ['user'] });
     assert.deepEqual(peek.wire, ['load'], 'peeking writes nothing');
-    const hash = await f.redis.hgetall(`sess:${id}`);
+    const hash = await stored(f.redis, `sess:${id}`);
     // Each message encoded on its own and framed (<message id>:<length>:<text>), so flashes append
     // in Redis and a pop takes exactly the messages it loaded.
     assert.match(hash['f:errors'] ?? '', /^[\w-]+:4:"e1"[\w-]+:4:"e2"$/);
@@ -97,7 +99,7 @@ describe('flash', () => {
     const pop = await run('/pop', cookie);
     assert.equal(pop.res.text, '["a"]');
     assert.deepEqual(pop.wire, ['load', 'patch']);
-    const hash = await f.redis.hgetall(`sess:${id}`);
+    const hash = await stored(f.redis, `sess:${id}`);
     assert.equal(hash['f:one'], undefined);
     assert.match(hash['f:two'] ?? '', /^[\w-]+:3:"b"$/);
     await app.close();
@@ -150,7 +152,7 @@ describe('CSRF tokens', () => {
     const second = await run('/token', cookie);
     assert.equal(JSON.parse(second.res.text).token, token);
     assert.deepEqual(second.wire, ['load'], 'reading the token again writes nothing');
-    assert.equal(await f.redis.hget(`sess:${id}`, 'k'), '""', 'the session is stored with an empty salt; the token is derived');
+    assert.equal((await stored(f.redis, `sess:${id}`)).k, '""', 'the session is stored with an empty salt; the token is derived');
     assert.notEqual(token, id);
     await app.close();
   });
@@ -277,7 +279,7 @@ describe('adjustTimeout()', () => {
     const long = await run('/long', cookie);
     assert.equal(long.res.text, '86400');
     assert.deepEqual(long.wire, ['load', 'patch']);
-    const hash = await f.redis.hgetall(key);
+    const hash = await stored(f.redis, key);
     const now = Date.now() / 1000;
     assert.equal(hash.t, '86400');
     assert.ok(Math.abs(Number(hash.x) - (now + 86_400)) < 5, 'the payload expiry moved');
@@ -297,7 +299,7 @@ describe('adjustTimeout()', () => {
     });
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     assert.deepEqual((await run('/forever', cookie)).wire, ['load', 'patch']);
-    const hash = await f.redis.hgetall(`sess:${id}`);
+    const hash = await stored(f.redis, `sess:${id}`);
     assert.equal(hash.t, undefined);
     assert.equal(hash.x, undefined);
     assert.equal(await f.redis.ttl(`sess:${id}`), -1);
@@ -313,7 +315,7 @@ describe('adjustTimeout()', () => {
       },
     });
     const { id } = expectCookieSet((await run('/put')).res);
-    assert.equal(await f.redis.hget(`sess:${id}`, 't'), '30');
+    assert.equal((await stored(f.redis, `sess:${id}`)).t, '30');
     await assertTtl(f.redis, `sess:${id}`, 30);
     await app.close();
   });
@@ -389,14 +391,12 @@ describe('adjustCookieMaxAge() and recookie()', () => {
 });
 
 describe('maxSize', () => {
-  /** What maxSize counts, from what Redis holds: every field, name and value, in bytes, but the
-   *  size field itself (s) and the remembered operations (o). */
+  /** What maxSize counts, from what Redis holds: every field of the packed map, name and value with
+   *  their MessagePack headers (entrySize), but the value's header (v c t x) and the remembered
+   *  operations (o). */
   async function storedBytes(key: string): Promise<number> {
-    const hash = await f.redis.hgetall(key);
-    const bytes = Object.entries(hash)
-      .filter(([field]) => field !== 's' && field !== 'o')
-      .reduce((n, [field, value]) => n + Buffer.byteLength(field) + Buffer.byteLength(value), 0);
-    assert.equal(hash.s, String(bytes), 'the size the scripts keep (s) is what is stored');
+    const bytes = await storedSize(f.redis, key);
+    assert.equal(await packedSize(f.redis, key), bytes, 'the size counted field by field is what the packed map holds (what the scripts measure)');
     return bytes;
   }
 
@@ -409,14 +409,16 @@ describe('maxSize', () => {
     expectNoCookie(res);
     assert.equal(await f.redis.dbsize(), 0);
     assert.ok(caught.error instanceof SessionSizeError, `a SessionSizeError, got ${String(caught.error)}`);
-    // ':blob' 5 bytes + '"x…"' 2002, and the metadata create stores: c, v, t, x (29 bytes today)
-    const size = 2007 + (1 + String(Math.floor(Date.now() / 1000)).length) + 2 + 5 + (1 + 10);
+    // ':blob' and '"x…"' (2002 bytes), each with its MessagePack header; the value's header (c, t, x)
+    // is not counted.
+    const size = entrySize(':blob', JSON.stringify('x'.repeat(2000)));
+    assert.equal(size, 1 + 5 + 3 + 2002);
     assert.equal(caught.error.message, `session data is ${size} bytes, over the maxSize option (1000 bytes); nothing was written`);
     assert.deepEqual([caught.error.size, caught.error.maxSize], [size, 1000]);
     await app.close();
   });
 
-  // The limit to the byte, in bytes not characters (é is two), counting flash messages and metadata:
+  // The limit to the byte, in bytes not characters (é is two), counting flash messages:
   // a session is measured as stored under a large limit, then made again under exactly that limit
   // (stored) and one byte less (refused).
   it('a new session of exactly maxSize bytes is stored; one byte more is refused', async () => {
@@ -451,7 +453,7 @@ describe('maxSize', () => {
     await measure.app.close();
     const key = `sess:${id}`;
     const before = await storedBytes(key);
-    const limit = before + 5 + 88; // ':more' and '"y…"' of 86 y: exactly the limit
+    const limit = before + entrySize(':more', JSON.stringify('y'.repeat(86))); // ':more' and '"y…"' of 86 y: exactly the limit
     const { app, run } = await appWith({
       '/at': (ctx) => void (ctx.session.more = 'y'.repeat(86)),
       '/over': (ctx) => void (ctx.session.more = 'y'.repeat(87)),
@@ -478,11 +480,13 @@ describe('maxSize', () => {
     const add = await run('/add', cookie);
     assert.equal(add.res.status, 500);
     assert.match(add.res.text, /Internal Server Error/);
-    // The patch's script checks the stored total (field s) and refuses the growth: nothing applied.
+    // The patch's script measures the stored map and refuses the growth: nothing applied.
     assert.deepEqual(add.wire, ['load', 'patch']);
-    const { s, o: _op, ...stored } = await f.redis.hgetall(`sess:${id}`);
-    const bytes = Object.entries(stored).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
-    assert.equal(s, String(bytes), 'the stored size counts every field, metadata included');
+    const blob = entrySize(':blob', JSON.stringify('x'.repeat(900)));
+    const bytes = await storedSize(f.redis, `sess:${id}`);
+    assert.equal(bytes, blob, 'what is stored: the blob alone');
+    assert.equal(await packedSize(f.redis, `sess:${id}`), bytes, 'the size counted field by field is what the packed map holds');
+    assert.ok(bytes <= 1000 && bytes + entrySize(':more', JSON.stringify('y'.repeat(200))) > 1000, 'the stored total with the change added is over the limit');
     assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${id}`)), ['blob']);
     await app.close();
   });
@@ -501,8 +505,8 @@ describe('maxSize', () => {
   });
 
   it('a session over the limit (maxSize lowered since) can still shrink, move and end, while still over it', async () => {
-    // Three fields of 604 bytes (and 29 of metadata): 1841 stored, 1237 once one is deleted, both over
-    // the limit of 1000.
+    // Three fields of 608 bytes (':a' and '"x…"' of 602, each with its MessagePack header): 1824
+    // stored, 1216 once one is deleted, both over the limit of 1000.
     const big = await appWith({ '/put': (ctx) => void Object.assign(ctx.session, { a: 'x'.repeat(600), b: 'y'.repeat(600), c: 'w'.repeat(600) }) }, { maxSize: 5000 });
     const { cookie } = expectCookieSet((await big.run('/put')).res);
     await big.app.close();
@@ -519,7 +523,9 @@ describe('maxSize', () => {
     assert.equal(login.res.status, 200, 'a move that does not grow the session is accepted');
     const moved = expectCookieSet(login.res);
     assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${moved.id}`)).sort(), ['b', 'c']);
-    assert.equal(await f.redis.hget(`sess:${moved.id}`, 's'), String(2 * 604 + 29), 'still over the limit');
+    const left = await storedSize(f.redis, `sess:${moved.id}`);
+    assert.equal(left, 2 * entrySize(':b', JSON.stringify('y'.repeat(600))));
+    assert.ok(left > 1000, `still over the limit (${left} bytes)`);
     const logout = await run('/logout', moved.cookie);
     assert.equal(logout.res.status, 200);
     expectCookieCleared(logout.res);
@@ -528,7 +534,7 @@ describe('maxSize', () => {
   });
 
   it('refuses invalidate() then data one byte over the limit: nothing written, the old session kept', async () => {
-    const size = 104 + (1 + 10) + (1 + 1) + (1 + 4) + (1 + 10); // ':b' and '"x…x"' of 100, then c, v, t, x
+    const size = entrySize(':b', JSON.stringify('x'.repeat(100))); // ':b' and '"x…x"' of 100; the header (c, t, x) uncounted
     const { app, run } = await appWith({
       '/put': (ctx) => void (ctx.session.user = 'ada'),
       '/relogin': (ctx) => {
@@ -549,14 +555,15 @@ describe('maxSize', () => {
     await app.close();
   });
 
-  it('accepts a session at the limit, metadata counted, and refuses one byte more', async () => {
-    // ':b' and '"x…x"' (104 bytes), then c, v, t and x as create stores them (29 bytes today).
-    const size = 104 + (1 + 10) + (1 + 1) + (1 + 4) + (1 + 10);
+  it('accepts a session at the limit, the MessagePack headers of its fields counted, and refuses one byte more', async () => {
+    // ':b' and '"x…x"' (104 bytes) with their MessagePack headers; the value's header (c, t, x) is
+    // not counted.
+    const size = entrySize(':b', JSON.stringify('x'.repeat(100)));
     const at = await appWith({ '/': (ctx) => void (ctx.session.b = 'x'.repeat(100)) }, { maxSize: size });
     const { res } = await at.run('/');
     assert.equal(res.status, 200);
     const { id } = expectCookieSet(res);
-    assert.equal(await f.redis.hget(`sess:${id}`, 's'), String(size));
+    assert.equal(await storedBytes(`sess:${id}`), size);
     await at.app.close();
     const over = await appWith({ '/': (ctx) => void (ctx.session.b = 'x'.repeat(100)) }, { maxSize: size - 1 });
     assert.equal((await over.run('/')).res.status, 500);

@@ -36,6 +36,7 @@ import { KEYS } from './helpers/app.js';
 import { Gates } from './helpers/gates.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { sizeOf, stored as storedAt } from './helpers/stored.js';
 
 process.on('unhandledRejection', (reason) => {
   throw reason instanceof Error ? reason : new Error(String(reason));
@@ -45,7 +46,7 @@ process.on('unhandledRejection', (reason) => {
 const REPS = 20;
 /** Per test: generous, so a hang fails the test instead of the run (the machine is shared). */
 const TEST_TIMEOUT = 240_000;
-/** Data fields of the stored hash: `:name` → JSON text. */
+/** Data fields of a stored session's map: `:name` → JSON text. */
 const DATA_PREFIX = ':';
 const BIG = 60_000;
 
@@ -122,22 +123,23 @@ async function allKeys(b: Backend): Promise<string[]> {
 
 interface Stored {
   key: string;
-  hash: Record<string, string>;
+  /** The stored session as a flat record: header numbers and map fields (test/helpers/stored.ts). */
+  record: Record<string, string>;
   data: Record<string, unknown>;
   /** TTL in seconds; -1 none. */
   ttl: number;
 }
 
-function dataOf(hash: Record<string, string>): Record<string, unknown> {
+function dataOf(record: Record<string, string>): Record<string, unknown> {
   const data: Record<string, unknown> = {};
-  for (const [field, value] of Object.entries(hash)) {
+  for (const [field, value] of Object.entries(record)) {
     if (field.startsWith(DATA_PREFIX)) data[field.slice(DATA_PREFIX.length)] = JSON.parse(value);
   }
   return data;
 }
 
 /** Every key, on any master, whose data fields hold `needle` (a per-repetition marker). A "moved"
- *  marker hash (only a field `m`) has no data fields and never counts. */
+ *  marker a regenerate leaves ({ m, o }) has no data fields and never counts. */
 async function holding(b: Backend, needle: string): Promise<Stored[]> {
   const found: Stored[] = [];
   for (const node of b.masters()) {
@@ -146,10 +148,10 @@ async function holding(b: Backend, needle: string): Promise<Stored[]> {
       const [next, keys] = await node.scan(cursor, 'COUNT', 1000);
       cursor = next;
       for (const key of keys) {
-        if ((await node.type(key)) !== 'hash') continue;
-        const hash = await node.hgetall(key);
-        if (!Object.entries(hash).some(([f, v]) => f.startsWith(DATA_PREFIX) && v.includes(needle))) continue;
-        found.push({ key, hash, data: dataOf(hash), ttl: await node.ttl(key) });
+        if ((await node.type(key)) !== 'string') continue; // a session is one string (src/store/layout.ts)
+        const record = await storedAt(node, key);
+        if (!Object.entries(record).some(([f, v]) => f.startsWith(DATA_PREFIX) && v.includes(needle))) continue;
+        found.push({ key, record, data: dataOf(record), ttl: await node.ttl(key) });
       }
     } while (cursor !== '0');
   }
@@ -591,10 +593,10 @@ for (const b of [single, clustered]) {
               assert.deepEqual(stored.data, { user, remember: true, cart: ['apple'] }, "both A's data and B's cart are stored");
               if (v.seconds === 0) {
                 assert.equal(stored.ttl, -1, `the key must not expire after adjustTimeout(0) (TTL ${stored.ttl})`);
-                assert.equal(stored.hash.t, undefined, `no stored timeout field t after adjustTimeout(0) (t = ${stored.hash.t})`);
+                assert.equal(stored.record.t, undefined, `no stored timeout t after adjustTimeout(0) (t = ${stored.record.t})`);
               } else {
                 assert.ok(stored.ttl >= 20 && stored.ttl <= 30, `the key's TTL follows adjustTimeout(30): between 20 and 30 s, got ${stored.ttl}`);
-                assert.equal(stored.hash.t, '30', 'the stored timeout t is 30');
+                assert.equal(stored.record.t, '30', 'the stored timeout t is 30');
               }
               await expectOneHolding(b, user, id, 'after both writes');
               const seen = await app.whoami(cookie);
@@ -680,10 +682,9 @@ for (const b of [single, clustered]) {
               }
             }
             const stored = await expectOneHolding(b, user, id, 'after the 40 writes');
-            const size = Object.entries(stored.hash)
-              .filter(([f]) => f.startsWith(DATA_PREFIX))
-              .reduce((n, [f, v]) => n + Buffer.byteLength(f) + Buffer.byteLength(v), 0);
-            assert.ok(size <= 65536, `the stored data stays within maxSize: ${size} bytes`);
+            // What maxSize counts: every field of the packed map (entrySize), its `o` aside.
+            const size = sizeOf(stored.record);
+            assert.ok(size <= 65536, `the stored session stays within maxSize: ${size} bytes`);
             const bigKeys = Object.keys(stored.data).filter((k) => k !== 'user');
             assert.equal(bigKeys.length, 1, `one big key stored, got ${JSON.stringify(bigKeys)}`);
             const big = bigKeys[0] as string;

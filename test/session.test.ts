@@ -10,6 +10,7 @@ import type { Response } from 'supertest';
 import { RESERVED_MEMBERS } from '../src/index.js';
 import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
 import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { isSession, stored } from './helpers/stored.js';
 
 const f = useRedis();
 
@@ -212,8 +213,8 @@ describe('reserved members', () => {
     });
     assert.notEqual(res.text, id);
     assert.equal(expectCookieSet(res).id, res.text);
-    assert.equal(await f.redis.hexists(key, 'v'), 0, 'no session under the old id');
-    const marker = await f.redis.hgetall(key);
+    assert.equal(await isSession(f.redis, key), false, 'no session under the old id');
+    const marker = await stored(f.redis, key);
     assert.equal(marker.m, `sess:${res.text}`, 'a marker leads a concurrent logout to the new id');
     assert.deepEqual(Object.keys(marker).sort(), ['m', 'o'], 'and remembers the move for a replay');
     await assertTtl(f.redis, key, 1200); // the marker expires with the session's timeout
@@ -236,7 +237,7 @@ describe('reserved members', () => {
     assert.deepEqual(JSON.parse(res.text), { isNew: true, keys: [] });
     assert.deepEqual(wire.map((c) => c.op), ['load']);
     expectCookieCleared(res);
-    const marker = await f.redis.hgetall(`sess:${seeded.id}`);
+    const marker = await stored(f.redis, `sess:${seeded.id}`);
     assert.deepEqual([marker.m, Object.keys(marker).sort()], [`sess:${moved.id}`, ['m', 'o']], 'the marker is still there');
     assert.deepEqual(await storedData(f.redis, `sess:${moved.id}`), { user: 'ada' });
   });

@@ -13,6 +13,7 @@ import { koaRedisSession, type SessionOptions, type SessionTrace } from '../src/
 import { sessionChart } from '../src/chart-page.js';
 import { closeable } from './helpers/cleanup.js';
 import { expectCookieSet, makeApp } from './helpers/app.js';
+import { increment } from './helpers/stored.js';
 import { useRedis } from './helpers/fixture.js';
 
 const f = useRedis();
@@ -25,7 +26,7 @@ describe('debug', () => {
     });
     const { cookie, id } = expectCookieSet(await app.get('/cart'));
     await app.get('/cart', cookie);
-    await f.redis.hincrby(`sess:${id}`, 'x', -1); // a second later: the load moves the expiry
+    await increment(f.redis, `sess:${id}`, 'x', -1); // a second later: the load moves the expiry
     await app.get('/other', cookie);
     await app.close();
     assert.deepEqual(

@@ -11,6 +11,7 @@ import type { SessionOptions } from '../../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, type KoaVersion } from './app.js';
 import { signedCookie, storedData } from './fixture.js';
 import { sessionKey } from './keys.js';
+import { isSession, seed } from './stored.js';
 import type { WireCommand } from './monitor.js';
 
 /** Where the table runs. */
@@ -254,9 +255,9 @@ async function prepare(env: ContractEnv, version: KoaVersion, kind: Prepare, opt
     case 'undecodable': {
       const cookie = signedCookie();
       const key = sessionKey(cookie.slice(8, cookie.lastIndexOf('.')), env.cluster);
-      if (kind === 'expired') await redis.hset(key, 'c', now - 100, 'v', 1, 't', 50, 'x', now - 50, ':user', '"old"');
+      if (kind === 'expired') await seed(redis, key, { c: now - 100, t: 50, x: now - 50, ':user': '"old"' });
       if (kind === 'legacy') await redis.set(key, JSON.stringify({ m: { user: 'old' }, c: now }));
-      if (kind === 'undecodable') await redis.hset(key, 'c', now, 'v', 1, 't', 1200, 'x', now + 1200, ':user', '{not json');
+      if (kind === 'undecodable') await seed(redis, key, { c: now, t: 1200, x: now + 1200, ':user': '{not json' });
       return { cookie, key };
     }
   }
@@ -288,7 +289,7 @@ for (const version of env.versions) {
             if (row.cookie === 'new-id') {
               assert.notEqual(sessionKey(id, env.cluster), start.key, 'a new id');
               // A regenerate leaves a marker (`m`, the new key) at the old id for a concurrent logout.
-              assert.equal(await env.inspect().hexists(start.key as string, 'v'), 0, 'no session under the old key');
+              assert.equal(await isSession(env.inspect(), start.key as string), false, 'no session under the old key');
             }
             key = sessionKey(id, env.cluster);
           }

@@ -3,7 +3,7 @@
  * one string, a header and a MessagePack map (src/store/layout.ts).
  */
 import type { Cluster, Redis } from 'ioredis';
-import { FORMAT_VERSION, header, packSession, readMap, unpackSession } from '../../src/store/layout.js';
+import { FORMAT_VERSION, entrySize, header, packSession, readMap, unpackSession } from '../../src/store/layout.js';
 
 /**
  * The stored session as a flat record: the header as `v`, `c`, `t`, `x` (absent when empty) and
@@ -58,4 +58,44 @@ export async function update(redis: Redis | Cluster, key: string, changes: Recor
   const ttl = await redis.pttl(key);
   await seed(redis, key, next);
   if (ttl > 0) await redis.pexpire(key, ttl);
+}
+
+/** Add `by` to a number stored in a session (a header number `c`, `t`, `x`, or a map field),
+ *  keeping its TTL, as HINCRBY did to a field of the hash: returns the new value. */
+export async function increment(redis: Redis | Cluster, key: string, field: string, by: number): Promise<number> {
+  const next = Number((await stored(redis, key))[field] ?? 0) + by;
+  await update(redis, key, { [field]: next });
+  return next;
+}
+
+/** Fields of `stored()` that are no entry of the map a session's size counts: the header's numbers
+ *  and the remembered operations `o`. */
+const UNCOUNTED = new Set(['v', 'c', 't', 'x', 'o']);
+
+/** What `maxSize` counts of a stored session: `entrySize` of every field of its packed map, the map's
+ *  own header, the value's header (v c t x) and the operation record `o` aside (layout.lua, `measure`). */
+export function sizeOf(session: Record<string, string>): number {
+  let size = 0;
+  for (const [field, value] of Object.entries(session)) if (!UNCOUNTED.has(field)) size += entrySize(field, value);
+  return size;
+}
+
+/** `sizeOf` the session stored at `key`. */
+export async function storedSize(redis: Redis | Cluster, key: string): Promise<number> {
+  return sizeOf(await stored(redis, key));
+}
+
+/** What layout.lua's `measure` counts from the value itself: the bytes of the packed map after the
+ *  value's header, less the map's own header and the `o` entry. Equal to `storedSize` when the map
+ *  holds what `entrySize` assumes (cmsgpack's string headers). */
+export async function packedSize(redis: Redis | Cluster, key: string): Promise<number> {
+  const value = await redis.getBuffer(key);
+  if (value === null) throw new Error(`packedSize: nothing stored at ${key}`);
+  let at = 0;
+  for (let i = 0; i < 4; i++) at = value.indexOf(0x20, at) + 1;
+  const head = value[at];
+  let size = value.length - at - (head === 0xde ? 3 : head === 0xdf ? 5 : 1);
+  const o = (await stored(redis, key)).o;
+  if (o !== undefined) size -= entrySize('o', o);
+  return size;
 }

@@ -60,12 +60,12 @@ local function migrate(key)
   return value
 end
 
--- The value at `key`: a string (a session, a marker, or something foreign), or false when there is
--- none (or it was a legacy payload, now deleted).
+-- The value at `key`: a string (a session, a marker, or something foreign), nil when there is none,
+-- or false when it was a legacy payload, now deleted.
 local function fetch(key)
   local value = redis.pcall('GET', key)
   if type(value) == 'table' then return migrate(key) end -- WRONGTYPE: a hash
-  return value
+  return value or nil -- a missing key reads as false in Redis' Lua
 end
 
 -- The map of a marker value, or nil when `value` is no marker.
