@@ -15,23 +15,22 @@ import {
   guards,
   initialContext,
   outputs,
+  type Assigner,
+  type Guard,
+  type Output,
   type SessionContext,
   type SessionEvent,
   type SessionInput,
   type SessionOutput,
 } from './policy.js';
 
-type GuardFn = (context: SessionContext, event: SessionEvent) => boolean;
-type AssignFn = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>;
-type OutputFn = (context: SessionContext, event: SessionEvent) => SessionOutput;
-
 interface CompiledTransition {
   /** Which edge of the chart this is (`edgeId()`): what traces and the live chart count. */
   readonly edge: string;
-  readonly guard: GuardFn | undefined;
+  readonly guard: Guard | undefined;
   /** Leaf index entered, or -1 for a targetless transition (context update only). */
   readonly target: number;
-  readonly actions: readonly AssignFn[];
+  readonly actions: readonly Assigner[];
 }
 
 interface Leaf {
@@ -39,7 +38,7 @@ interface Leaf {
   readonly path: string;
   /** The chart's tags of the state and its ancestors (`sends:load`: the state the load is sent in). */
   readonly tags: ReadonlySet<string>;
-  readonly output: OutputFn | undefined;
+  readonly output: Output | undefined;
   readonly on: ReadonlyMap<string, readonly CompiledTransition[]>;
 }
 
@@ -132,9 +131,9 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
           const target = t.target?.[0];
           return {
             edge: edgeId(node, eventType, index),
-            guard: t.guard === undefined ? undefined : lookup<GuardFn>(guards, nameOf(t.guard, 'guard'), 'guard'),
+            guard: t.guard === undefined ? undefined : lookup<Guard>(guards, nameOf(t.guard, 'guard'), 'guard'),
             target: target ? enter(target) : -1,
-            actions: t.actions.map((a) => lookup<AssignFn>(assigners, nameOf(a, 'action'), 'action')),
+            actions: t.actions.map((a) => lookup<Assigner>(assigners, nameOf(a, 'action'), 'action')),
           };
         }),
       );
@@ -155,7 +154,7 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
     leaves.push({
       path: node.path.join('.'),
       tags,
-      output: node.type === 'final' ? lookup<OutputFn>(outputs, node.key, 'final state output') : undefined,
+      output: node.type === 'final' ? lookup<Output>(outputs, node.key, 'final state output') : undefined,
       on,
     });
   }
