@@ -8,7 +8,7 @@
  * machine calls, looked up by the names the chart uses; `test/machine.test.ts` proves the two
  * runtimes equivalent on every path the graph has and on random event sequences.
  */
-import type { AnyStateMachine } from 'xstate';
+import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
 import {
   assigners,
@@ -48,25 +48,9 @@ export interface CompiledMachine {
   readonly initial: number;
 }
 
-/** The part of XState's StateNode that the compiler (and the chart exporter) reads. */
-export interface MachineNode {
-  key: string;
-  type: string;
-  path: string[];
-  tags: string[];
-  parent?: MachineNode;
-  states: Record<string, MachineNode>;
-  initial?: { target: MachineNode[] };
-  transitions: Map<string, Array<{ target?: MachineNode[]; guard?: unknown; actions: unknown[] }>>;
-  entry: unknown[];
-  exit: unknown[];
-  always?: unknown;
-  config: Record<string, unknown>;
-}
-
 /** The id of the `index`-th transition a state node has for an event: shared by the compiled
  *  table, the traces and the chart exporters. */
-export function edgeId(node: MachineNode, eventType: string, index: number): string {
+export function edgeId(node: AnyStateNode, eventType: string, index: number): string {
   return `${node.path.join('.') || '(machine)'}:${eventType}:${index}`;
 }
 
@@ -86,12 +70,12 @@ function lookup<T>(table: Record<string, T>, name: string, what: string): T {
 
 /** Walk `machine.root` once and build the table. Throws on anything outside the supported subset. */
 export function compileMachine(machine: AnyStateMachine): CompiledMachine {
-  const root = machine.root as unknown as MachineNode;
+  const root: AnyStateNode = machine.root;
   const leaves: Leaf[] = [];
-  const leafIndex = new Map<MachineNode, number>();
-  const nodes: MachineNode[] = [];
+  const leafIndex = new Map<AnyStateNode, number>();
+  const nodes: AnyStateNode[] = [];
 
-  const visit = (node: MachineNode): void => {
+  const visit = (node: AnyStateNode): void => {
     if (node.type === 'parallel' || node.type === 'history') {
       throw new TypeError(`session machine: ${node.type} state "${node.path.join('.')}" is not supported`);
     }
@@ -109,10 +93,10 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
   const atomic = nodes.filter((n) => n.type === 'atomic' || n.type === 'final');
   for (const node of atomic) leafIndex.set(node, leafIndex.size);
 
-  const enter = (node: MachineNode): number => {
+  const enter = (node: AnyStateNode): number => {
     let n = node;
     while (n.type === 'compound') {
-      const next = n.initial?.target[0];
+      const next = n.initial.target[0];
       if (!next) throw new TypeError(`session machine: compound state "${n.path.join('.')}" has no initial state`);
       n = next;
     }
@@ -121,7 +105,7 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
     return index;
   };
 
-  const compileTransitions = (node: MachineNode): Map<string, CompiledTransition[]> => {
+  const compileTransitions = (node: AnyStateNode): Map<string, CompiledTransition[]> => {
     const on = new Map<string, CompiledTransition[]>();
     for (const [eventType, list] of node.transitions) {
       on.set(
@@ -144,13 +128,13 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
   for (const node of atomic) {
     // Deepest first, as XState selects transitions: a leaf's own candidates, then its ancestors'.
     const on = new Map<string, CompiledTransition[]>();
-    for (let n: MachineNode | undefined = node; n; n = n.parent) {
+    for (let n: AnyStateNode | undefined = node; n; n = n.parent) {
       for (const [eventType, list] of compileTransitions(n)) {
         on.set(eventType, [...(on.get(eventType) ?? []), ...list]);
       }
     }
     const tags = new Set<string>();
-    for (let n: MachineNode | undefined = node; n; n = n.parent) for (const tag of n.tags) tags.add(tag);
+    for (let n: AnyStateNode | undefined = node; n; n = n.parent) for (const tag of n.tags) tags.add(tag);
     leaves.push({
       path: node.path.join('.'),
       tags,
