@@ -4,34 +4,34 @@
  * DOT for images and the live chart page. Every edge carries the id the compiled machine and the
  * traces use (`edgeId()`), so a picture can show what requests did.
  */
-import type { AnyStateMachine } from 'xstate';
+import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
-import { edgeId, nameOf, type MachineNode } from './fsm.js';
+import { edgeId, nameOf } from './fsm.js';
 
 /** One edge of the chart. */
 export interface ChartEdge {
   /** `edgeId()`: `<state path>:<event>:<index>`. */
   readonly id: string;
-  readonly from: MachineNode;
-  readonly to: MachineNode;
+  readonly from: AnyStateNode;
+  readonly to: AnyStateNode;
   /** `event [guard] / actions` */
   readonly label: string;
 }
 
-function nodeId(node: MachineNode): string {
+function nodeId(node: AnyStateNode): string {
   return node.path.join('_') || 'root';
 }
 
-function isWithin(node: MachineNode, ancestor: MachineNode): boolean {
-  for (let n: MachineNode | undefined = node; n; n = n.parent) if (n === ancestor) return true;
+function isWithin(node: AnyStateNode, ancestor: AnyStateNode): boolean {
+  for (let n: AnyStateNode | undefined = node; n; n = n.parent) if (n === ancestor) return true;
   return false;
 }
 
 /** Every state node (root first) and every edge of a machine. */
-export function chartOf(machine: AnyStateMachine = sessionMachine): { root: MachineNode; nodes: MachineNode[]; edges: ChartEdge[] } {
-  const root = machine.root as unknown as MachineNode;
-  const nodes: MachineNode[] = [];
-  const collect = (node: MachineNode) => {
+export function chartOf(machine: AnyStateMachine = sessionMachine): { root: AnyStateNode; nodes: AnyStateNode[]; edges: ChartEdge[] } {
+  const root: AnyStateNode = machine.root;
+  const nodes: AnyStateNode[] = [];
+  const collect = (node: AnyStateNode) => {
     nodes.push(node);
     for (const child of Object.values(node.states)) collect(child);
   };
@@ -50,7 +50,7 @@ export function chartOf(machine: AnyStateMachine = sessionMachine): { root: Mach
 }
 
 /** The Redis commands a state sends, from its `sends:<command>` tags. */
-function sends(node: MachineNode): string[] {
+function sends(node: AnyStateNode): string[] {
   return node.tags.filter((t) => t.startsWith('sends:')).map((t) => t.slice('sends:'.length));
 }
 
@@ -58,7 +58,7 @@ function sends(node: MachineNode): string[] {
  * What a final state's request sent after `await next()`: the commands of the states with an edge
  * into it (`create, patch`…), or `no write`. A reader of the chart sees each ending's cost.
  */
-export function finalCommands(final: MachineNode, edges: readonly ChartEdge[]): string {
+export function finalCommands(final: AnyStateNode, edges: readonly ChartEdge[]): string {
   const commands = new Set<string>();
   let direct = false;
   for (const edge of edges) {
@@ -72,7 +72,7 @@ export function finalCommands(final: MachineNode, edges: readonly ChartEdge[]): 
 }
 
 /** A state's label: its name, and for a final state the commands sent on the way to it. */
-function labelOf(node: MachineNode, edges: readonly ChartEdge[]): string {
+function labelOf(node: AnyStateNode, edges: readonly ChartEdge[]): string {
   return node.type === 'final' ? `${node.key} (${finalCommands(node, edges)})` : node.key;
 }
 
@@ -83,7 +83,7 @@ function labelOf(node: MachineNode, edges: readonly ChartEdge[]): string {
 export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
   const { root, edges } = chartOf(machine);
   const lines = ['stateDiagram-v2'];
-  const edgesBy = new Map<MachineNode, string[]>();
+  const edgesBy = new Map<AnyStateNode, string[]>();
 
   // Each edge is drawn in the innermost composite holding both ends but being neither (Mermaid
   // wants it there; an edge from a composite to its own child drawn inside it is a cycle to Mermaid).
@@ -96,8 +96,8 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
     edgesBy.set(home, list);
   }
 
-  const draw = (node: MachineNode, indent: string) => {
-    const initial = node.initial?.target[0];
+  const draw = (node: AnyStateNode, indent: string) => {
+    const initial = node.initial.target[0];
     if (initial) lines.push(`${indent}[*] --> ${nodeId(initial)}`);
     for (const child of Object.values(node.states)) {
       if (child.type === 'compound') {
@@ -132,9 +132,9 @@ export function toDot(machine: AnyStateMachine = sessionMachine): string {
     '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=12];',
     '  edge [fontname="Helvetica", fontsize=10];',
   ];
-  const anchor = (node: MachineNode) => (node.type === 'compound' ? `${nodeId(node)}__anchor` : nodeId(node));
-  const draw = (node: MachineNode, indent: string) => {
-    const initial = node.initial?.target[0];
+  const anchor = (node: AnyStateNode) => (node.type === 'compound' ? `${nodeId(node)}__anchor` : nodeId(node));
+  const draw = (node: AnyStateNode, indent: string) => {
+    const initial = node.initial.target[0];
     if (initial) {
       lines.push(`${indent}${quote(`${nodeId(node)}__start`)} [shape=point, width=0.12, label=""];`);
       lines.push(`${indent}${quote(`${nodeId(node)}__start`)} -> ${quote(anchor(initial))};`);

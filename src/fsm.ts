@@ -8,30 +8,29 @@
  * machine calls, looked up by the names the chart uses; `test/machine.test.ts` proves the two
  * runtimes equivalent on every path the graph has and on random event sequences.
  */
-import type { AnyStateMachine } from 'xstate';
+import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
 import {
   assigners,
   guards,
   initialContext,
   outputs,
+  type Assigner,
+  type Guard,
+  type Output,
   type SessionContext,
   type SessionEvent,
   type SessionInput,
   type SessionOutput,
 } from './policy.js';
 
-type GuardFn = (context: SessionContext, event: SessionEvent) => boolean;
-type AssignFn = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>;
-type OutputFn = (context: SessionContext, event: SessionEvent) => SessionOutput;
-
 interface CompiledTransition {
   /** Which edge of the chart this is (`edgeId()`): what traces and the live chart count. */
   readonly edge: string;
-  readonly guard: GuardFn | undefined;
+  readonly guard: Guard | undefined;
   /** Leaf index entered, or -1 for a targetless transition (context update only). */
   readonly target: number;
-  readonly actions: readonly AssignFn[];
+  readonly actions: readonly Assigner[];
 }
 
 interface Leaf {
@@ -39,7 +38,7 @@ interface Leaf {
   readonly path: string;
   /** The chart's tags of the state and its ancestors (`sends:load`: the state the load is sent in). */
   readonly tags: ReadonlySet<string>;
-  readonly output: OutputFn | undefined;
+  readonly output: Output | undefined;
   readonly on: ReadonlyMap<string, readonly CompiledTransition[]>;
 }
 
@@ -49,25 +48,9 @@ export interface CompiledMachine {
   readonly initial: number;
 }
 
-/** The part of XState's StateNode that the compiler (and the chart exporter) reads. */
-export interface MachineNode {
-  key: string;
-  type: string;
-  path: string[];
-  tags: string[];
-  parent?: MachineNode;
-  states: Record<string, MachineNode>;
-  initial?: { target: MachineNode[] };
-  transitions: Map<string, Array<{ target?: MachineNode[]; guard?: unknown; actions: unknown[] }>>;
-  entry: unknown[];
-  exit: unknown[];
-  always?: unknown;
-  config: Record<string, unknown>;
-}
-
 /** The id of the `index`-th transition a state node has for an event: shared by the compiled
  *  table, the traces and the chart exporters. */
-export function edgeId(node: MachineNode, eventType: string, index: number): string {
+export function edgeId(node: AnyStateNode, eventType: string, index: number): string {
   return `${node.path.join('.') || '(machine)'}:${eventType}:${index}`;
 }
 
@@ -87,12 +70,12 @@ function lookup<T>(table: Record<string, T>, name: string, what: string): T {
 
 /** Walk `machine.root` once and build the table. Throws on anything outside the supported subset. */
 export function compileMachine(machine: AnyStateMachine): CompiledMachine {
-  const root = machine.root as unknown as MachineNode;
+  const root: AnyStateNode = machine.root;
   const leaves: Leaf[] = [];
-  const leafIndex = new Map<MachineNode, number>();
-  const nodes: MachineNode[] = [];
+  const leafIndex = new Map<AnyStateNode, number>();
+  const nodes: AnyStateNode[] = [];
 
-  const visit = (node: MachineNode): void => {
+  const visit = (node: AnyStateNode): void => {
     if (node.type === 'parallel' || node.type === 'history') {
       throw new TypeError(`session machine: ${node.type} state "${node.path.join('.')}" is not supported`);
     }
@@ -110,10 +93,10 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
   const atomic = nodes.filter((n) => n.type === 'atomic' || n.type === 'final');
   for (const node of atomic) leafIndex.set(node, leafIndex.size);
 
-  const enter = (node: MachineNode): number => {
+  const enter = (node: AnyStateNode): number => {
     let n = node;
     while (n.type === 'compound') {
-      const next = n.initial?.target[0];
+      const next = n.initial.target[0];
       if (!next) throw new TypeError(`session machine: compound state "${n.path.join('.')}" has no initial state`);
       n = next;
     }
@@ -122,7 +105,7 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
     return index;
   };
 
-  const compileTransitions = (node: MachineNode): Map<string, CompiledTransition[]> => {
+  const compileTransitions = (node: AnyStateNode): Map<string, CompiledTransition[]> => {
     const on = new Map<string, CompiledTransition[]>();
     for (const [eventType, list] of node.transitions) {
       on.set(
@@ -132,9 +115,9 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
           const target = t.target?.[0];
           return {
             edge: edgeId(node, eventType, index),
-            guard: t.guard === undefined ? undefined : lookup<GuardFn>(guards, nameOf(t.guard, 'guard'), 'guard'),
+            guard: t.guard === undefined ? undefined : lookup<Guard>(guards, nameOf(t.guard, 'guard'), 'guard'),
             target: target ? enter(target) : -1,
-            actions: t.actions.map((a) => lookup<AssignFn>(assigners, nameOf(a, 'action'), 'action')),
+            actions: t.actions.map((a) => lookup<Assigner>(assigners, nameOf(a, 'action'), 'action')),
           };
         }),
       );
@@ -145,17 +128,17 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
   for (const node of atomic) {
     // Deepest first, as XState selects transitions: a leaf's own candidates, then its ancestors'.
     const on = new Map<string, CompiledTransition[]>();
-    for (let n: MachineNode | undefined = node; n; n = n.parent) {
+    for (let n: AnyStateNode | undefined = node; n; n = n.parent) {
       for (const [eventType, list] of compileTransitions(n)) {
         on.set(eventType, [...(on.get(eventType) ?? []), ...list]);
       }
     }
     const tags = new Set<string>();
-    for (let n: MachineNode | undefined = node; n; n = n.parent) for (const tag of n.tags) tags.add(tag);
+    for (let n: AnyStateNode | undefined = node; n; n = n.parent) for (const tag of n.tags) tags.add(tag);
     leaves.push({
       path: node.path.join('.'),
       tags,
-      output: node.type === 'final' ? lookup<OutputFn>(outputs, node.key, 'final state output') : undefined,
+      output: node.type === 'final' ? lookup<Output>(outputs, node.key, 'final state output') : undefined,
       on,
     });
   }

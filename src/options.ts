@@ -2,6 +2,10 @@
  * Options of `koaRedisSession()`: their types, defaults and validation. Every mistake is a
  * `TypeError` thrown when the middleware is created, naming the option (README, "Options"), as koa's `use()`
  * and keygrip fail at setup instead of at the first request.
+ *
+ * Each option is defined once, in `OPTIONS` (each cookie attribute in `COOKIE_ATTRIBUTES`): its
+ * one-line doc, its default and its check. The names, the validation and `ResolvedOptions` are
+ * derived from it; test/options-table.test.ts holds the README's options table to it.
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Context } from 'koa';
@@ -101,43 +105,46 @@ export interface SessionOptions {
   traceHeader?: boolean;
 }
 
-/** Options after validation, with defaults applied. */
-export interface ResolvedOptions {
-  redis: SessionOptions['redis'];
-  keys: KeyRing | undefined;
-  prefix: string;
-  contextKey: string;
-  timeout: number | null;
-  timeoutTrigger: number | null;
-  absoluteTimeout: number | null;
-  rolling: boolean | null;
-  setRedisTtl: boolean;
-  detectChanges: boolean;
-  deserializedFailsNew: boolean;
-  invalidateEmptySession: boolean;
-  cookie: Required<Pick<SessionCookieOptions, 'name' | 'path' | 'httpOnly' | 'sameSite'>> & SessionCookieOptions;
-  cookieOnException: boolean;
-  allowCookies: ((ctx: Context) => boolean) | undefined;
-  onInvalid: ((ctx: Context, err: InvalidSessionError) => void) | undefined;
-  serializer: Serializer;
-  genId: () => string;
-  idPattern: RegExp;
-  maxSize: number;
-  onRedisError: 'throw' | 'continue';
-  commandTimeout: number;
-  debug: boolean | ((trace: SessionTrace, ctx: Context) => void) | undefined;
-  traceHeader: boolean;
+/** A default a user could write: what the README's default column shows. */
+type Literal = string | number | boolean | null;
+
+/** Options resolved before the one being resolved, by name (for checks against another option). */
+type Earlier = Readonly<Record<string, unknown>>;
+
+/** One option, or one cookie attribute: everything the code knows of it, in one place. */
+interface Definition<D extends Literal> {
+  /** What it is for, in one line (README, "Options", says it at length; the interface's JSDoc too). */
+  readonly doc: string;
+  /** Its value when left out, as a user would write it: `resolve` receives it, so this is the
+   *  default that applies, and the README's default column must show it (test/options-table.test.ts).
+   *  Absent when no value says it (`app.keys`, "persistent cookies"…): `resolve` then gets undefined. */
+  readonly default?: D;
+  /** Check the value given (or the default) and return what the middleware uses; `fail()` refuses it. */
+  readonly resolve: (value: unknown, earlier: Earlier) => unknown;
 }
 
-const OPTION_NAMES = new Set<string>([
-  'redis', 'keys', 'prefix', 'contextKey', 'timeout', 'timeoutTrigger', 'absoluteTimeout', 'rolling', 'setRedisTtl', 'detectChanges',
-  'deserializedFailsNew', 'invalidateEmptySession', 'cookie', 'cookieOnException', 'allowCookies',
-  'onInvalid', 'serializer', 'genId', 'maxSize', 'onRedisError', 'commandTimeout', 'debug', 'traceHeader',
-]);
+/** A table of definitions with exactly the keys of `O`: a key missing from the table, or one the
+ *  interface does not have, is a type error, and each default must be a value `O` allows. */
+type Table<O> = { readonly [K in keyof O]-?: Definition<Extract<O[K], Literal>> };
 
-const COOKIE_NAMES = new Set<string>([
-  'name', 'maxAge', 'expires', 'path', 'domain', 'secure', 'httpOnly', 'sameSite', 'priority', 'partitioned',
-]);
+/** What a table resolves to: each entry's `resolve` result, by name. */
+type Resolved<T extends Record<string, { resolve: (...args: never[]) => unknown }>> = { [K in keyof T]: ReturnType<T[K]['resolve']> };
+
+/** Largest number of seconds a session time may be: Redis EXPIRE and epoch-second dates take it. */
+const MAX_SECONDS = 2 ** 31 - 1;
+
+/** The seconds rule of every session time (README, "Options": session times are in seconds): a
+ *  whole number from 1 to 2^31 - 1. */
+export function isSeconds(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= MAX_SECONDS;
+}
+
+/** An idle timeout, as the `timeout` option and `ctx.session.adjustTimeout()` take it: seconds, or 0
+ *  or null for never (null). Undefined when the value is neither: the caller throws its own error. */
+export function toTimeout(value: unknown): number | null | undefined {
+  if (value === null || value === 0) return null;
+  return isSeconds(value) ? value : undefined;
+}
 
 /** RFC 6265 token: what a cookie name may be. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -147,148 +154,318 @@ function fail(option: string, expected: string, value: unknown): never {
   throw new TypeError(`koaRedisSession: option "${option}" must be ${expected}, got ${shown}`);
 }
 
-function bool(options: Record<string, unknown>, name: string, fallback: boolean, option = name): boolean {
-  const value = options[name];
-  if (value === undefined) return fallback;
+function bool(value: unknown, option: string): boolean {
   if (typeof value !== 'boolean') fail(option, 'a boolean', value);
   return value;
 }
 
-function seconds(value: unknown, option: string, allowZero: boolean): number | null {
-  if (value === null || (allowZero && value === 0)) return null;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > 2 ** 31 - 1) {
-    fail(option, `a whole number of seconds above 0${allowZero ? ', or 0/null for never' : ', or null'}`, value);
-  }
+/** A session time other than `timeout`: seconds, or null for none. */
+function seconds(value: unknown, option: string): number | null {
+  if (value === null) return null;
+  if (!isSeconds(value)) fail(option, 'a whole number of seconds above 0, or null', value);
   return value;
 }
 
-function func<T>(options: Record<string, unknown>, name: string): T | undefined {
-  const value = options[name];
+function func<F>(value: unknown, option: string): F | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'function') fail(name, 'a function', value);
-  return value as T;
+  if (typeof value !== 'function') fail(option, 'a function', value);
+  return value as F;
 }
 
-function resolveCookie(value: unknown): ResolvedOptions['cookie'] {
-  if (value === undefined) value = {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('cookie', 'an object of cookie attributes', value);
-  const c = value as Record<string, unknown>;
-  for (const key of Object.keys(c)) {
-    if (!COOKIE_NAMES.has(key)) {
-      throw new TypeError(`koaRedisSession: unknown option "cookie.${key}" (known: ${[...COOKIE_NAMES].join(', ')})`);
+/** The attributes of the session cookie (option `cookie`), in the order they are checked. */
+export const COOKIE_ATTRIBUTES = {
+  name: {
+    doc: 'cookie name',
+    default: 'session',
+    resolve: (value): string => {
+      if (typeof value !== 'string' || !TOKEN.test(value)) fail('cookie.name', 'a cookie name (an RFC 6265 token)', value);
+      return value;
+    },
+  },
+  maxAge: {
+    doc: 'lifetime in milliseconds from when the cookie is sent; none = a browser-session cookie',
+    resolve: (value): number | undefined => {
+      if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > 2 ** 31 * 1000)) {
+        fail('cookie.maxAge', 'a number of milliseconds from 1 to 2^31 seconds', value);
+      }
+      return value;
+    },
+  },
+  expires: {
+    doc: 'fixed expiry date; none = a browser-session cookie',
+    resolve: (value): Date | undefined => {
+      if (value !== undefined && !(value instanceof Date && !Number.isNaN(value.getTime()))) fail('cookie.expires', 'a valid Date', value);
+      return value;
+    },
+  },
+  path: {
+    doc: 'cookie path',
+    default: '/',
+    resolve: (value): string => {
+      if (typeof value !== 'string' || !value.startsWith('/') || /[;\x00-\x1f\x7f]/.test(value)) fail('cookie.path', 'a path starting with "/"', value);
+      return value;
+    },
+  },
+  domain: {
+    doc: 'cookie domain; none = the host that set it',
+    resolve: (value): string | undefined => {
+      if (value !== undefined && (typeof value !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(value))) fail('cookie.domain', 'a domain name', value);
+      return value;
+    },
+  },
+  secure: {
+    doc: 'Secure attribute; none = ctx.secure',
+    resolve: (value): boolean | undefined => (value === undefined ? undefined : bool(value, 'cookie.secure')),
+  },
+  httpOnly: {
+    doc: 'HttpOnly attribute',
+    default: true,
+    resolve: (value): boolean => bool(value, 'cookie.httpOnly'),
+  },
+  sameSite: {
+    doc: 'SameSite attribute',
+    default: 'lax',
+    resolve: (value, earlier): 'strict' | 'lax' | 'none' | boolean => {
+      if (!(typeof value === 'boolean' || value === 'strict' || value === 'lax' || value === 'none')) {
+        fail('cookie.sameSite', '"strict", "lax", "none" or a boolean', value);
+      }
+      if (value === 'none' && earlier.secure === false) {
+        fail('cookie.sameSite', 'used with secure cookies when "none" (browsers reject SameSite=None without Secure)', value);
+      }
+      return value;
+    },
+  },
+  priority: {
+    doc: 'Priority attribute',
+    resolve: (value): 'low' | 'medium' | 'high' | undefined => {
+      if (value !== undefined && value !== 'low' && value !== 'medium' && value !== 'high') fail('cookie.priority', '"low", "medium" or "high"', value);
+      return value;
+    },
+  },
+  partitioned: {
+    doc: 'CHIPS partitioned cookie (browsers require secure with it)',
+    // None, like false: the attribute is not sent.
+    resolve: (value, earlier): true | undefined => {
+      if (value === undefined || !bool(value, 'cookie.partitioned')) return undefined;
+      if (earlier.secure === false) fail('cookie.partitioned', 'used with secure cookies (browsers reject Partitioned without Secure)', true);
+      return true;
+    },
+  },
+} satisfies Table<SessionCookieOptions>;
+
+/** The `cookie` option resolved: the attributes given or defaulted, none set to undefined. */
+export type ResolvedCookie = Required<Pick<SessionCookieOptions, 'name' | 'path' | 'httpOnly' | 'sameSite'>> & SessionCookieOptions;
+
+/**
+ * Check each entry of `table` in order against `given`, defaults applied, and return what they
+ * resolve to. `prefix` names the table in errors (`cookie.`); with `sparse`, an entry that
+ * resolves to undefined is left out rather than set to undefined (cookie attributes).
+ */
+function resolveTable<T extends Record<string, Definition<Literal>>>(table: T, given: Record<string, unknown>, prefix: string, sparse: boolean): Resolved<T> {
+  for (const key of Object.keys(given)) {
+    if (!Object.hasOwn(table, key)) {
+      throw new TypeError(`koaRedisSession: unknown option "${prefix}${key}" (known: ${Object.keys(table).join(', ')})`);
     }
   }
-  const name = c.name ?? 'session';
-  if (typeof name !== 'string' || !TOKEN.test(name)) fail('cookie.name', 'a cookie name (an RFC 6265 token)', name);
-  const path = c.path ?? '/';
-  if (typeof path !== 'string' || !path.startsWith('/') || /[;\x00-\x1f\x7f]/.test(path)) fail('cookie.path', 'a path starting with "/"', path);
-  if (c.domain !== undefined && (typeof c.domain !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(c.domain))) fail('cookie.domain', 'a domain name', c.domain);
-  if (c.maxAge !== undefined && (typeof c.maxAge !== 'number' || !Number.isFinite(c.maxAge) || c.maxAge < 1 || c.maxAge > 2 ** 31 * 1000)) {
-    fail('cookie.maxAge', 'a number of milliseconds from 1 to 2^31 seconds', c.maxAge);
+  const resolved: Record<string, unknown> = {};
+  for (const [name, definition] of Object.entries(table)) {
+    const value = given[name] === undefined && Object.hasOwn(definition, 'default') ? definition.default : given[name];
+    const result = definition.resolve(value, resolved);
+    if (result !== undefined || !sparse) resolved[name] = result;
   }
-  if (c.expires !== undefined && !(c.expires instanceof Date && !Number.isNaN(c.expires.getTime()))) fail('cookie.expires', 'a valid Date', c.expires);
-  if (c.secure !== undefined && typeof c.secure !== 'boolean') fail('cookie.secure', 'a boolean', c.secure);
-  const httpOnly = bool(c, 'httpOnly', true, 'cookie.httpOnly');
-  const sameSite = c.sameSite ?? 'lax';
-  if (!(typeof sameSite === 'boolean' || sameSite === 'strict' || sameSite === 'lax' || sameSite === 'none')) {
-    fail('cookie.sameSite', '"strict", "lax", "none" or a boolean', sameSite);
-  }
-  if (c.priority !== undefined && c.priority !== 'low' && c.priority !== 'medium' && c.priority !== 'high') {
-    fail('cookie.priority', '"low", "medium" or "high"', c.priority);
-  }
-  const partitioned = bool(c, 'partitioned', false, 'cookie.partitioned');
-  if (partitioned && c.secure === false) fail('cookie.partitioned', 'used with secure cookies (browsers reject Partitioned without Secure)', true);
-  if (sameSite === 'none' && c.secure === false) fail('cookie.sameSite', 'used with secure cookies when "none" (browsers reject SameSite=None without Secure)', sameSite);
-  const cookie: ResolvedOptions['cookie'] = { name, path, httpOnly, sameSite: sameSite as ResolvedOptions['cookie']['sameSite'] };
-  if (c.maxAge !== undefined) cookie.maxAge = c.maxAge as number;
-  if (c.expires !== undefined) cookie.expires = c.expires as Date;
-  if (c.domain !== undefined) cookie.domain = c.domain as string;
-  if (c.secure !== undefined) cookie.secure = c.secure as boolean;
-  if (c.priority !== undefined) cookie.priority = c.priority as 'low' | 'medium' | 'high';
-  if (partitioned) cookie.partitioned = true;
-  return cookie;
+  return resolved as Resolved<T>;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * Every option of `koaRedisSession()`, in the README's order (README, "Options"): its one-line doc,
+ * its default, and how it is checked and resolved. The option names, the validation and the
+ * resolved options all come from here; the `SessionOptions` interface keeps the public
+ * documentation, and `satisfies Table<SessionOptions>` holds the two to the same set of names.
+ */
+export const OPTIONS = {
+  redis: {
+    doc: 'the Redis client, a redis:// URL, or ioredis options',
+    // None: process.env.REDIS_URL or redis://127.0.0.1:6379, read when connecting (src/client.ts).
+    resolve: (value): SessionOptions['redis'] => {
+      if (value !== undefined && typeof value !== 'string' && (value === null || typeof value !== 'object')) {
+        fail('redis', 'an ioredis Redis or Cluster instance, a redis:// URL or ioredis options', value);
+      }
+      if (typeof value === 'string' && !/^rediss?:\/\//.test(value)) fail('redis', 'a redis:// or rediss:// URL', value);
+      return value as SessionOptions['redis'];
+    },
+  },
+  keys: {
+    doc: 'signing keys, newest first, or a Keygrip',
+    // None: app.keys, read per request.
+    resolve: (value): KeyRing | undefined => (value === undefined ? undefined : toKeyRing(value, 'koaRedisSession: option "keys"')),
+  },
+  prefix: {
+    doc: 'Redis key prefix',
+    default: 'sess:',
+    resolve: (value): string => {
+      if (typeof value !== 'string') fail('prefix', 'a string', value);
+      return value;
+    },
+  },
+  contextKey: {
+    doc: 'the ctx property that holds the session',
+    default: 'session',
+    resolve: (value): string => {
+      if (typeof value !== 'string' || value === '') fail('contextKey', 'a non-empty string', value);
+      return value;
+    },
+  },
+  timeout: {
+    doc: 'idle seconds before a session expires; 0 or null = never',
+    default: 1200,
+    resolve: (value): number | null => {
+      const timeout = toTimeout(value);
+      if (timeout === undefined) fail('timeout', 'a whole number of seconds above 0, or 0/null for never', value);
+      return timeout;
+    },
+  },
+  timeoutTrigger: {
+    doc: 'move the expiry only once fewer than this many seconds remain',
+    default: null,
+    resolve: (value, earlier): number | null => {
+      const trigger = seconds(value, 'timeoutTrigger');
+      if (trigger === null) return null;
+      const timeout = typeof earlier.timeout === 'number' ? earlier.timeout : null;
+      if (timeout === null) fail('timeoutTrigger', 'null when timeout is 0/null (a session that never expires has nothing to refresh)', trigger);
+      if (trigger >= timeout) fail('timeoutTrigger', `less than timeout (${timeout})`, trigger);
+      return trigger;
+    },
+  },
+  absoluteTimeout: {
+    doc: 'seconds after its creation when a session ends, however active',
+    default: null,
+    resolve: (value): number | null => seconds(value, 'absoluteTimeout'),
+  },
+  rolling: {
+    doc: "re-send the cookie whenever the session's expiry moves",
+    // None: null, for the machine "persistent cookies only" (src/policy.ts, SessionContext.rolling).
+    resolve: (value): boolean | null => (value === undefined ? null : bool(value, 'rolling')),
+  },
+  setRedisTtl: {
+    doc: 'false = LRU mode: no Redis TTL, the expiry kept in the payload only',
+    default: true,
+    resolve: (value): boolean => bool(value, 'setRedisTtl'),
+  },
+  detectChanges: {
+    doc: "catch nested mutation by comparing each value's encoding with what was loaded",
+    default: true,
+    resolve: (value): boolean => bool(value, 'detectChanges'),
+  },
+  deserializedFailsNew: {
+    doc: 'a payload that cannot be decoded gives a fresh session instead of a 500',
+    default: false,
+    resolve: (value): boolean => bool(value, 'deserializedFailsNew'),
+  },
+  invalidateEmptySession: {
+    doc: 'an existing session emptied by the request is deleted and its cookie cleared',
+    default: true,
+    resolve: (value): boolean => bool(value, 'invalidateEmptySession'),
+  },
+  cookie: {
+    doc: 'session cookie attributes',
+    // None: every attribute's own default (COOKIE_ATTRIBUTES).
+    resolve: (value): ResolvedCookie => {
+      if (value === undefined) value = {};
+      if (!isRecord(value)) fail('cookie', 'an object of cookie attributes', value);
+      return resolveTable(COOKIE_ATTRIBUTES, value, 'cookie.', true);
+    },
+  },
+  cookieOnException: {
+    doc: 'whether a response produced by an error still sets the cookie of a new session',
+    default: true,
+    resolve: (value): boolean => bool(value, 'cookieOnException'),
+  },
+  allowCookies: {
+    doc: 'return false to send no session cookie on this response',
+    resolve: (value) => func<(ctx: Context) => boolean>(value, 'allowCookies'),
+  },
+  onInvalid: {
+    doc: 'called whenever a cookie does not lead to a usable session, with the reason',
+    resolve: (value) => func<(ctx: Context, err: InvalidSessionError) => void>(value, 'onInvalid'),
+  },
+  serializer: {
+    doc: 'encodes each session value',
+    // None: sessionSerializer (src/values.ts).
+    resolve: (value): Serializer => {
+      const serializer = (value === undefined ? sessionSerializer : value) as Serializer;
+      if (serializer === null || typeof serializer !== 'object' || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
+        fail('serializer', 'an object with stringify(value) and parse(text) functions', serializer);
+      }
+      if (serializer.check !== undefined && typeof serializer.check !== 'function') fail('serializer.check', 'a function or absent', serializer.check);
+      return serializer;
+    },
+  },
+  genId: {
+    doc: 'session id generator',
+    // None: 32 random bytes, base64url (src/cookie.ts).
+    resolve: (value): (() => string) => func<() => string>(value, 'genId') ?? defaultGenId,
+  },
+  maxSize: {
+    doc: 'largest session, in bytes of stored fields',
+    default: 65536,
+    resolve: (value): number => {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) fail('maxSize', 'a whole number of bytes above 0', value);
+      return value;
+    },
+  },
+  onRedisError: {
+    doc: "when Redis fails: 'throw' a 503, or 'continue' with an unstored session",
+    default: 'throw',
+    resolve: (value): 'throw' | 'continue' => {
+      if (value !== 'throw' && value !== 'continue') fail('onRedisError', '"throw" or "continue"', value);
+      return value;
+    },
+  },
+  commandTimeout: {
+    doc: 'milliseconds any session command may take',
+    default: 1000,
+    resolve: (value): number => {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > 2 ** 31 - 1) {
+        fail('commandTimeout', 'a whole number of milliseconds above 0', value);
+      }
+      return value;
+    },
+  },
+  debug: {
+    doc: 'trace every request on one line: true to stderr, or a function',
+    // None: on when DEBUG names koa-session-machine, asked per request (src/trace.ts).
+    resolve: (value): boolean | ((trace: SessionTrace, ctx: Context) => void) | undefined => {
+      if (value !== undefined && typeof value !== 'boolean' && typeof value !== 'function') fail('debug', 'a boolean or a function', value);
+      return value as boolean | ((trace: SessionTrace, ctx: Context) => void) | undefined;
+    },
+  },
+  traceHeader: {
+    doc: 'development only: the trace line in an X-Session-Trace response header',
+    default: false,
+    resolve: (value): boolean => {
+      const on = bool(value, 'traceHeader');
+      if (on && process.env.NODE_ENV === 'production') fail('traceHeader', 'off when NODE_ENV is production (the header shows session internals)', true);
+      return on;
+    },
+  },
+} satisfies Table<SessionOptions>;
+
+/** The names of the options, in the README's order. */
+export const OPTION_NAMES: readonly (keyof SessionOptions)[] = Object.keys(OPTIONS) as (keyof SessionOptions)[];
+
+/** Options after validation, with defaults applied. */
+export interface ResolvedOptions extends Resolved<typeof OPTIONS> {
+  /** What a cookie's id must look like: the default generator's, or any cookie-safe id for `genId`'s. */
+  idPattern: RegExp;
 }
 
 /** Validate options and apply defaults. Throws a TypeError naming the first bad option. */
 export function resolveOptions(input: SessionOptions = {}): ResolvedOptions {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) fail('options', 'an object', input);
-  const o = input as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.has(key)) {
-      throw new TypeError(`koaRedisSession: unknown option "${key}" (known: ${[...OPTION_NAMES].join(', ')})`);
-    }
-  }
-
-  const redis = o.redis;
-  if (redis !== undefined && typeof redis !== 'string' && (redis === null || typeof redis !== 'object')) {
-    fail('redis', 'an ioredis Redis or Cluster instance, a redis:// URL or ioredis options', redis);
-  }
-  if (typeof redis === 'string' && !/^rediss?:\/\//.test(redis)) fail('redis', 'a redis:// or rediss:// URL', redis);
-
-  const keys = o.keys === undefined ? undefined : toKeyRing(o.keys, 'koaRedisSession: option "keys"');
-
-  const prefix = o.prefix ?? 'sess:';
-  if (typeof prefix !== 'string') fail('prefix', 'a string', prefix);
-  const contextKey = o.contextKey ?? 'session';
-  if (typeof contextKey !== 'string' || contextKey === '') fail('contextKey', 'a non-empty string', contextKey);
-
-  const timeout = o.timeout === undefined ? 1200 : seconds(o.timeout, 'timeout', true);
-  const timeoutTrigger = o.timeoutTrigger === undefined ? null : seconds(o.timeoutTrigger, 'timeoutTrigger', false);
-  if (timeoutTrigger !== null) {
-    if (timeout === null) fail('timeoutTrigger', 'null when timeout is 0/null (a session that never expires has nothing to refresh)', timeoutTrigger);
-    if (timeoutTrigger >= timeout) fail('timeoutTrigger', `less than timeout (${timeout})`, timeoutTrigger);
-  }
-
-  const absoluteTimeout = o.absoluteTimeout === undefined ? null : seconds(o.absoluteTimeout, 'absoluteTimeout', false);
-  const rolling = o.rolling === undefined ? null : bool(o, 'rolling', false);
-
-  const serializer = (o.serializer ?? sessionSerializer) as Serializer;
-  if (serializer === null || typeof serializer !== 'object' || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
-    fail('serializer', 'an object with stringify(value) and parse(text) functions', serializer);
-  }
-  if (serializer.check !== undefined && typeof serializer.check !== 'function') fail('serializer.check', 'a function or absent', serializer.check);
-
-  const genId = func<() => string>(o, 'genId');
-
-  const maxSize = o.maxSize ?? 65536;
-  if (typeof maxSize !== 'number' || !Number.isInteger(maxSize) || maxSize <= 0) fail('maxSize', 'a whole number of bytes above 0', maxSize);
-  const onRedisError = o.onRedisError ?? 'throw';
-  if (onRedisError !== 'throw' && onRedisError !== 'continue') fail('onRedisError', '"throw" or "continue"', onRedisError);
-  const commandTimeout = o.commandTimeout ?? 1000;
-  if (typeof commandTimeout !== 'number' || !Number.isInteger(commandTimeout) || commandTimeout <= 0 || commandTimeout > 2 ** 31 - 1) {
-    fail('commandTimeout', 'a whole number of milliseconds above 0', commandTimeout);
-  }
-  const debug = o.debug;
-  if (debug !== undefined && typeof debug !== 'boolean' && typeof debug !== 'function') fail('debug', 'a boolean or a function', debug);
-  const traceHeader = bool(o, 'traceHeader', false);
-  if (traceHeader && process.env.NODE_ENV === 'production') {
-    fail('traceHeader', 'off when NODE_ENV is production (the header shows session internals)', true);
-  }
-
-  return {
-    redis: redis as SessionOptions['redis'],
-    keys,
-    prefix,
-    contextKey,
-    timeout,
-    timeoutTrigger,
-    absoluteTimeout,
-    rolling,
-    setRedisTtl: bool(o, 'setRedisTtl', true),
-    detectChanges: bool(o, 'detectChanges', true),
-    deserializedFailsNew: bool(o, 'deserializedFailsNew', false),
-    invalidateEmptySession: bool(o, 'invalidateEmptySession', true),
-    cookie: resolveCookie(o.cookie),
-    cookieOnException: bool(o, 'cookieOnException', true),
-    allowCookies: func(o, 'allowCookies'),
-    onInvalid: func(o, 'onInvalid'),
-    serializer,
-    genId: genId ?? defaultGenId,
-    idPattern: genId ? CUSTOM_ID_PATTERN : DEFAULT_ID_PATTERN,
-    maxSize,
-    onRedisError,
-    commandTimeout,
-    debug: debug as ResolvedOptions['debug'],
-    traceHeader,
-  };
+  if (!isRecord(input)) fail('options', 'an object', input);
+  const resolved = resolveTable(OPTIONS, input, '', false);
+  return { ...resolved, idPattern: input.genId === undefined ? DEFAULT_ID_PATTERN : CUSTOM_ID_PATTERN };
 }

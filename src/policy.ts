@@ -217,9 +217,12 @@ function named<F>() {
   return <K extends string>(table: Record<K, F>): Readonly<Record<K, F>> => table;
 }
 
-type Guard = (context: SessionContext, event: SessionEvent) => boolean;
-type Assigner = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>;
-type Output = (context: SessionContext, event: SessionEvent) => SessionOutput;
+/** A guard: a pure predicate on the context and the event (`guards`). */
+export type Guard = (context: SessionContext, event: SessionEvent) => boolean;
+/** A context update: the fields it changes (`assigners`). */
+export type Assigner = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>;
+/** A final state's output (`outputs`). */
+export type Output = (context: SessionContext, event: SessionEvent) => SessionOutput;
 
 /** Guards: pure predicates, named as the chart names them. */
 export const guards = named<Guard>()({

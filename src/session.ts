@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
+import { toTimeout } from './options.js';
 import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
 import { entrySize } from './store/layout.js';
@@ -590,7 +591,11 @@ export class SessionState implements WriteSource {
   }
 
   adjustTimeout(seconds: number | null): void {
-    this.timeout = checkSeconds(seconds);
+    const timeout = toTimeout(seconds); // the `timeout` option's rule
+    if (timeout === undefined) {
+      throw new TypeError(`ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, or 0/null for never; got ${String(seconds)}`);
+    }
+    this.timeout = timeout;
     this.timeoutChanged = true;
     this.#changes = null;
     this.#markWritten();

@@ -74,6 +74,13 @@ describe('option validation', () => {
     ['partitioned without secure', { cookie: { partitioned: true, secure: false } }, /option "cookie.partitioned"/],
     ['a bad priority', { cookie: { priority: 'urgent' } }, /option "cookie.priority"/],
     ['a cookie path without a slash', { cookie: { path: 'app' } }, /option "cookie.path"/],
+    // null is a value, not "the default": only the options whose type takes null take it.
+    ['a null prefix', { prefix: null }, /option "prefix" must be a string, got null/],
+    ['a null maxSize', { maxSize: null }, /option "maxSize" must be a whole number of bytes above 0, got null/],
+    ['a null serializer', { serializer: null }, /option "serializer" must be an object/],
+    ['a null onRedisError', { onRedisError: null }, /option "onRedisError"/],
+    ['a null cookie name', { cookie: { name: null } }, /option "cookie.name"/],
+    ['a null cookie sameSite', { cookie: { sameSite: null } }, /option "cookie.sameSite"/],
   ];
   for (const [what, options, message] of cases) {
     it(`rejects ${what}`, () => {
