@@ -1,6 +1,6 @@
 /**
  * `npm run bench:alloc`: heap bytes allocated per request by the session layer, with every option
- * at its default and with every option set (issue 5: no per-request allocation that grows with
+ * at its default and with every option set (the goal: no per-request allocation that grows with
  * the number of options), and with tracing on, which allocates a trace by design.
  *
  * Requests run in-process through Koa's own callback (no sockets) against a private redis-server,

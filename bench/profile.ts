@@ -2,7 +2,7 @@
  * `npm run bench:profile`: where one server's CPU goes in one scenario. The server runs under
  * `node --cpu-prof` against a private redis-server while autocannon drives it, as in `npm run bench`;
  * the profile is written to bench/profiles/ (open it in Chrome DevTools or speedscope) and its
- * heaviest functions by self time are printed. This is how the changes of issue 5 were found.
+ * heaviest functions by self time are printed. bench/README.md has what it found.
  *   npm run bench:profile                                  # koa-session-machine, read-only, 5 s
  *   npm run bench:profile -- --server floor --scenario write --seconds 10
  */

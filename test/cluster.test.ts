@@ -1,5 +1,5 @@
 /**
- * Redis Cluster (3 masters + 3 replicas, private processes): the SPEC §5 table and the concurrency
+ * Redis Cluster (3 masters + 3 replicas, private processes): the README's cost table and the concurrency
  * guarantee through an ioredis `Cluster` passed as `redis`, and a master killed under load whose
  * replica takes over.
  */

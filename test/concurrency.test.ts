@@ -1,5 +1,5 @@
 /**
- * No lost updates (SPEC §6): concurrent requests of one session that change different keys all
+ * No lost updates (docs/design.md, "Concurrency"): concurrent requests of one session that change different keys all
  * survive, whatever their interleaving; the same key: last writer wins; a logout stays a logout.
  * Where the order matters, handlers stop at barriers the test opens: no timing is assumed.
  */

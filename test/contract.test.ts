@@ -1,5 +1,5 @@
 /**
- * SPEC §5, row by row, on Koa 3 and Koa 2, against a private redis-server (test/helpers/contract.ts).
+ * The README's cost table ("What each request costs"), row by row, on Koa 3 and Koa 2, against a private redis-server (test/helpers/contract.ts).
  */
 import { KOA_VERSIONS } from './helpers/app.js';
 import { runContract } from './helpers/contract.js';

@@ -1,5 +1,5 @@
 /**
- * Every option of SPEC §2: validated at koaRedisSession() time with a message naming it, and its
+ * Every option of README "Options": validated at koaRedisSession() time with a message naming it, and its
  * effect on the wire (MONITOR), on the cookies and on what is stored.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Pyramid ISession parity (reference/pyramid_session_redis.md §2): flash queues, CSRF tokens and
+ * Pyramid ISession parity (https://github.com/jvanasco/pyramid_session_redis): flash queues, CSRF tokens and
  * csrfProtect(), adjustTimeout(), adjustCookieMaxAge(), recookie(), and maxSize — each with the
  * Redis commands it costs.
  */

@@ -1,5 +1,5 @@
 /**
- * Redis Sentinel (one master, one replica, three sentinels, private processes): the SPEC §5 table
+ * Redis Sentinel (one master, one replica, three sentinels, private processes): the README's cost table
  * through ioredis in Sentinel mode, and a forced failover under load.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * SPEC §5 as a table, and a runner that plays it on any Redis set-up (one server, a Cluster):
+ * The README's cost table ("What each request costs") as a table, and a runner that plays it on any Redis set-up (one server, a Cluster):
  * the exact commands each request sent, its Set-Cookie headers, and what is stored afterwards.
  */
 import assert from 'node:assert/strict';
@@ -265,7 +265,7 @@ async function prepare(env: ContractEnv, version: KoaVersion, kind: Prepare, opt
 
 export function runContract(env: ContractEnv, label: string): void {
 for (const version of env.versions) {
-  describe(`SPEC §5 on Koa ${version}, ${label}`, () => {
+  describe(`the cost table on Koa ${version}, ${label}`, () => {
     for (const row of ROWS) {
       describe(row.request, () => {
         it(row.costs, async () => {
