@@ -59,6 +59,7 @@ const T = {
   fuzz: 'test/fuzz.test.ts',
   races: 'test/races.test.ts',
   lifetimes: 'test/lifetimes.test.ts',
+  layout: 'test/layout.test.ts',
 } as const;
 
 const CHART = 'machines/session.machine.ts';
@@ -225,8 +226,21 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'migrate-drops',
     bug: 'a session of the previous layout (a hash) is deleted as legacy instead of migrated',
-    edits: one(LAYOUT, "  elseif meta.v == '1' and tonumber(meta.c) then", '  elseif false then'),
+    edits: one(LAYOUT, "  elseif meta.v == '1' and c and c ~= '' and t and x then", '  elseif false then'),
     tests: [T.options],
+  },
+
+  {
+    name: 'migrate-trusts-numbers',
+    bug: 'the migration takes any number a hash holds: a negative or non-finite one loops in base 36 and blocks Redis',
+    edits: one(LAYOUT, '  if not whole(n) then return nil end\n', '  if not n then return nil end\n'),
+    tests: [T.layout],
+  },
+  {
+    name: 'taken-accepts-older-op',
+    bug: "a rotate whose fresh id is taken answers 'done' when the key holds a newer operation of the same writer",
+    edits: one(ROTATE, '  return replayed(map.o, op, true) or 0\n', '  return replayed(map.o, op) or 0\n'),
+    tests: [T.layout],
   },
 
   {

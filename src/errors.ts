@@ -92,13 +92,14 @@ export class RawDeserializationError extends Error {
   constructor(
     /** The session id whose payload failed. */
     readonly sessionId: string,
-    /** The session data key whose value failed to decode. */
+    /** The session data key whose value failed to decode; '' when the stored session itself is
+     *  damaged (its fields cannot be unpacked). */
     readonly key: string,
     cause: unknown,
   ) {
     // The id stays out of the message (it is a credential, and messages end up in logs).
     super(
-      `session payload: the stored value of key "${key}" cannot be decoded by the serializer ` +
+      `session payload: ${key === '' ? 'the stored session cannot be unpacked' : `the stored value of key "${key}" cannot be decoded by the serializer`} ` +
         `(${cause instanceof Error ? cause.message : String(cause)}); set deserializedFailsNew to start a fresh session instead`,
       { cause },
     );

@@ -61,7 +61,7 @@ let messageCount = 0;
  *  since. Lengths count UTF-16 code units: only this module reads them; Redis only joins whole
  *  frames and removes them by their exact text. */
 export function frame(text: string): string {
-  messageCount = (messageCount + 1) % 0x7fffffff;
+  messageCount++; // never wraps: a pop takes frames by their id
   return `${MESSAGE_PREFIX}${messageCount.toString(36)}:${text.length}:${text}`;
 }
 

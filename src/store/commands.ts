@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { SessionStoreError } from '../errors.js';
+import { RawDeserializationError, SessionStoreError } from '../errors.js';
 import { decodeFields, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
 import { FORMAT_VERSION, header, packSession, unpackSession } from './layout.js';
@@ -196,7 +196,8 @@ export class SessionStore {
   #opCount = 0;
 
   #nextOp(): string {
-    this.#opCount = (this.#opCount + 1) % 0x7fffffff;
+    // Never wraps (2^53 writes): a counter that restarted would look like a replay of old operations.
+    this.#opCount++;
     return this.#opPrefix + this.#opCount.toString(36);
   }
 
@@ -256,7 +257,13 @@ export class SessionStore {
     const reply = await this.#send('load', id, () => this.#redis.ksmLoadV6Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute, this.#settings.timeout ?? -1));
     switch (reply[0]) {
       case 1: {
-        const stored = unpackSession(reply[2]);
+        let stored;
+        try {
+          stored = unpackSession(reply[2]);
+        } catch (err) {
+          // A session header over a damaged map (corruption, a foreign writer): an undecodable payload.
+          throw new RawDeserializationError(id, '', err);
+        }
         const payload = decodeFields(id, stored.created, stored.timeout, stored.fields, this.#settings.serializer);
         return { status: 'found', refreshed: reply[1] === 1, refreshRefused: reply[1] === 2, payload };
       }
@@ -275,18 +282,21 @@ export class SessionStore {
     switch (command) {
       case 'none':
         return { answer: 'stored', id: source.storedId };
-      case 'create': {
-        const op = this.#nextOp();
-        const { ttl, value } = this.#whole(source, now, op);
-        return this.#underFreshId(source, (id) => this.#send('create', null, () => this.#create(this.key(id), ttl, op, value)));
-      }
+      // An operation id per attempt, not per write: an attempt that found its id taken did nothing,
+      // and a retry must not pass for a replay of it (src/store/lua/include/op.lua).
+      case 'create':
+        return this.#underFreshId(source, (id) => {
+          const op = this.#nextOp();
+          const { ttl, value } = this.#whole(source, now, op);
+          return this.#send('create', null, () => this.#create(this.key(id), ttl, op, value));
+        });
       case 'replace': {
         const oldId = source.storedId as string;
-        const op = this.#nextOp();
-        const { ttl, value } = this.#whole(source, now, op);
-        return this.#underFreshId(source, (id) =>
-          this.#send('replace', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'replace', ttl, op, value)),
-        );
+        return this.#underFreshId(source, (id) => {
+          const op = this.#nextOp();
+          const { ttl, value } = this.#whole(source, now, op);
+          return this.#send('replace', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'replace', ttl, op, value));
+        });
       }
       case 'patch': {
         const id = source.storedId as string;
@@ -295,10 +305,10 @@ export class SessionStore {
       }
       case 'move': {
         const oldId = source.storedId as string;
-        const intent = this.#intent(source, now);
-        return this.#underFreshId(source, (id) =>
-          this.#send('move', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'move', intent)),
-        );
+        return this.#underFreshId(source, (id) => {
+          const intent = this.#intent(source, now);
+          return this.#send('move', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'move', intent));
+        });
       }
       case 'delete':
         await this.end(source.storedId as string);

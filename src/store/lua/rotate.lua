@@ -29,10 +29,11 @@ local function taken(op)
   local value = redis.pcall('GET', new)
   if type(value) ~= 'string' then return 0 end
   local m = marker(value)
-  if m then return replayed(m.o, op) or 0 end
+  if m then return replayed(m.o, op, true) or 0 end
   local _, _, _, _, at = string.match(value, HEADER)
-  if not at then return 0 end
-  return replayed(cmsgpack.unpack(string.sub(value, at)).o, op) or 0
+  local map = at and unpacked(string.sub(value, at))
+  if not map then return 0 end
+  return replayed(map.o, op, true) or 0
 end
 
 if ARGV[1] == 'move' then

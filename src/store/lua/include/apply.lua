@@ -30,7 +30,8 @@ local function prepare(key, b)
   local vs, cs, ts, _, at = string.match(value, HEADER)
   if not vs then return nil, -1 end
   local body = string.sub(value, at)
-  local map = cmsgpack.unpack(body)
+  local map = unpacked(body)
+  if not map then return nil, -1 end -- corrupt: no session a write could apply to
   local done = replayed(map.o, op)
   if done then return nil, done end
   local now = tonumber(ARGV[b + 1])

@@ -13,21 +13,31 @@
 local HEADER = '^(%w+) (%w+) (%w*) (%w*) ()'
 local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
 
--- A non-negative whole number in base 36 (tonumber(text, 36) reads it back).
+-- Whether `n` is a whole number from 0 to 2^53, the only numbers a header holds.
+local function whole(n)
+  return type(n) == 'number' and n >= 0 and n <= 9007199254740992 and n == math.floor(n)
+end
+
+-- A whole number (see whole()) in base 36; tonumber(text, 36) reads it back. At most 11 digits: the
+-- loop is bounded whatever it is given.
 local function b36(n)
   local out = ''
-  repeat
+  for _ = 1, 11 do
     local d = n % 36
     out = string.sub(DIGITS, d + 1, d + 1) .. out
     n = (n - d) / 36
-  until n == 0
+    if n < 1 then break end
+  end
   return out
 end
 
--- A decimal number of the previous layout in base 36, or '' for none.
+-- A decimal number of the previous layout in base 36; nil when it is no whole number (a hash that
+-- anything but 0.1 wrote: NaN, a negative or a fraction), '' when absent.
 local function rebase(text)
+  if text == nil then return '' end
   local n = tonumber(text)
-  return n and b36(n) or ''
+  if not whole(n) then return nil end
+  return b36(n)
 end
 
 -- The value at `key` when it is a hash of the previous layout, rewritten in this one (its TTL kept):
@@ -45,10 +55,11 @@ local function migrate(key)
     if f == 'c' or f == 't' or f == 'x' or f == 'v' or f == 's' or f == 'm' then meta[f] = all[i + 1] else map[f] = all[i + 1] end
   end
   local value
+  local c, t, x = rebase(meta.c), rebase(meta.t), rebase(meta.x)
   if meta.m then
     value = 'm ' .. cmsgpack.pack({ m = meta.m, o = map.o })
-  elseif meta.v == '1' and tonumber(meta.c) then
-    value = '2 ' .. rebase(meta.c) .. ' ' .. rebase(meta.t) .. ' ' .. rebase(meta.x) .. ' ' .. cmsgpack.pack(map)
+  elseif meta.v == '1' and c and c ~= '' and t and x then
+    value = '2 ' .. c .. ' ' .. t .. ' ' .. x .. ' ' .. cmsgpack.pack(map)
   else
     redis.call('DEL', key)
     return false
@@ -68,10 +79,19 @@ local function fetch(key)
   return value or nil -- a missing key reads as false in Redis' Lua
 end
 
+-- The map of a packed value, or nil when it is not one (a corrupt or foreign value: cmsgpack raises).
+local function unpacked(text)
+  local ok, map = pcall(cmsgpack.unpack, text)
+  if ok and type(map) == 'table' then return map end
+  return nil
+end
+
 -- The map of a marker value, or nil when `value` is no marker.
 local function marker(value)
   if string.sub(value, 1, 2) ~= 'm ' then return nil end
-  return cmsgpack.unpack(string.sub(value, 3))
+  local map = unpacked(string.sub(value, 3))
+  if map and type(map.m) == 'string' then return map end
+  return nil
 end
 
 -- Bytes of a MessagePack string header for a string of `n` bytes (what cmsgpack writes).

@@ -7,7 +7,8 @@
 -- session is ended either way; only the cookie is cleared later, by its next load).
 --
 -- An operation id is its writer's 8-character prefix (one per store, random) and a counter in base
--- 36. A writer's commands reach a session's node in order, on one connection, and a resent command
+-- 36 that never wraps (a counter that restarted would pass for a replay of its old operations), one
+-- per attempt (a retry under a fresh id after a collision is a new operation). A writer's commands reach a session's node in order, on one connection, and a resent command
 -- goes before any later one: so `o` keeps one entry per writer, its last operation and code, and an
 -- operation not newer than its writer's last is a replay. Other writers' operations cannot push it
 -- out. At most 16 writers are remembered (the least recent goes).
@@ -19,14 +20,16 @@ local function lastOf(ops, prefix)
 end
 
 -- The code a first run of `op` answered, when `ops` (a session's or a marker's `o`) shows that it
--- ran already; nil when it did not.
-local function replayed(ops, op)
+-- ran already; nil when it did not. With `exact`, only this very operation counts (a key that an
+-- older operation of the same writer wrote is no sign that this one ran).
+local function replayed(ops, op, exact)
   if type(ops) ~= 'string' then return nil end
   local counter, code = lastOf(ops, string.sub(op, 1, 8))
   local mine = tonumber(string.sub(op, 9), 36)
   if not counter or not mine or mine > counter then return nil end
   -- The same operation answers its code; an older one of the same writer was handled before it.
   if mine == counter then return code end
+  if exact then return nil end
   return 1
 end
 
