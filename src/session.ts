@@ -11,10 +11,13 @@ import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
-import { toTimeout } from './options.js';
+import { isSeconds, toTimeout } from './options.js';
 import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
 import { entrySize } from './store/layout.js';
+import { RESERVED_MEMBERS, STATE, checkKey, checkName, sessionHandler } from './session-proxy.js';
+
+export { RESERVED_MEMBERS, STATE };
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
  *  `declare module 'koa-session-machine' { interface SessionData { views: number } }`. */
@@ -76,13 +79,6 @@ export interface SessionMembers {
   readonly save: () => void;
 }
 
-/** Member names reserved on `ctx.session` (README, "`ctx.session`"): assigning data to one throws a TypeError. */
-export const RESERVED_MEMBERS: ReadonlySet<string> = new Set([
-  'id', 'isNew', 'created', 'timeout', 'invalidate', 'regenerate', 'changed', 'flash', 'peekFlash',
-  'popFlash', 'newCsrfToken', 'getCsrfToken', 'adjustTimeout', 'adjustCookieMaxAge', 'recookie',
-  'rememberFor', 'maxAge', 'populated', 'save',
-]);
-
 type Loose = { [key: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** The type of `ctx.session`: the application's `SessionData` (every key optional, as a session
@@ -112,9 +108,6 @@ interface FlashChange {
   added: unknown[];
 }
 
-/** Gives `csrfProtect()` the state behind a `ctx.session` Proxy; not reachable from data. */
-export const STATE = Symbol('koa-session-machine state');
-
 function emptyRecord(): Record<string, unknown> {
   return Object.create(null) as Record<string, unknown>;
 }
@@ -130,14 +123,6 @@ function fieldPath(field: string): string {
 function refused(path: string, err: unknown): never {
   if (err instanceof TypeError && err.message.includes(path)) throw err;
   throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-}
-
-function checkSeconds(seconds: unknown, member = 'adjustTimeout', never = true): number | null {
-  if (never && (seconds === null || seconds === 0)) return null;
-  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds <= 0 || seconds > 2 ** 31 - 1) {
-    throw new TypeError(`ctx.session.${member}(seconds): seconds must be a whole number of seconds${never ? ', or 0/null for never' : ' above 0'}; got ${String(seconds)}`);
-  }
-  return seconds;
 }
 
 /** The longest cookie lifetime taken: 2^31 seconds. Longer ones make no valid expiry date. */
@@ -234,7 +219,7 @@ export class SessionState implements WriteSource {
 
   /** The `ctx.session` object. */
   get proxy(): object {
-    return (this.#proxy ??= new Proxy(this, handler));
+    return (this.#proxy ??= new Proxy(this, sessionHandler));
   }
 
   /** Whether a handler ever looked at the session. */
@@ -610,9 +595,9 @@ export class SessionState implements WriteSource {
   }
 
   rememberFor(seconds: number): void {
-    const s = checkSeconds(seconds, 'rememberFor', false) as number;
-    this.adjustTimeout(s);
-    this.adjustCookieMaxAge(s * 1000);
+    if (!isSeconds(seconds)) throw new TypeError(`ctx.session.rememberFor(seconds): seconds must be a whole number of seconds above 0; got ${String(seconds)}`);
+    this.adjustTimeout(seconds);
+    this.adjustCookieMaxAge(seconds * 1000);
   }
 
   /** `maxAge`, as koa-session reads it. */
@@ -685,87 +670,3 @@ export class SessionState implements WriteSource {
     return types.isProxy(this) ? { ...this } : { ...this.data };
   }
 }
-/** A lone UTF-16 surrogate: Redis stores field names as UTF-8, where it becomes U+FFFD, so two such
- *  keys would overwrite each other. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** A name that becomes a field of the stored hash (a data key, a flash queue) must be well-formed. */
-function checkName(name: string, what: string): void {
-  if (LONE_SURROGATE.test(name)) throw new TypeError(`${what} ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate); it cannot be stored`);
-}
-
-function setData(state: SessionState, key: string | symbol, value: unknown): void {
-  checkKey(key, value);
-  state.write(key as string, value);
-}
-
-/** Refuse a key that cannot hold data (with the value it would hold). */
-function checkKey(key: string | symbol, value: unknown): void {
-  if (typeof key !== 'string') throw new TypeError('ctx.session keys must be strings');
-  if (key === '__proto__') throw new TypeError('ctx.session.__proto__ cannot hold data: the key "__proto__" is reserved by JavaScript');
-  checkName(key, 'ctx.session key');
-  if (key === 'constructor' && value !== null && typeof value === 'object' && Object.hasOwn(value, 'prototype')) {
-    // Refused at the top as at every depth: `{ ...ctx.session }` would carry it as a gadget.
-    throw new TypeError('ctx.session.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused (decoding drops it)');
-  }
-  if (RESERVED_MEMBERS.has(key)) {
-    throw new TypeError(`ctx.session.${key} is a reserved member and cannot hold data; choose another key`);
-  }
-}
-
-/** Value getters of the members; the rest are bound functions. */
-const VALUE_MEMBERS: ReadonlyMap<string, (s: SessionState) => unknown> = new Map<string, (s: SessionState) => unknown>([
-  ['id', (s) => s.id],
-  ['isNew', (s) => s.isNew],
-  ['created', (s) => s.created],
-  ['timeout', (s) => s.timeout],
-  ['maxAge', (s) => s.maxAge],
-  ['populated', (s) => s.populated()],
-]);
-
-/** One handler shared by every session: traps read the state from their target. */
-const handler: ProxyHandler<SessionState> = {
-  get(state, key) {
-    if (typeof key !== 'string') return key === STATE ? state : undefined;
-    if (RESERVED_MEMBERS.has(key)) {
-      const value = VALUE_MEMBERS.get(key);
-      return value ? value(state) : state.member(key);
-    }
-    return state.read(key);
-  },
-  set(state, key, value) {
-    if (key === 'maxAge') state.maxAge = value; // koa-session's idiom: `ctx.session.maxAge = ms`
-    else setData(state, key, value);
-    return true;
-  },
-  deleteProperty(state, key) {
-    if (typeof key === 'string' && RESERVED_MEMBERS.has(key)) {
-      throw new TypeError(`ctx.session.${key} is a reserved member and cannot be deleted`);
-    }
-    if (typeof key === 'string') state.remove(key);
-    return true;
-  },
-  has(state, key) {
-    return typeof key === 'string' && (RESERVED_MEMBERS.has(key) || key in state.data);
-  },
-  ownKeys(state) {
-    return Object.keys(state.data);
-  },
-  getOwnPropertyDescriptor(state, key) {
-    if (typeof key !== 'string' || !(key in state.data)) return undefined;
-    return { value: state.read(key), writable: true, enumerable: true, configurable: true };
-  },
-  defineProperty(state, key, descriptor) {
-    if (!('value' in descriptor) || descriptor.get || descriptor.set) {
-      throw new TypeError('ctx.session holds plain data: accessors cannot be defined on it');
-    }
-    setData(state, key, descriptor.value);
-    return true;
-  },
-  setPrototypeOf() {
-    throw new TypeError('ctx.session: the prototype cannot be changed');
-  },
-  preventExtensions() {
-    throw new TypeError('ctx.session cannot be made non-extensible');
-  },
-};
