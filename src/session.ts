@@ -15,6 +15,7 @@ import { isSeconds, toTimeout } from './options.js';
 import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
 import { entrySize } from './store/layout.js';
+import { fieldChanges, flashChanges, type FlashChange } from './changes.js';
 import { RESERVED_MEMBERS, STATE, checkKey, checkName, sessionHandler } from './session-proxy.js';
 
 export { RESERVED_MEMBERS, STATE };
@@ -103,11 +104,6 @@ function csrfData(id: string, salt: string): string {
 }
 
 /** A flash queue's change in this request: it took the messages it loaded, and/or added some. */
-interface FlashChange {
-  popped: boolean;
-  added: unknown[];
-}
-
 function emptyRecord(): Record<string, unknown> {
   return Object.create(null) as Record<string, unknown>;
 }
@@ -350,26 +346,13 @@ export class SessionState implements WriteSource {
    *  Computed once: `hasChanges()` and `intent()` both ask. */
   #flashOps(): { ops: string[]; queues: number } {
     if (this.#flashSent !== null) return this.#flashSent;
-    const ops: string[] = [];
-    let queues = 0;
-    if (this.#flash === null) return (this.#flashSent = { ops, queues });
-    for (const [field, change] of this.#flash) {
-      const loaded = this.#frames.get(field);
-      let popped = change.popped && loaded ? loaded.frames : [];
-      let added = change.added;
-      if (loaded?.legacy) {
-        // A queue stored whole by an older version: taken whole, and written again as frames.
-        popped = loaded.frames;
-        added = (this.extras[field] as unknown[] | undefined) ?? [];
-      }
-      let appended = '';
-      for (const message of added) appended += frame(this.#encode(field, message));
-      if (popped.length === 0 && appended === '') continue;
-      ops.push(field, appended, String(popped.length));
-      for (const f of popped) ops.push(f);
-      queues++;
-    }
-    return (this.#flashSent = { ops, queues });
+    if (this.#flash === null) return (this.#flashSent = { ops: [], queues: 0 });
+    return (this.#flashSent = flashChanges(
+      this.#flash,
+      this.#frames,
+      (field) => this.extras[field] as unknown[] | undefined,
+      (field, message) => this.#encode(field, message),
+    ));
   }
 
   /** The changed fields (field, value pairs) and removed fields, flash queues aside, computed once
@@ -381,8 +364,6 @@ export class SessionState implements WriteSource {
       this.#changes = { set: [], del: [] };
       return { set: [], del: [] };
     }
-    const set: string[] = [];
-    const del: string[] = [];
     const candidates = new Set<string>(this.touched);
     if (this.forced) {
       for (const field of this.#fields()) candidates.add(field);
@@ -392,15 +373,8 @@ export class SessionState implements WriteSource {
       // re-encoding it is what keeps a read of one key from paying for the whole session.
       if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
     }
-    for (const field of candidates) {
-      if (field.startsWith(FLASH_PREFIX)) continue; // sent as appends and pops (#flashOps)
-      if (this.#has(field)) {
-        const text = this.#encode(field, this.#value(field));
-        if (this.forced || this.raw.get(field) !== text) set.push(field, text);
-      } else if (this.raw.has(field)) {
-        del.push(field);
-      }
-    }
+    for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field); // sent as appends and pops (#flashOps)
+    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) => (this.#has(field) ? this.#encode(field, this.#value(field)) : undefined));
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
     this.#changes = { set, del };
     return { set: [...set], del: [...del] };
