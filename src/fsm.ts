@@ -1,7 +1,7 @@
 /**
  * The request-path form of the session machine.
  *
- * An XState actor per request costs tens of µs (README, "The machine (`npm run bench:machine`)"),
+ * An XState actor per request costs tens of µs (bench/README.md, "The machine"),
  * more than the rest of the middleware. So the machine definition is compiled once, at import, into a table (leaf
  * state × event type → candidate transitions, deepest state first) that a small interpreter runs.
  * Guards, context updates and outputs are the very functions of `src/policy.ts` that the XState
