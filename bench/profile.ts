@@ -45,7 +45,9 @@ try {
   if (!file) throw new Error(`no profile written to ${dir}`);
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
   const time = new Map<number, number>();
-  profile.samples.forEach((id, i) => time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  profile.samples.forEach((id, i) => {
+    time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
   const self = new Map<string, number>();
   let total = 0;
   for (const node of profile.nodes) {

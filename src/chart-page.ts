@@ -43,7 +43,7 @@ interface Recent {
   ms: number;
 }
 
-const page = (path: string) => `<!doctype html>
+const page = () => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>koa-session-machine: live chart</title>
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #222; }
@@ -217,7 +217,7 @@ export function sessionChart(options: SessionChartOptions): Middleware {
   let recent: Recent[] = [];
   let total = 0;
   let n = 0;
-  const html = page(path);
+  const html = page();
   /** The page's own URLs, and only those: an app route under the same prefix keeps its session. */
   const own = (ctx: Context) => ctx.path === path || ctx.path === `${path}/` || ctx.path === `${path}/data` || ctx.path === `${path}/clear`;
   session[BYPASS](own);

@@ -24,8 +24,11 @@ import { resolveOptions, type ResolvedOptions, type SessionOptions } from './opt
 import type { Failure, SessionInput, SessionOutput } from './policy.js';
 import { ResponseCookie } from './response-cookie.js';
 import { SessionState, type SessionSettings } from './session.js';
-import { SessionStore, type RedisClient } from './store/commands.js';
+import { type LoadResult, SessionStore, type RedisClient } from './store/commands.js';
 import { Tracer, newNotes, statusOf, type SessionTrace, type TraceNotes } from './trace.js';
+
+/** The key of `SessionMiddleware`'s bypass registration (used by `sessionChart()`). */
+export const BYPASS: unique symbol = Symbol.for('koa-session-machine.bypass');
 
 /** The middleware, with what it owns. */
 export interface SessionMiddleware extends Middleware {
@@ -41,9 +44,6 @@ export interface SessionMiddleware extends Middleware {
    *  `sessionChart()` asks for its own page and polls). */
   [BYPASS](skip: (ctx: Context) => boolean): void;
 }
-
-/** The key of `SessionMiddleware`'s bypass registration (used by `sessionChart()`). */
-export const BYPASS: unique symbol = Symbol.for('koa-session-machine.bypass');
 
 /** The state the machine sends the load in (tagged so in the chart). */
 const LOADING = sessionTable.leaves.findIndex((leaf) => leaf.tags.has('sends:load'));
@@ -161,7 +161,7 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   // -- 2. The load, when the machine asks for it --------------------------------------------------
 
   const load = async (ctx: Context, run: MachineRun, id: string, now: number, codec: CookieCodec): Promise<SessionState | null> => {
-    let result;
+    let result: LoadResult;
     try {
       result = await store.load(id, now);
     } catch (err) {

@@ -22,7 +22,7 @@ export { RESERVED_MEMBERS, STATE };
 
 /** The data a session holds. Declaration-merge into it to type `ctx.session`:
  *  `declare module 'koa-session-machine' { interface SessionData { views: number } }`. */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+// biome-ignore lint/suspicious/noEmptyInterface: empty on purpose, for applications to declaration-merge into
 export interface SessionData {}
 
 /** The reserved members of `ctx.session`, beside the data. */
@@ -80,7 +80,8 @@ export interface SessionMembers {
   readonly save: () => void;
 }
 
-type Loose = { [key: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: without a SessionData declaration any key holds any value, as in koa-session
+type Loose = { [key: string]: any };
 
 /** The type of `ctx.session`: the application's `SessionData` (every key optional, as a session
  *  may not hold it yet) and the members. Without a `SessionData` declaration any key is allowed. */

@@ -9,7 +9,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { RawDeserializationError, SessionStoreError } from '../errors.js';
 import { decodeFields, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
-import { FORMAT_VERSION, header, packSession, unpackSession } from './layout.js';
+import { FORMAT_VERSION, header, packSession, type StoredSession, unpackSession } from './layout.js';
 import { endLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
 
 /** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
@@ -257,7 +257,7 @@ export class SessionStore {
     const reply = await this.#send('load', id, () => this.#redis.ksmLoadV6Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute, this.#settings.timeout ?? -1));
     switch (reply[0]) {
       case 1: {
-        let stored;
+        let stored: StoredSession;
         try {
           stored = unpackSession(reply[2]);
         } catch (err) {
@@ -419,7 +419,7 @@ function hashTag(key: string): string | null {
 
 /** Whether a stored session value records `op` as done (its writer's last operation, answered 1). */
 function recordedOp(value: Buffer, op: string): boolean {
-  let stored;
+  let stored: StoredSession;
   try {
     stored = unpackSession(value);
   } catch {
