@@ -48,8 +48,8 @@ interface Mutant {
 }
 
 const T = {
-  oracle: 'test/oracle.test.ts',
-  machine: 'test/machine.test.ts',
+  oracle: 'test/unit/oracle.test.ts',
+  machine: 'test/unit/machine.test.ts',
   contract: 'test/contract.test.ts',
   parity: 'test/parity.test.ts',
   options: 'test/options.test.ts',
