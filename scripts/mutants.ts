@@ -54,7 +54,7 @@ const T = {
   parity: 'test/parity.test.ts',
   options: 'test/options.test.ts',
   session: 'test/session.test.ts',
-  cookie: 'test/cookie.test.ts',
+  cookie: 'test/unit/cookie.test.ts',
   concurrency: 'test/concurrency.test.ts',
   fuzz: 'test/fuzz.test.ts',
   races: 'test/races.test.ts',
