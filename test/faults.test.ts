@@ -13,10 +13,7 @@ import { Redis } from 'ioredis';
 import { koaRedisSession, SessionStoreError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
 import { KEYS } from './helpers/app.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import './helpers/unhandled.js';
 
 const TIMEOUT = 300;
 /** The bound: the command timeout plus the time a loaded 2-core machine needs to answer. */

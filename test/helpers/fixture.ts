@@ -1,6 +1,6 @@
 /**
  * One private Redis per test file, a MONITOR on it, a client to look at what is stored, and a
- * flush between tests. Any unhandled rejection fails the run (ioredis' test/helpers/global.ts).
+ * flush between tests. Any unhandled rejection fails the run (./unhandled.ts).
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before } from 'node:test';
@@ -13,10 +13,7 @@ import { KEYS } from './app.js';
 import { closeOpened } from './cleanup.js';
 import { Monitor } from './monitor.js';
 import { startRedis, type RedisServer } from './redis-server.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import './unhandled.js';
 
 export interface Fixture {
   server: RedisServer;
