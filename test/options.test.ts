@@ -19,28 +19,20 @@ import {
   type SessionOptions,
 } from '../src/index.js';
 import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
-import { assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
+import { afterSeed, assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
 import { increment, seed, stored, update } from './helpers/stored.js';
 
 const f = useRedis();
 
 /** Run two requests: one that stores `seed`, then `handler` with its cookie; capture the second. */
-async function twoRequests(
+function twoRequests(
   options: Omit<SessionOptions, 'redis'>,
   seed: Record<string, unknown>,
   handler: (ctx: Context) => unknown,
   withLua = false,
   between?: (key: string) => Promise<unknown>,
 ) {
-  const app = makeApp(3, { ...options, redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, seed) : handler(ctx)));
-  await app.ready();
-  const first = await app.get('/seed');
-  const { cookie, id } = expectCookieSet(first, options.cookie?.name);
-  const key = `${options.prefix ?? 'sess:'}${id}`;
-  await between?.(key);
-  const { res, wire } = await f.monitor.request(() => app.get('/', cookie), withLua);
-  await app.close();
-  return { first, res, wire, cookie, id, key };
+  return afterSeed(f, { options, seed, handler, withLua, between });
 }
 
 describe('timeout', () => {
