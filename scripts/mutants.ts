@@ -48,13 +48,13 @@ interface Mutant {
 }
 
 const T = {
-  oracle: 'test/oracle.test.ts',
-  machine: 'test/machine.test.ts',
+  oracle: 'test/unit/oracle.test.ts',
+  machine: 'test/unit/machine.test.ts',
   contract: 'test/contract.test.ts',
   parity: 'test/parity.test.ts',
   options: 'test/options.test.ts',
   session: 'test/session.test.ts',
-  cookie: 'test/cookie.test.ts',
+  cookie: 'test/unit/cookie.test.ts',
   concurrency: 'test/concurrency.test.ts',
   fuzz: 'test/fuzz.test.ts',
   races: 'test/races.test.ts',

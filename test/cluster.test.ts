@@ -16,10 +16,7 @@ import { sessionKey } from './helpers/keys.js';
 import { MultiMonitor } from './helpers/monitor.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { replicasCaughtUp } from './helpers/redis-server.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import './helpers/unhandled.js';
 
 let cluster: RedisCluster;
 let client: Cluster;

@@ -6,17 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { Redis } from 'ioredis';
 import { koaRedisSession, SessionStoreError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
 import { KEYS } from './helpers/app.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import { serveSession } from './helpers/server.js';
+import './helpers/unhandled.js';
 
 const TIMEOUT = 300;
 /** The bound: the command timeout plus the time a loaded 2-core machine needs to answer. */
@@ -32,16 +30,13 @@ interface Outcome {
   body: string;
 }
 
+/** The app under fault (test/helpers/server.ts): each outcome timed, each failure reported; an admin
+ *  client pauses Redis in the middle of a request. */
 async function serve(options: SessionOptions, url: string) {
   const reports: InvalidSessionError[] = [];
   const admin = new Redis(url);
   admin.on('error', () => undefined);
-  const app = new Koa();
-  app.keys = KEYS;
-  app.silent = true;
-  const session = koaRedisSession({ commandTimeout: TIMEOUT, onInvalid: (_ctx, err) => reports.push(err), ...options });
-  app.use(session);
-  app.use(async (ctx) => {
+  const app = await serveSession({ commandTimeout: TIMEOUT, onInvalid: (_ctx, err) => reports.push(err), ...options }, async (ctx) => {
     if (ctx.path === '/write' || ctx.path === '/write-then-pause') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
     // Redis stops answering after the load and before the write.
     if (ctx.path === '/write-then-pause') await admin.client('PAUSE', 1000, 'ALL');
@@ -51,22 +46,18 @@ async function serve(options: SessionOptions, url: string) {
     }
     ctx.body = JSON.stringify({ n: ctx.session.n ?? null, isNew: ctx.session.isNew });
   });
-  const server: Server = createServer(app.callback());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const get = async (path: string, cookie?: string): Promise<Outcome> => {
     const start = performance.now();
-    const res = await fetch(base + path, { headers: cookie ? { cookie } : {} });
+    const res = await app.get(path, cookie);
     const body = await res.text();
     return { status: res.status, ms: performance.now() - start, cookie: res.headers.get('set-cookie'), body };
   };
   return {
     get,
     reports,
-    session,
+    session: app.session,
     close: async () => {
-      await new Promise((r) => server.close(r));
-      await session.close();
+      await app.close();
       admin.disconnect();
     },
   };

@@ -37,10 +37,7 @@ import { Gates } from './helpers/gates.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sizeOf, stored as storedAt } from './helpers/stored.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import './helpers/unhandled.js';
 
 /** Repetitions of each case. */
 const REPS = 20;

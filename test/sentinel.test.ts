@@ -11,10 +11,7 @@ import { runContract } from './helpers/contract.js';
 import { Monitor } from './helpers/monitor.js';
 import { MASTER_NAME, startSentinel, type RedisSentinel } from './helpers/redis-sentinel.js';
 import { replicasCaughtUp } from './helpers/redis-server.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import './helpers/unhandled.js';
 
 const SENTINEL_TRAFFIC = new Set(['ping', 'info', 'publish', 'subscribe', 'client', 'role']);
 

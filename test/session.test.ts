@@ -9,19 +9,15 @@ import type { Context, Middleware } from 'koa';
 import type { Response } from 'supertest';
 import { RESERVED_MEMBERS } from '../src/index.js';
 import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
-import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { afterSeed, assertTtl, storedData, useRedis } from './helpers/fixture.js';
 import { isSession, stored } from './helpers/stored.js';
 
 const f = useRedis();
 
-/** Seed `{ user: 'ada', cart: { n: 1 } }`, then run handler on a second request. */
+/** Seed `{ user: 'ada', cart: { n: 1 } }`, then run handler on a second request; its commands by name. */
 async function withSession(handler: (ctx: Context) => unknown, before?: Middleware) {
-  const app = makeApp(3, { redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, { user: 'ada', cart: { n: 1 } }) : handler(ctx)), before);
-  await app.ready();
-  const seeded = expectCookieSet(await app.get('/seed'));
-  const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
-  await app.close();
-  return { res, wire: wire.map((c) => c.op), id: seeded.id, key: `sess:${seeded.id}` };
+  const { res, wire, id, key } = await afterSeed(f, { seed: { user: 'ada', cart: { n: 1 } }, handler, before });
+  return { res, wire: wire.map((c) => c.op), id, key };
 }
 
 describe('data', () => {

@@ -1,22 +1,22 @@
 /**
  * One private Redis per test file, a MONITOR on it, a client to look at what is stored, and a
- * flush between tests. Any unhandled rejection fails the run (ioredis' test/helpers/global.ts).
+ * flush between tests. Any unhandled rejection fails the run (./unhandled.ts).
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before } from 'node:test';
 import Keygrip from 'keygrip';
 import { Redis, type Cluster } from 'ioredis';
+import type { Context, Middleware } from 'koa';
+import type { Response } from 'supertest';
 import { CookieCodec, DEFAULT_ID_PATTERN, defaultGenId } from '../../src/cookie.js';
+import type { SessionOptions } from '../../src/index.js';
 import { DATA_PREFIX } from '../../src/payload.js';
 import { stored } from './stored.js';
-import { KEYS } from './app.js';
+import { KEYS, expectCookieSet, makeApp } from './app.js';
 import { closeOpened } from './cleanup.js';
-import { Monitor } from './monitor.js';
+import { Monitor, type WireCommand } from './monitor.js';
 import { startRedis, type RedisServer } from './redis-server.js';
-
-process.on('unhandledRejection', (reason) => {
-  throw reason instanceof Error ? reason : new Error(String(reason));
-});
+import './unhandled.js';
 
 export interface Fixture {
   server: RedisServer;
@@ -73,4 +73,44 @@ export async function storedData(redis: Redis | Cluster, key: string): Promise<R
 /** A validly signed session cookie for an id, as the middleware would send it. */
 export function signedCookie(id: string = defaultGenId(), keys: string[] = KEYS, name = 'session'): string {
   return `${name}=${new CookieCodec(name, new Keygrip(keys), DEFAULT_ID_PATTERN).encode(id)}`;
+}
+
+/** A session seeded by one request, and the request under test that came with its cookie. */
+export interface Seeded {
+  /** The seeding response, the cookie it set (as a Cookie header), its id and its Redis key. */
+  first: Response;
+  cookie: string;
+  id: string;
+  key: string;
+  /** The request under test and the commands it sent. */
+  res: Response;
+  wire: WireCommand[];
+}
+
+/**
+ * An app (Koa 3) on the fixture's Redis: GET /seed stores `seed` in a new session; then GET / with
+ * its cookie runs `handler`, captured on the wire (`withLua`: the commands scripts ran too).
+ * `between(key)` runs between the two, `before` is a middleware in front of the session. The app
+ * is closed before this returns.
+ */
+export async function afterSeed(
+  f: Fixture,
+  { seed, handler, options = {}, before, withLua = false, between }: {
+    seed: Record<string, unknown>;
+    handler: (ctx: Context) => unknown;
+    options?: Omit<SessionOptions, 'redis'>;
+    before?: Middleware;
+    withLua?: boolean;
+    between?: (key: string) => Promise<unknown>;
+  },
+): Promise<Seeded> {
+  const app = makeApp(3, { ...options, redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, seed) : handler(ctx)), before);
+  await app.ready();
+  const first = await app.get('/seed');
+  const { cookie, id } = expectCookieSet(first, options.cookie?.name);
+  const key = `${options.prefix ?? 'sess:'}${id}`;
+  await between?.(key);
+  const { res, wire } = await f.monitor.request(() => app.get('/', cookie), withLua);
+  await app.close();
+  return { first, res, wire, cookie, id, key };
 }

@@ -5,13 +5,17 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
-import { koaRedisSession, type SessionOptions } from '../../src/index.js';
+import { koaRedisSession, type SessionMiddleware, type SessionOptions } from '../../src/index.js';
 import { KEYS } from './app.js';
 import { closeable } from './cleanup.js';
 
 export interface LiveApp {
   base: string;
+  /** The middleware, for its client (`session.redis`). */
+  session: SessionMiddleware;
   get(path: string, cookie?: string): Promise<Response>;
+  /** Close the server, then the middleware's client; the after hooks close any app a failed test
+   *  left open. */
   close(): Promise<void>;
 }
 
@@ -28,6 +32,7 @@ export async function serveSession(options: SessionOptions, handler: (ctx: Koa.C
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     base,
+    session,
     get: (path, cookie) => fetch(base + path, { headers: cookie ? { cookie } : {} }),
     close: closeable(async () => {
       await new Promise((r) => server.close(r));

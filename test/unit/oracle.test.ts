@@ -9,9 +9,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createActor } from 'xstate';
-import { sessionMachine } from '../machines/session.machine.js';
-import { MachineRun } from '../src/fsm.js';
-import type { RequestEndedEvent, SessionEvent, SessionInput, SessionOutput } from '../src/policy.js';
+import { sessionMachine } from '../../machines/session.machine.js';
+import { MachineRun } from '../../src/fsm.js';
+import type { RequestEndedEvent, SessionEvent, SessionInput, SessionOutput } from '../../src/policy.js';
 
 type Answer = 'stored' | 'ended' | 'gone' | 'tooLarge' | 'failed';
 type Command = 'create' | 'patch' | 'move' | 'replace' | 'delete';

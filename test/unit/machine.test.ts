@@ -8,9 +8,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { assign, createActor, setup, type AnyStateMachine, type SnapshotFrom } from 'xstate';
 import { getShortestPaths, getSimplePaths } from 'xstate/graph';
-import { sessionMachine } from '../machines/session.machine.js';
-import { MachineRun, compileMachine, sessionTable } from '../src/fsm.js';
-import type { RequestEndedEvent, SessionEvent, SessionInput, SessionOutput } from '../src/policy.js';
+import { sessionMachine } from '../../machines/session.machine.js';
+import { MachineRun, compileMachine, sessionTable } from '../../src/fsm.js';
+import type { RequestEndedEvent, SessionEvent, SessionInput, SessionOutput } from '../../src/policy.js';
 
 // Every combination of what a handler can leave; the two vetoes (too large, insecure cookie) on
 // their own, as the graph walks below grow with each event kind (the oracle test covers them all).

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { chartOf, toDot, toMermaid } from '../src/chart.js';
-import { sessionTable } from '../src/fsm.js';
+import { chartOf, toDot, toMermaid } from '../../src/chart.js';
+import { sessionTable } from '../../src/fsm.js';
 
 describe('toDot', () => {
   const dot = toDot();
@@ -48,7 +48,7 @@ describe('toMermaid', () => {
   });
 
   it('is the chart the README shows', () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
     assert.equal(block, chart, 'README chart is stale: paste the output of toMermaid()');
   });

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import Koa from 'koa';
 import request from 'supertest';
-import { koaRedisSession } from '../src/index.js';
-import { COOKIE_ATTRIBUTES, OPTIONS, OPTION_NAMES, resolveOptions, toTimeout } from '../src/options.js';
+import { koaRedisSession } from '../../src/index.js';
+import { COOKIE_ATTRIBUTES, OPTIONS, OPTION_NAMES, resolveOptions, toTimeout } from '../../src/options.js';
 
 interface Row {
   readonly name: string;
@@ -20,7 +20,7 @@ interface Row {
 
 /** The rows of the first table under "## Options": option name (in backticks), default, meaning. */
 function readmeOptions(): Row[] {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const section = readme.split(/^## /m).find((part) => part.startsWith('Options\n'));
   assert.ok(section, 'README.md has a "## Options" section');
   const rows: Row[] = [];
