@@ -39,7 +39,16 @@ const everyOption = (url: string): SessionOptions => ({
   detectChanges: true,
   deserializedFailsNew: true,
   invalidateEmptySession: true,
-  cookie: { name: 'sid', maxAge: 86_400_000, path: '/', domain: 'example.com', secure: false, httpOnly: true, sameSite: 'strict', priority: 'high' },
+  cookie: {
+    name: 'sid',
+    maxAge: 86_400_000,
+    path: '/',
+    domain: 'example.com',
+    secure: false,
+    httpOnly: true,
+    sameSite: 'strict',
+    priority: 'high',
+  },
   cookieOnException: false,
   allowCookies: (ctx) => ctx.path !== '/static',
   onInvalid: () => undefined,
@@ -107,15 +116,20 @@ for (const [name, make] of CONFIGS) {
       await new Promise((r) => setTimeout(r, 20));
       if (collections === seen) perRequest.push(grown / BATCH); // a batch a collection ran in is not counted
     }
-    if (perRequest.length < 7) throw new Error(`${name}/${scenario}: a garbage collection ran in every batch; raise --min-semi-space-size`);
+    if (perRequest.length < 7)
+      throw new Error(`${name}/${scenario}: a garbage collection ran in every batch; raise --min-semi-space-size`);
     results.set(`${name}/${scenario}`, median(perRequest));
   }
   await session?.close();
 }
 await redis.stop();
 
-console.log(`\nHeap allocated per request (bytes, median of 7 batches of ${BATCH}, ${CONCURRENCY} concurrent, Koa's context and the fake request included), node ${process.version}\n`);
-console.log(`| scenario | ${CONFIGS.map(([n]) => n).join(' | ')} | session layer: defaults | session layer: every option | every option / defaults |`);
+console.log(
+  `\nHeap allocated per request (bytes, median of 7 batches of ${BATCH}, ${CONCURRENCY} concurrent, Koa's context and the fake request included), node ${process.version}\n`,
+);
+console.log(
+  `| scenario | ${CONFIGS.map(([n]) => n).join(' | ')} | session layer: defaults | session layer: every option | every option / defaults |`,
+);
 console.log(`|---|${CONFIGS.map(() => '---|').join('')}---|---|---|`);
 for (const [scenario] of SCENARIOS) {
   const [koa = 0, defaults = 0, every = 0, ...rest] = CONFIGS.map(([n]) => results.get(`${n}/${scenario}`) ?? 0);

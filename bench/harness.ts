@@ -33,11 +33,28 @@ export const CLUSTER_SERVERS: readonly ServerSpec[] = [
   { key: 'floor', file: 'floor', name: 'one server: floor' },
   { key: 'floor-coalesced', file: 'floor', name: 'one server: floor, writes coalesced', env: { COALESCE: '1' } },
   { key: 'ours', file: 'ours', name: 'one server: koa-session-machine' },
-  { key: 'ours-autopipelining', file: 'ours', name: 'one server: koa-session-machine, enableAutoPipelining', env: { AUTOPIPELINING: '1' } },
+  {
+    key: 'ours-autopipelining',
+    file: 'ours',
+    name: 'one server: koa-session-machine, enableAutoPipelining',
+    env: { AUTOPIPELINING: '1' },
+  },
   { key: 'cluster-floor', file: 'floor', name: 'Cluster: floor', cluster: true },
-  { key: 'cluster-floor-coalesced', file: 'floor', name: 'Cluster: floor, writes coalesced', env: { COALESCE: '1' }, cluster: true },
+  {
+    key: 'cluster-floor-coalesced',
+    file: 'floor',
+    name: 'Cluster: floor, writes coalesced',
+    env: { COALESCE: '1' },
+    cluster: true,
+  },
   { key: 'cluster-ours', file: 'ours', name: 'Cluster: koa-session-machine', cluster: true },
-  { key: 'cluster-ours-autopipelining', file: 'ours', name: 'Cluster: koa-session-machine, enableAutoPipelining', env: { AUTOPIPELINING: '1' }, cluster: true },
+  {
+    key: 'cluster-ours-autopipelining',
+    file: 'ours',
+    name: 'Cluster: koa-session-machine, enableAutoPipelining',
+    env: { AUTOPIPELINING: '1' },
+    cluster: true,
+  },
 ];
 
 export const SCENARIOS = [
@@ -57,7 +74,11 @@ export interface Running {
 
 /** Start a server against a Redis, wait for it, and make the session its cookie scenarios send.
  *  `nodeFlags` go before the script (e.g. --cpu-prof). */
-export async function start({ key, file, name, env }: ServerSpec, redisUrl: string, nodeFlags: string[] = []): Promise<Running> {
+export async function start(
+  { key, file, name, env }: ServerSpec,
+  redisUrl: string,
+  nodeFlags: string[] = [],
+): Promise<Running> {
   const port = await freePort();
   const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', `bench/servers/${file}.ts`], {
     env: { ...process.env, ...env, PORT: String(port), REDIS_URL: redisUrl, NODE_ENV: 'production' },
@@ -76,7 +97,10 @@ export async function start({ key, file, name, env }: ServerSpec, redisUrl: stri
 export async function reseed(server: Running): Promise<void> {
   const seed = await fetch(`${server.url}/seed`);
   await seed.arrayBuffer();
-  server.cookie = seed.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  server.cookie = seed.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .join('; ');
 }
 
 /** CPU time a process has used so far, in microseconds (Linux /proc; 0 elsewhere). */

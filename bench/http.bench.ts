@@ -33,7 +33,16 @@ import { Redis } from 'ioredis';
 import { Monitor, MultiMonitor } from '../test/helpers/monitor.js';
 import { startCluster, type RedisCluster } from '../test/helpers/redis-cluster.js';
 import { startRedis } from '../test/helpers/redis-server.js';
-import { CLUSTER_SERVERS, SCENARIOS, SERVERS, cpuMicros, reseed, start, type Running, type ServerSpec } from './harness.js';
+import {
+  CLUSTER_SERVERS,
+  SCENARIOS,
+  SERVERS,
+  cpuMicros,
+  reseed,
+  start,
+  type Running,
+  type ServerSpec,
+} from './harness.js';
 
 const { values } = parseArgs({
   options: {
@@ -54,7 +63,8 @@ const CLUSTER = values.cluster === true;
 
 function numbers(option: string, text: string): number[] {
   const list = text.split(',').map(Number);
-  if (list.some((n) => !Number.isInteger(n) || n <= 0)) throw new TypeError(`--${option} takes positive integers separated by commas, not ${JSON.stringify(text)}`);
+  if (list.some((n) => !Number.isInteger(n) || n <= 0))
+    throw new TypeError(`--${option} takes positive integers separated by commas, not ${JSON.stringify(text)}`);
   return list;
 }
 const CONNECTION_COUNTS = numbers('connections', values.connections ?? '10');
@@ -67,14 +77,16 @@ function pick<T extends { key: string }>(option: string, all: readonly T[], want
   if (wanted === undefined) return [...all];
   const keys = wanted.split(',');
   const unknown = keys.filter((k) => !all.some((x) => x.key === k));
-  if (unknown.length > 0) throw new TypeError(`--${option}: no ${unknown.join(', ')}; one of ${all.map((x) => x.key).join(', ')}`);
+  if (unknown.length > 0)
+    throw new TypeError(`--${option}: no ${unknown.join(', ')}; one of ${all.map((x) => x.key).join(', ')}`);
   return all.filter((x) => keys.includes(x.key));
 }
 const SPECS = pick('servers', CLUSTER ? CLUSTER_SERVERS : SERVERS, values.servers);
 const SCENARIO_LIST = pick('scenarios', SCENARIOS, values.scenarios ?? (CLUSTER ? 'read,write,new' : undefined));
 
 /** The reference a server's ratio is taken to: the floor (or coalesced floor) of its own Redis. */
-const floorOf = (spec: ServerSpec, coalesced = false) => `${spec.cluster ? 'cluster-' : ''}floor${coalesced ? '-coalesced' : ''}`;
+const floorOf = (spec: ServerSpec, coalesced = false) =>
+  `${spec.cluster ? 'cluster-' : ''}floor${coalesced ? '-coalesced' : ''}`;
 
 interface Sample {
   rps: number;
@@ -83,7 +95,13 @@ interface Sample {
   redisCpu: number;
 }
 
-async function measure(server: Running, scenario: (typeof SCENARIOS)[number], redisPids: number[], connections: number, seconds = SECONDS): Promise<Sample> {
+async function measure(
+  server: Running,
+  scenario: (typeof SCENARIOS)[number],
+  redisPids: number[],
+  connections: number,
+  seconds = SECONDS,
+): Promise<Sample> {
   const redisCpu = () => redisPids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
   const cpu = [cpuMicros(server.child.pid), redisCpu()];
   const result = await autocannon({
@@ -92,7 +110,8 @@ async function measure(server: Running, scenario: (typeof SCENARIOS)[number], re
     duration: seconds,
     headers: scenario.cookie ? { cookie: server.cookie } : {},
   });
-  if (result.errors || result.non2xx) throw new Error(`${server.name} ${scenario.key}: ${result.errors} errors, ${result.non2xx} non-2xx`);
+  if (result.errors || result.non2xx)
+    throw new Error(`${server.name} ${scenario.key}: ${result.errors} errors, ${result.non2xx} non-2xx`);
   const n = result.requests.total || 1;
   return {
     rps: result.requests.average,
@@ -131,7 +150,8 @@ try {
     servers = [];
     for (const spec of SPECS) {
       const env: Record<string, string> = { ...spec.env, SESSION_BYTES: String(size) };
-      if (spec.cluster && cluster) env.REDIS_CLUSTER_NODES = cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(',');
+      if (spec.cluster && cluster)
+        env.REDIS_CLUSTER_NODES = cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(',');
       servers.push(await start({ ...spec, env }, redis.url));
     }
     const specOf = (server: Running) => SPECS.find((s) => s.key === server.key) as ServerSpec;
@@ -140,7 +160,10 @@ try {
     // Cluster client has connected to every master: a connection's handshake is not a request's).
     // The MONITOR is closed again before anything is timed.
     const commands = new Map<string, number>();
-    const monitors = { one: await Monitor.start(redis.url), cluster: cluster ? await MultiMonitor.start(clusterMasters) : null };
+    const monitors = {
+      one: await Monitor.start(redis.url),
+      cluster: cluster ? await MultiMonitor.start(clusterMasters) : null,
+    };
     for (const server of servers) {
       const monitor = specOf(server).cluster ? monitors.cluster : monitors.one;
       for (const scenario of SCENARIO_LIST) {
@@ -157,7 +180,12 @@ try {
 
     for (const connections of CONNECTION_COUNTS) {
       const scenarios = SCENARIO_LIST.filter((s) => s.key !== 'new' || connections <= NEW_SESSION_MAX_CONNECTIONS);
-      const run = async (scenario: (typeof SCENARIOS)[number], order: Running[], seconds: number, samples?: Map<string, Sample[]>) => {
+      const run = async (
+        scenario: (typeof SCENARIOS)[number],
+        order: Running[],
+        seconds: number,
+        samples?: Map<string, Sample[]>,
+      ) => {
         for (const server of order) {
           const sample = await measure(server, scenario, redisPidsOf(specOf(server)), connections, seconds);
           const key = `${server.key}/${scenario.key}`;
@@ -179,12 +207,15 @@ try {
       const has = (key: string) => servers.some((s) => s.key === key);
       for (const scenario of scenarios) {
         const list = (server: string) => samples.get(`${server}/${scenario.key}`) ?? [];
-        const ratio = (server: string, to: string) => (has(to) ? median(list(server).map((s, round) => s.rps / (list(to)[round]?.rps ?? Number.NaN))) : Number.NaN);
+        const ratio = (server: string, to: string) =>
+          has(to) ? median(list(server).map((s, round) => s.rps / (list(to)[round]?.rps ?? Number.NaN))) : Number.NaN;
         const columns = CLUSTER
           ? ['× floor', '× floor, coalesced', '÷ one server']
           : ['× floor', '× floor, coalesced', '× koa-session'];
         console.log(`### ${scenario.name}: ${connections} connections, ${size} B of session data\n`);
-        console.log(`| server | req/s | p99 ms | ${columns.join(' | ')} | Redis commands / request | CPU µs / request: server, Redis |`);
+        console.log(
+          `| server | req/s | p99 ms | ${columns.join(' | ')} | Redis commands / request | CPU µs / request: server, Redis |`,
+        );
         console.log(`|---|---|---|${columns.map(() => '---|').join('')}---|---|`);
         for (const server of servers) {
           const spec = specOf(server);
@@ -195,12 +226,16 @@ try {
               ? toFloor / ratio(server.key.replace(/^cluster-/, ''), 'floor')
               : Number.NaN
             : ratio(server.key, 'koa-session');
-          const cells = [toFloor, ratio(server.key, floorOf(spec, true)), third].map((r) => (Number.isNaN(r) ? '—' : r.toFixed(2)));
+          const cells = [toFloor, ratio(server.key, floorOf(spec, true)), third].map((r) =>
+            Number.isNaN(r) ? '—' : r.toFixed(2),
+          );
           const cpu = `${median(own.map((s) => s.serverCpu)).toFixed(0)}, ${median(own.map((s) => s.redisCpu)).toFixed(0)}`;
           console.log(
             `| ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${median(own.map((s) => s.p99)).toFixed(1)} | ${cells.join(' | ')} | ${commands.get(`${server.key}/${scenario.key}`)?.toFixed(2)} | ${cpu} |`,
           );
-          summary.push(`| ${scenario.key} | ${connections} | ${size} | ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${cells.join(' | ')} | ${cpu} |`);
+          summary.push(
+            `| ${scenario.key} | ${connections} | ${size} | ${server.name} | ${median(own.map((s) => s.rps)).toFixed(0)} | ${cells.join(' | ')} | ${cpu} |`,
+          );
         }
         console.log('');
       }
@@ -212,7 +247,9 @@ try {
   if (SIZES.length > 1 || CONNECTION_COUNTS.length > 1 || CLUSTER) {
     const third = CLUSTER ? '÷ one server' : '× koa-session';
     console.log(`### Summary: each ratio to the floor of the same Redis, connection count and size\n`);
-    console.log(`| scenario | connections | session bytes | server | req/s | × floor | × floor, coalesced | ${third} | CPU µs / request: server, Redis |`);
+    console.log(
+      `| scenario | connections | session bytes | server | req/s | × floor | × floor, coalesced | ${third} | CPU µs / request: server, Redis |`,
+    );
     console.log('|---|---|---|---|---|---|---|---|---|');
     for (const row of summary) console.log(row);
     console.log('');

@@ -20,7 +20,9 @@ class HmacKeyRing implements KeyRing {
   }
 
   sign(data: string): string {
-    return createHmac('sha1', this.#keys[0] as string | Buffer).update(data).digest('base64url');
+    return createHmac('sha1', this.#keys[0] as string | Buffer)
+      .update(data)
+      .digest('base64url');
   }
 
   index(data: string, digest: string): number {
@@ -28,7 +30,15 @@ class HmacKeyRing implements KeyRing {
     const given = Buffer.from(digest, 'base64url');
     if (given.length !== 20 || given.toString('base64url') !== digest) return -1;
     for (let i = 0; i < this.#keys.length; i++) {
-      if (timingSafeEqual(createHmac('sha1', this.#keys[i] as string | Buffer).update(data).digest(), given)) return i;
+      if (
+        timingSafeEqual(
+          createHmac('sha1', this.#keys[i] as string | Buffer)
+            .update(data)
+            .digest(),
+          given,
+        )
+      )
+        return i;
     }
     return -1;
   }
@@ -59,10 +69,36 @@ const CASES: Case[] = [
   { name: 'old HmacKeyRing, older key', ring: new HmacKeyRing(KEYS), cookies: older, expect: 1, baseline: 1 },
   { name: 'keygrip ring, newest key', ring: toKeyRing(KEYS, 'bench'), cookies: newest, expect: 0, baseline: 0 },
   { name: 'keygrip ring, older key', ring: toKeyRing(KEYS, 'bench'), cookies: older, expect: 1, baseline: 1 },
-  { name: 'user Keygrip sha256 (wrapped), newest', ring: toKeyRing(user, 'bench'), cookies: userNewest, expect: 0, baseline: 0 },
-  { name: 'user Keygrip sha256 (wrapped), older', ring: toKeyRing(user, 'bench'), cookies: userOlder, expect: 1, baseline: 1 },
-  { name: 'raw keygrip verify(), newest key', ring: new Keygrip(KEYS), cookies: newest, expect: 0, verify: true, baseline: 0 },
-  { name: 'raw keygrip verify(), older key', ring: new Keygrip(KEYS), cookies: older, expect: 1, verify: true, baseline: 1 },
+  {
+    name: 'user Keygrip sha256 (wrapped), newest',
+    ring: toKeyRing(user, 'bench'),
+    cookies: userNewest,
+    expect: 0,
+    baseline: 0,
+  },
+  {
+    name: 'user Keygrip sha256 (wrapped), older',
+    ring: toKeyRing(user, 'bench'),
+    cookies: userOlder,
+    expect: 1,
+    baseline: 1,
+  },
+  {
+    name: 'raw keygrip verify(), newest key',
+    ring: new Keygrip(KEYS),
+    cookies: newest,
+    expect: 0,
+    verify: true,
+    baseline: 0,
+  },
+  {
+    name: 'raw keygrip verify(), older key',
+    ring: new Keygrip(KEYS),
+    cookies: older,
+    expect: 1,
+    verify: true,
+    baseline: 1,
+  },
 ];
 
 let sink = 0;
@@ -117,9 +153,13 @@ for (let r = 0; r < rounds; r++) {
 if (sink === Number.MIN_SAFE_INTEGER) console.log(sink);
 
 const pad = (s: string, n: number) => s.padEnd(n);
-console.log(`signature verify per cookie (median of ${rounds} rounds × ${iterations}, node ${process.version}, ${KEYS.length} keys)\n`);
+console.log(
+  `signature verify per cookie (median of ${rounds} rounds × ${iterations}, node ${process.version}, ${KEYS.length} keys)\n`,
+);
 console.log(`${pad('ring', 40)}${pad('µs / verify', 14)}${pad('× old ring, newest key', 25)}× old ring, same key`);
 CASES.forEach((c, i) => {
   const cells = [(median(times[i] as number[]) / 1000).toFixed(2), median(ratios[i] as number[]).toFixed(2)];
-  console.log(`${pad(c.name, 40)}${pad(cells[0] as string, 14)}${pad(cells[1] as string, 25)}${median(sameKey[i] as number[]).toFixed(2)}`);
+  console.log(
+    `${pad(c.name, 40)}${pad(cells[0] as string, 14)}${pad(cells[1] as string, 25)}${median(sameKey[i] as number[]).toFixed(2)}`,
+  );
 });

@@ -21,7 +21,9 @@ import { FORMAT_VERSION, header, packSession } from '../src/store/layout.js';
 import { realisticSession } from './servers/common.js';
 import { sessionSerializer } from '../src/values.js';
 
-const { values } = parseArgs({ options: { sessions: { type: 'string' }, ops: { type: 'string' }, sizes: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { sessions: { type: 'string' }, ops: { type: 'string' }, sizes: { type: 'string' } },
+});
 const SESSIONS = Number(values.sessions ?? 1000);
 const OPS = Number(values.ops ?? 5000);
 const SIZES = (values.sizes ?? '100,1000,10000,60000').split(',').map(Number);
@@ -48,7 +50,8 @@ async function usecPerCall(names: string[], calls: number): Promise<number> {
 
 async function bytesPerSession(prefix: string): Promise<number> {
   let bytes = 0;
-  for (let i = 0; i < SESSIONS; i++) bytes += Number(await redis.call('MEMORY', 'USAGE', `${prefix}${i}`, 'SAMPLES', '0'));
+  for (let i = 0; i < SESSIONS; i++)
+    bytes += Number(await redis.call('MEMORY', 'USAGE', `${prefix}${i}`, 'SAMPLES', '0'));
   return bytes / SESSIONS;
 }
 
@@ -68,25 +71,52 @@ try {
     await redis.flushall();
     const fields = dataFields(size);
     const floorValue = JSON.stringify(realisticSession(size));
-    const value = (i: number) => packSession(header(now(), TIMEOUT, now() + TIMEOUT), [...fields, 'o', `bench000${String(i).padStart(6, '0')}=1`]);
+    const value = (i: number) =>
+      packSession(header(now(), TIMEOUT, now() + TIMEOUT), [...fields, 'o', `bench000${String(i).padStart(6, '0')}=1`]);
     const create = await measure(['set'], SESSIONS, (p, i) => void p.set(`s:${i}`, value(i), 'EX', TIMEOUT, 'NX'));
     const createFloor = await measure(['set'], SESSIONS, (p, i) => void p.set(`f:${i}`, floorValue, 'EX', TIMEOUT));
     const memory = await bytesPerSession('s:');
     const memoryFloor = await bytesPerSession('f:');
     // Reads one second later, so every load's refresh is due (the worst case).
     await new Promise((r) => setTimeout(r, 1100));
-    const read = await measure(['evalsha', 'eval'], OPS, (p, i) => void p.load(`s:${i % SESSIONS}`, now() + (i % 2), -1, '1', FORMAT_VERSION, -1, TIMEOUT));
-    const readFloor = await measure(['get'], OPS, (p, i) => void p.get(`f:${i % SESSIONS}`));
-    const write = await measure(['evalsha', 'eval'], OPS, (p, i) =>
-      void p.patch(`s:${i % SESSIONS}`, [now(), '1', 1 << 20, '', '1', 0, 1, `bench001${String(i).padStart(6, '0')}`, -1, ':views', String(i)]),
+    const read = await measure(
+      ['evalsha', 'eval'],
+      OPS,
+      (p, i) => void p.load(`s:${i % SESSIONS}`, now() + (i % 2), -1, '1', FORMAT_VERSION, -1, TIMEOUT),
     );
-    const writeFloor = await measure(['set'], OPS, (p, i) => void p.set(`f:${i % SESSIONS}`, floorValue, 'EX', TIMEOUT));
-    const cell = (ours: number, floor: number) => `${ours.toFixed(1)} / ${floor.toFixed(1)} (${(ours / floor).toFixed(2)}×)`;
+    const readFloor = await measure(['get'], OPS, (p, i) => void p.get(`f:${i % SESSIONS}`));
+    const write = await measure(
+      ['evalsha', 'eval'],
+      OPS,
+      (p, i) =>
+        void p.patch(`s:${i % SESSIONS}`, [
+          now(),
+          '1',
+          1 << 20,
+          '',
+          '1',
+          0,
+          1,
+          `bench001${String(i).padStart(6, '0')}`,
+          -1,
+          ':views',
+          String(i),
+        ]),
+    );
+    const writeFloor = await measure(
+      ['set'],
+      OPS,
+      (p, i) => void p.set(`f:${i % SESSIONS}`, floorValue, 'EX', TIMEOUT),
+    );
+    const cell = (ours: number, floor: number) =>
+      `${ours.toFixed(1)} / ${floor.toFixed(1)} (${(ours / floor).toFixed(2)}×)`;
     rows.push(
       `| ${size >= 1000 ? `${size / 1000} KB` : `${size} B`} | ${cell(read, readFloor)} | ${cell(write, writeFloor)} | ${cell(create, createFloor)} | ${Math.round(memory)} / ${Math.round(memoryFloor)} (${(memory / memoryFloor).toFixed(2)}×) |`,
     );
   }
-  console.log(`Redis' own µs per call, ours / the floor (ratio); bytes per session (${SESSIONS} sessions, ${OPS} reads and writes)\n`);
+  console.log(
+    `Redis' own µs per call, ours / the floor (ratio); bytes per session (${SESSIONS} sessions, ${OPS} reads and writes)\n`,
+  );
   console.log('| session | read | write | create | memory |');
   console.log('|---|---|---|---|---|');
   for (const row of rows) console.log(row);

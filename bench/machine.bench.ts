@@ -9,13 +9,43 @@ import { sessionMachine } from '../machines/session.machine.js';
 import { MachineRun } from '../src/fsm.js';
 import type { SessionEvent, SessionInput } from '../src/policy.js';
 
-const input: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false, rolling: null };
-const ended = (hasData: boolean, changed: boolean): SessionEvent => ({ type: 'request.ended', hasData, changed, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: false });
+const input: SessionInput = {
+  invalidateEmptySession: true,
+  cookieOnException: true,
+  deserializedFailsNew: false,
+  continueOnRedisError: false,
+  rolling: null,
+};
+const ended = (hasData: boolean, changed: boolean): SessionEvent => ({
+  type: 'request.ended',
+  hasData,
+  changed,
+  cookieAllowed: true,
+  errored: false,
+  fits: true,
+  secureOk: true,
+  persistentCookie: false,
+});
 
 const STORIES: Record<string, SessionEvent[]> = {
-  'read-only (cookie, load, end)': [{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.found', refreshed: true }, ended(true, false)],
-  'write (cookie, load, write, end)': [{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.found', refreshed: true }, { type: 'data.written' }, ended(true, true), { type: 'write.stored' }],
-  'new session (no cookie, write, end)': [{ type: 'cookie.missing' }, { type: 'data.written' }, ended(true, true), { type: 'write.stored' }],
+  'read-only (cookie, load, end)': [
+    { type: 'cookie.verified', keyIndex: 0 },
+    { type: 'load.found', refreshed: true },
+    ended(true, false),
+  ],
+  'write (cookie, load, write, end)': [
+    { type: 'cookie.verified', keyIndex: 0 },
+    { type: 'load.found', refreshed: true },
+    { type: 'data.written' },
+    ended(true, true),
+    { type: 'write.stored' },
+  ],
+  'new session (no cookie, write, end)': [
+    { type: 'cookie.missing' },
+    { type: 'data.written' },
+    ended(true, true),
+    { type: 'write.stored' },
+  ],
   'untouched, no cookie': [{ type: 'cookie.missing' }, ended(false, false)],
 };
 
@@ -60,7 +90,11 @@ const pad = (s: string, n: number) => s.padEnd(n);
 console.log(`session machine cost per request (median of ${rounds} rounds, node ${process.version})\n`);
 console.log(`${pad('story', 38)}${pad('compiled µs', 14)}${pad('XState actor µs', 18)}actor / compiled`);
 for (const r of results) {
-  console.log(`${pad(r.story, 38)}${pad((r.compiled / 1000).toFixed(3), 14)}${pad((r.actor / 1000).toFixed(2), 18)}${(r.actor / r.compiled).toFixed(0)}×`);
+  console.log(
+    `${pad(r.story, 38)}${pad((r.compiled / 1000).toFixed(3), 14)}${pad((r.actor / 1000).toFixed(2), 18)}${(r.actor / r.compiled).toFixed(0)}×`,
+  );
 }
 const worst = Math.max(...results.map((r) => r.compiled)) / 1000;
-console.log(`\nworst compiled story: ${worst.toFixed(3)} µs per request (target ≤ 3 µs): ${worst <= 3 ? 'met' : 'NOT met'}`);
+console.log(
+  `\nworst compiled story: ${worst.toFixed(3)} µs per request (target ≤ 3 µs): ${worst <= 3 ? 'met' : 'NOT met'}`,
+);

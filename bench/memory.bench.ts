@@ -50,13 +50,21 @@ try {
         // `start` made one session already (its cookie); make the rest, 20 at a time.
         for (let made = 1; made < SESSIONS; made += 20) {
           const batch = Math.min(20, SESSIONS - made);
-          await Promise.all(Array.from({ length: batch }, () => fetch(`${running.url}/seed`).then((r) => r.arrayBuffer())));
+          await Promise.all(
+            Array.from({ length: batch }, () => fetch(`${running.url}/seed`).then((r) => r.arrayBuffer())),
+          );
         }
       } finally {
         running.child.kill('SIGTERM');
       }
       const { bytes, keys, encodings } = await usage();
-      rows.push({ size, who, perSession: bytes / SESSIONS, keys, encodings: [...encodings].map(([e, n]) => `${e} ×${n}`).join(', ') });
+      rows.push({
+        size,
+        who,
+        perSession: bytes / SESSIONS,
+        keys,
+        encodings: [...encodings].map(([e, n]) => `${e} ×${n}`).join(', '),
+      });
     }
   }
 } finally {
@@ -65,14 +73,18 @@ try {
 }
 
 console.log(`\nRedis memory per stored session (${SESSIONS} sessions each; MEMORY USAGE … SAMPLES 0)\n`);
-console.log('| session data | koa-session-machine | koa-session + koa-redis | express-session + connect-redis | ours ÷ koa-session |');
+console.log(
+  '| session data | koa-session-machine | koa-session + koa-redis | express-session + connect-redis | ours ÷ koa-session |',
+);
 console.log('|---|---|---|---|---|');
 for (const size of SIZES) {
   const of = (who: string) => rows.find((r) => r.size === size && r.who === who) as (typeof rows)[number];
   const ours = of('ours');
   const koa = of('koa-session');
   const express = of('express-session');
-  console.log(`| ~${size >= 1000 ? `${size / 1000} KB` : `${size} B`} | ${ours.perSession.toFixed(0)} B | ${koa.perSession.toFixed(0)} B | ${express.perSession.toFixed(0)} B | **${(ours.perSession / koa.perSession).toFixed(2)}×** |`);
+  console.log(
+    `| ~${size >= 1000 ? `${size / 1000} KB` : `${size} B`} | ${ours.perSession.toFixed(0)} B | ${koa.perSession.toFixed(0)} B | ${express.perSession.toFixed(0)} B | **${(ours.perSession / koa.perSession).toFixed(2)}×** |`,
+  );
 }
 console.log('\nKey encodings:');
 for (const r of rows) console.log(`  ${r.who} @ ${r.size} B: ${r.keys} keys (${r.encodings})`);

@@ -14,12 +14,19 @@ import { startRedis } from '../test/helpers/redis-server.js';
 import { SCENARIOS, SERVERS, start } from './harness.js';
 
 const { values } = parseArgs({
-  options: { server: { type: 'string' }, scenario: { type: 'string' }, seconds: { type: 'string' }, top: { type: 'string' } },
+  options: {
+    server: { type: 'string' },
+    scenario: { type: 'string' },
+    seconds: { type: 'string' },
+    top: { type: 'string' },
+  },
 });
 const server = SERVERS.find((s) => s.key === (values.server ?? 'ours'));
 const scenario = SCENARIOS.find((s) => s.key === (values.scenario ?? 'read'));
 if (!server || !scenario) {
-  throw new Error(`--server is one of ${SERVERS.map((s) => s.key).join(', ')}; --scenario one of ${SCENARIOS.map((s) => s.key).join(', ')}`);
+  throw new Error(
+    `--server is one of ${SERVERS.map((s) => s.key).join(', ')}; --scenario one of ${SCENARIOS.map((s) => s.key).join(', ')}`,
+  );
 }
 const dir = join('bench', 'profiles', `${server.key}-${scenario.key}-${Date.now()}`);
 mkdirSync(dir, { recursive: true });
@@ -33,8 +40,17 @@ interface Profile {
 const redis = await startRedis();
 try {
   // SIGINT makes the server exit through process.exit, so that Node writes the profile.
-  const running = await start(server, redis.url, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'data:text/javascript,process.on("SIGINT",()=>process.exit(0))']);
-  const options = { url: running.url + scenario.path, connections: 10, headers: scenario.cookie ? { cookie: running.cookie } : {} };
+  const running = await start(server, redis.url, [
+    '--cpu-prof',
+    `--cpu-prof-dir=${dir}`,
+    '--import',
+    'data:text/javascript,process.on("SIGINT",()=>process.exit(0))',
+  ]);
+  const options = {
+    url: running.url + scenario.path,
+    connections: 10,
+    headers: scenario.cookie ? { cookie: running.cookie } : {},
+  };
   await autocannon({ ...options, duration: 2 }); // warm: the profile is of a hot server
   const result = await autocannon({ ...options, duration: Number(values.seconds ?? 5) });
   const exited = new Promise((resolve) => running.child.once('exit', resolve));
@@ -58,7 +74,9 @@ try {
     const name = `${functionName || '(anonymous)'} ${where}`.trim();
     self.set(name, (self.get(name) ?? 0) + t);
   }
-  console.log(`\n${server.name}, ${scenario.name}: ${result.requests.average.toFixed(0)} req/s while profiled; ${join(dir, file)}\n`);
+  console.log(
+    `\n${server.name}, ${scenario.name}: ${result.requests.average.toFixed(0)} req/s while profiled; ${join(dir, file)}\n`,
+  );
   console.log('| self time | function |');
   console.log('|---|---|');
   for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top ?? 25))) {

@@ -34,7 +34,10 @@ app.use((ctx) => {
       break;
     case '/write':
       ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
-      ctx.session.cart = { items: Array.from({ length: 5 }, (_, i) => ({ sku: `sku-${i}`, qty: i })), updated: new Date() };
+      ctx.session.cart = {
+        items: Array.from({ length: 5 }, (_, i) => ({ sku: `sku-${i}`, qty: i })),
+        updated: new Date(),
+      };
       ctx.body = 'ok';
       break;
     case '/logout':
@@ -54,7 +57,9 @@ function get(path: string, cookie?: string): Promise<{ status: number; cookie?: 
   return new Promise((resolve) => {
     const req = request({ host: '127.0.0.1', port, path, agent, headers: cookie ? { cookie } : {} }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }),
+      );
     });
     req.on('error', () => resolve({ status: 0 }));
     req.end();
@@ -65,10 +70,13 @@ let served = 0;
 let errors = 0;
 const heap: number[] = [];
 const end = Date.now() + seconds * 1000;
-const sampler = setInterval(() => {
-  gc();
-  heap.push(process.memoryUsage().heapUsed);
-}, Math.max(250, (seconds * 1000) / 60));
+const sampler = setInterval(
+  () => {
+    gc();
+    heap.push(process.memoryUsage().heapUsed);
+  },
+  Math.max(250, (seconds * 1000) / 60),
+);
 
 await Promise.all(
   Array.from({ length: connections }, async (_, worker) => {
@@ -76,7 +84,15 @@ await Promise.all(
     for (let i = 0; Date.now() < end; i++) {
       // a browser's life: log in, mostly read, sometimes write, now and then log out; plus bots
       const step = (i + worker) % 20;
-      const path = !cookie ? '/write' : step === 19 ? '/logout' : step % 4 === 0 ? '/write' : step === 7 ? '/static' : '/read';
+      const path = !cookie
+        ? '/write'
+        : step === 19
+          ? '/logout'
+          : step % 4 === 0
+            ? '/write'
+            : step === 7
+              ? '/static'
+              : '/read';
       const res = await get(path, step === 11 ? undefined : cookie);
       served++;
       if (res.status !== 200) errors++;
@@ -97,8 +113,12 @@ const early = median(heap.slice(0, third));
 const late = median(heap.slice(-third));
 const growth = late - early;
 const mb = (n: number) => (n / 1024 / 1024).toFixed(2);
-console.log(`soak: ${seconds} s, ${connections} connections: ${served} requests served (${(served / seconds).toFixed(0)}/s), ${errors} errors`);
-console.log(`heap after GC: first third ${mb(early)} MB, last third ${mb(late)} MB, growth ${mb(growth)} MB (allowed ${mb(FLAT_BYTES)} MB) over ${heap.length} samples`);
+console.log(
+  `soak: ${seconds} s, ${connections} connections: ${served} requests served (${(served / seconds).toFixed(0)}/s), ${errors} errors`,
+);
+console.log(
+  `heap after GC: first third ${mb(early)} MB, last third ${mb(late)} MB, growth ${mb(growth)} MB (allowed ${mb(FLAT_BYTES)} MB) over ${heap.length} samples`,
+);
 if (errors > 0 || growth > FLAT_BYTES) {
   console.log('soak: FAILED');
   process.exit(1);

@@ -10,7 +10,11 @@ import { koaRedisSession, type SessionMiddleware } from 'koa-session-machine';
 import { isMain, listen } from './support/main.js';
 import { startCluster } from '../test/helpers/redis-cluster.js';
 
-export function createApp(nodes: Array<{ host: string; port: number }>): { app: Koa; session: SessionMiddleware; cluster: Cluster } {
+export function createApp(nodes: Array<{ host: string; port: number }>): {
+  app: Koa;
+  session: SessionMiddleware;
+  cluster: Cluster;
+} {
   const app = new Koa();
   app.keys = ['newest-secret', 'older-secret'];
   // Per-node options go in redisOptions; the middleware bounds every command by commandTimeout.
@@ -33,7 +37,8 @@ if (isMain(import.meta.url)) {
   } else {
     const cluster = await startCluster(3, 1);
     const stop = () => void cluster.stop();
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => cluster.stop().then(() => process.exit(0)));
+    for (const signal of ['SIGINT', 'SIGTERM'] as const)
+      process.once(signal, () => cluster.stop().then(() => process.exit(0)));
     process.once('exit', stop);
     nodes = cluster.startupNodes;
     console.log(`started a private Redis Cluster on ports ${nodes.map((n) => n.port).join(', ')}`);

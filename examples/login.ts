@@ -57,14 +57,14 @@ ${fields}<button>${button}</button>
 function loginPage(ctx: Koa.Context, name = '', error = ''): string {
   return `<h1>Sign in</h1>
 ${error ? `<p role="alert">${escapeHtml(error)}</p>\n` : ''}${form(
-    ctx,
-    '/login',
-    `<p><label>Name <input name="name" value="${escapeHtml(name)}" autocomplete="username" required></label></p>
+  ctx,
+  '/login',
+  `<p><label>Name <input name="name" value="${escapeHtml(name)}" autocomplete="username" required></label></p>
 <p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
 <p><label><input type="checkbox" name="remember" value="1"> Remember me for 30 days</label></p>
 `,
-    'Sign in',
-  )}
+  'Sign in',
+)}
 <p>Demo accounts: ada / lovelace, grace / hopper.</p>`;
 }
 
@@ -73,7 +73,11 @@ function field(body: unknown, name: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-const ALLOWED = new Map([['/', 'GET, HEAD'], ['/login', 'GET, HEAD, POST'], ['/logout', 'POST']]);
+const ALLOWED = new Map([
+  ['/', 'GET, HEAD'],
+  ['/login', 'GET, HEAD, POST'],
+  ['/logout', 'POST'],
+]);
 
 export function createApp(redisUrl: string): { app: Koa; session: SessionMiddleware } {
   const app = new Koa();
@@ -92,8 +96,12 @@ export function createApp(redisUrl: string): { app: Koa; session: SessionMiddlew
       case 'GET /': {
         const user = ctx.session.user as string | undefined; // no cookie: nothing is loaded or stored
         if (!user) return page(ctx, '<p>Not signed in. <a href="/login">Sign in</a></p>');
-        const until = ctx.session.timeout === REMEMBER_SECONDS ? 'remembered for 30 days' : 'until you close the browser';
-        return page(ctx, `<p>Signed in as <b>${escapeHtml(user)}</b>, ${until}.</p>\n${form(ctx, '/logout', '', 'Sign out')}`);
+        const until =
+          ctx.session.timeout === REMEMBER_SECONDS ? 'remembered for 30 days' : 'until you close the browser';
+        return page(
+          ctx,
+          `<p>Signed in as <b>${escapeHtml(user)}</b>, ${until}.</p>\n${form(ctx, '/logout', '', 'Sign out')}`,
+        );
       }
       case 'GET /login':
         return page(ctx, loginPage(ctx)); // creates the session that the form's token belongs to

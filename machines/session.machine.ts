@@ -129,7 +129,8 @@ export const sessionMachine = setup({
       },
     },
     offline: {
-      description: "Redis failed the load (onRedisError: 'continue'): a session in memory, never written; the cookie is kept for when Redis is back",
+      description:
+        "Redis failed the load (onRedisError: 'continue'): a session in memory, never written; the cookie is kept for when Redis is back",
       initial: 'clean',
       states: {
         clean: { on: { 'data.written': 'dirty' } },
@@ -151,7 +152,8 @@ export const sessionMachine = setup({
         clean: { on: { 'data.written': 'dirty' } },
         dirty: {},
         invalidated: {
-          description: 'invalidate(): data dropped; the stored session ends (with every id it was moved to) unless new data arrives',
+          description:
+            'invalidate(): data dropped; the stored session ends (with every id it was moved to) unless new data arrives',
           on: {
             'data.written': 'replaced',
             'session.regenerated': 'invalidated',
@@ -159,7 +161,8 @@ export const sessionMachine = setup({
           },
         },
         replaced: {
-          description: 'New data after invalidate(): one command ends the old session and stores the new one under a new id',
+          description:
+            'New data after invalidate(): one command ends the old session and stores the new one under a new id',
           on: {
             'session.invalidated': 'invalidated',
             'session.regenerated': 'replaced',
@@ -174,7 +177,8 @@ export const sessionMachine = setup({
           },
         },
         regenerated: {
-          description: 'regenerate(): the stored session moves to a new id, this request\'s changes applied there; never written under the old id',
+          description:
+            "regenerate(): the stored session moves to a new id, this request's changes applied there; never written under the old id",
           on: {
             'request.ended': [
               { guard: 'cookieBlocked', target: '#session.rejected', actions: 'noteCookieRefused' },
@@ -205,12 +209,14 @@ export const sessionMachine = setup({
       ...storingWhole,
     },
     patching: {
-      description: 'patch: set and delete these fields; expiry from the stored timeout; size against the stored total; deleted if left empty',
+      description:
+        'patch: set and delete these fields; expiry from the stored timeout; size against the stored total; deleted if left empty',
       tags: ['sends:patch'],
       ...applying,
     },
     moving: {
-      description: 'move: the stored session to a new id (a marker at the old id leads a logout to it), then the patch there',
+      description:
+        'move: the stored session to a new id (a marker at the old id leads a logout to it), then the patch there',
       tags: ['sends:move'],
       ...applying,
     },
@@ -229,7 +235,8 @@ export const sessionMachine = setup({
     },
     persisted: {
       type: 'final',
-      description: 'Stored: create, patch, move or replace; a new id gets its cookie, a patched session re-sends a rolling one',
+      description:
+        'Stored: create, patch, move or replace; a new id gets its cookie, a patched session re-sends a rolling one',
       output: ({ context, event }) => outputs.persisted(context, event),
     },
     refreshed: {

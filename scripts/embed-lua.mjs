@@ -7,7 +7,9 @@ import { join } from 'node:path';
 
 const dir = fileURLToPath(new URL('../src/store/lua/', import.meta.url));
 const out = fileURLToPath(new URL('../src/store/scripts.generated.ts', import.meta.url));
-const names = readdirSync(dir).filter((f) => f.endsWith('.lua')).sort();
+const names = readdirSync(dir)
+  .filter((f) => f.endsWith('.lua'))
+  .sort();
 // A line `--@include name.lua` stands for src/store/lua/include/name.lua: Redis scripts cannot share
 // code at run time, so what two scripts do alike is written once and copied in here.
 const expand = (text) =>

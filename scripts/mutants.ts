@@ -23,7 +23,17 @@
  * FILE_TIMEOUT_MS and counts as failed.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,8 +87,12 @@ const MUTANTS: readonly Mutant[] = [
   // -- the chart and its policy (docs/design.md, "The machine") ---------------------------------
   {
     name: 'replaced-empty-stored',
-    bug: "the replaced state without its nothingToStore guard: invalidate(), write, delete stores an empty session under a new id",
-    edits: one(CHART, "              { guard: 'nothingToStore', target: '#session.deleting', actions: 'planDelete' },\n", ''),
+    bug: 'the replaced state without its nothingToStore guard: invalidate(), write, delete stores an empty session under a new id',
+    edits: one(
+      CHART,
+      "              { guard: 'nothingToStore', target: '#session.deleting', actions: 'planDelete' },\n",
+      '',
+    ),
     tests: [T.oracle],
   },
   {
@@ -94,13 +108,21 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'gone-sets-cookie',
     bug: "the gone output sets the cookie ('set' instead of 'none')",
-    edits: one(POLICY, "gone: (context) => ({ redis: context.plan, cookie: 'none', failure: 'gone', status: 0 }),", "gone: (context) => ({ redis: context.plan, cookie: 'set', failure: 'gone', status: 0 }),"),
+    edits: one(
+      POLICY,
+      "gone: (context) => ({ redis: context.plan, cookie: 'none', failure: 'gone', status: 0 }),",
+      "gone: (context) => ({ redis: context.plan, cookie: 'set', failure: 'gone', status: 0 }),",
+    ),
     tests: [T.oracle],
   },
   {
     name: 'failed-logout-keeps-cookie',
     bug: 'the failed output forgets to clear the cookie of a logout whose delete failed',
-    edits: one(POLICY, "cookie: context.plan === 'delete' && cookieClearable(context, event) ? 'clear' : 'none',", "cookie: 'none',"),
+    edits: one(
+      POLICY,
+      "cookie: context.plan === 'delete' && cookieClearable(context, event) ? 'clear' : 'none',",
+      "cookie: 'none',",
+    ),
     tests: [T.oracle],
   },
   {
@@ -112,14 +134,22 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'cookie-on-exception-ignored',
     bug: 'an error response may set a cookie without cookieOnException',
-    edits: one(POLICY, 'return e.cookieAllowed && (!e.errored || context.cookieOnException);', 'return e.cookieAllowed;'),
+    edits: one(
+      POLICY,
+      'return e.cookieAllowed && (!e.errored || context.cookieOnException);',
+      'return e.cookieAllowed;',
+    ),
     tests: [T.oracle, T.options],
   },
 
   {
     name: 'compiled-ancestors-first',
     bug: "the compiled table tries a parent state's transitions before its leaf's (XState picks the deepest first)",
-    edits: one('src/fsm.ts', 'on.set(eventType, [...(on.get(eventType) ?? []), ...list]);', 'on.set(eventType, [...list, ...(on.get(eventType) ?? [])]);'),
+    edits: one(
+      'src/fsm.ts',
+      'on.set(eventType, [...(on.get(eventType) ?? []), ...list]);',
+      'on.set(eventType, [...list, ...(on.get(eventType) ?? [])]);',
+    ),
     tests: [T.oracle, T.machine],
   },
 
@@ -127,30 +157,46 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'cookie-any-signature',
     bug: 'decode accepts any well-formed signature (the key index forced to 0)',
-    edits: one('src/cookie.ts', "return keyIndex < 0 ? BAD_SIGNATURE : { kind: 'valid', id, keyIndex };", "return { kind: 'valid', id, keyIndex: Math.max(keyIndex, 0) };"),
+    edits: one(
+      'src/cookie.ts',
+      "return keyIndex < 0 ? BAD_SIGNATURE : { kind: 'valid', id, keyIndex };",
+      "return { kind: 'valid', id, keyIndex: Math.max(keyIndex, 0) };",
+    ),
     tests: [T.cookie, T.fuzz],
   },
   {
     name: 'signature-not-canonical',
     bug: 'a signature with stray bits in its last character verifies (compared as decoded base64url, not as text)',
-    edits: one('src/cookie.ts', 'const b = Buffer.from(given);', "const b = Buffer.from(Buffer.from(given, 'base64url').toString('base64url'));"),
+    edits: one(
+      'src/cookie.ts',
+      'const b = Buffer.from(given);',
+      "const b = Buffer.from(Buffer.from(given, 'base64url').toString('base64url'));",
+    ),
     tests: [T.cookie],
   },
   {
     name: 'csrf-any-token',
     bug: 'csrfValid accepts any token',
-    edits: one('src/session.ts', 'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;', 'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= -1;'),
+    edits: one(
+      'src/session.ts',
+      'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;',
+      'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= -1;',
+    ),
     tests: [T.parity],
   },
   {
     name: 'csrf-salt-ignored',
     bug: 'csrfValid checks against an empty salt: the token newCsrfToken() replaced stays valid',
-    edits: one('src/session.ts', 'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;', "return this.keys.index(csrfData(this.storedId, ''), sent) >= 0;"),
+    edits: one(
+      'src/session.ts',
+      'return this.keys.index(csrfData(this.storedId, this.#salt()), sent) >= 0;',
+      "return this.keys.index(csrfData(this.storedId, ''), sent) >= 0;",
+    ),
     tests: [T.parity],
   },
   {
     name: 'csrf-not-bound-to-id',
-    bug: "a CSRF token signs only the salt: every session with the same salt shares one token",
+    bug: 'a CSRF token signs only the salt: every session with the same salt shares one token',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the text of a template literal in the source, found and replaced
     edits: one('src/session.ts', 'return `csrf\\n${id}\\n${salt}`;', 'return `csrf\\n${salt}`;'),
     tests: [T.parity],
@@ -160,7 +206,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'maxsize-create-off-by-1000',
     bug: "the middleware's fits check (create and replace) allows 1000 bytes past maxSize",
-    edits: one('src/middleware.ts', 'state.storedSize() <= opts.maxSize,', 'state.storedSize() <= opts.maxSize + 1000,'),
+    edits: one(
+      'src/middleware.ts',
+      'state.storedSize() <= opts.maxSize,',
+      'state.storedSize() <= opts.maxSize + 1000,',
+    ),
     tests: [T.parity],
   },
   {
@@ -172,7 +222,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'timeout-from-request',
     bug: "every patch carries the request's own timeout: a plain write undoes a concurrent adjustTimeout()",
-    edits: one(COMMANDS, "const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';", 'const timeout = String(source.timeout ?? 0);'),
+    edits: one(
+      COMMANDS,
+      "const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';",
+      'const timeout = String(source.timeout ?? 0);',
+    ),
     tests: [T.races],
   },
 
@@ -192,7 +246,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'load-serves-expired',
     bug: 'the load serves a payload whose own expiry has passed',
-    edits: one(LOAD, 'if (x and now > x) or (deadline and now >= deadline) then', 'if deadline and now >= deadline then'),
+    edits: one(
+      LOAD,
+      'if (x and now > x) or (deadline and now >= deadline) then',
+      'if deadline and now >= deadline then',
+    ),
     tests: [T.contract, T.options],
   },
   {
@@ -259,7 +317,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'write-resurrects-past-absolute-timeout',
     bug: 'a write applies to a session past its absolute timeout instead of finding it gone',
-    edits: one(APPLY, "    redis.call('DEL', key) -- past its absolute timeout: ended, as its next load would end it\n    return nil, -1\n", ''),
+    edits: one(
+      APPLY,
+      "    redis.call('DEL', key) -- past its absolute timeout: ended, as its next load would end it\n    return nil, -1\n",
+      '',
+    ),
     tests: [T.lifetimes],
   },
 
@@ -267,13 +329,17 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'rolling-off',
     bug: 'a persistent cookie is never re-sent when the expiry moves: an active user is logged out by the cookie',
-    edits: one(POLICY, '  return moved && rollsCookie(context, event) ? \'set\' : \'none\';', "  return 'none';"),
+    edits: one(POLICY, "  return moved && rollsCookie(context, event) ? 'set' : 'none';", "  return 'none';"),
     tests: [T.oracle, T.lifetimes],
   },
   {
     name: 'rolling-on-untouched',
     bug: 'the cookie rolls on a read that did not move the expiry',
-    edits: one(POLICY, 'cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, false),', 'cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, true),'),
+    edits: one(
+      POLICY,
+      'cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, false),',
+      'cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, true),',
+    ),
     tests: [T.oracle, T.lifetimes],
   },
   {
@@ -285,7 +351,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'cookie-outlives-absolute-timeout',
     bug: 'a persistent cookie is not capped at the absolute timeout',
-    edits: one('src/response-cookie.ts', '      if (ms !== null && deadline !== null) ms = Math.min(ms, deadline * 1000 - Date.now());\n', ''),
+    edits: one(
+      'src/response-cookie.ts',
+      '      if (ms !== null && deadline !== null) ms = Math.min(ms, deadline * 1000 - Date.now());\n',
+      '',
+    ),
     tests: [T.lifetimes],
   },
 
@@ -293,13 +363,21 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'create-no-expire',
     bug: 'the create stores the session without its TTL',
-    edits: one(COMMANDS, "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');", "const done = await this.#redis.set(key, value, 'NX');"),
+    edits: one(
+      COMMANDS,
+      "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');",
+      "const done = await this.#redis.set(key, value, 'NX');",
+    ),
     tests: [T.contract, T.options],
   },
   {
     name: 'create-overwrites',
     bug: 'the create writes over an existing key (no create-if-absent)',
-    edits: one(COMMANDS, "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');", "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl) : await this.#redis.set(key, value);"),
+    edits: one(
+      COMMANDS,
+      "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');",
+      "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl) : await this.#redis.set(key, value);",
+    ),
     tests: [T.options],
   },
   {
@@ -311,13 +389,21 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'move-ignores-gone',
     bug: "rotate.lua's move ignores prepare's -1: it goes ahead on a session logged out or moved meanwhile",
-    edits: one(ROTATE, '  local plan, code = prepare(old, 1)\n  if not plan then return code end\n', '  local plan, code = prepare(old, 1)\n  if code == -2 then return code end\n'),
+    edits: one(
+      ROTATE,
+      '  local plan, code = prepare(old, 1)\n  if not plan then return code end\n',
+      '  local plan, code = prepare(old, 1)\n  if code == -2 then return code end\n',
+    ),
     tests: [T.concurrency, T.races],
   },
   {
     name: 'move-no-marker',
     bug: 'the move leaves no marker at the old id: a concurrent logout does not find the session',
-    edits: one(ROTATE, "    redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n", "    redis.call('DEL', old)\n"),
+    edits: one(
+      ROTATE,
+      "    redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n",
+      "    redis.call('DEL', old)\n",
+    ),
     tests: [T.contract, T.races],
   },
   {
@@ -359,7 +445,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'timeout-intent-ignored',
     bug: "the script ignores adjustTimeout()'s intent: the stored timeout never changes",
-    edits: one(APPLY, "  if intent == '0' then ts = '' elseif intent ~= '' then ts = b36(tonumber(intent)) end\n", "  if intent == '0' then ts = '' end\n"),
+    edits: one(
+      APPLY,
+      "  if intent == '0' then ts = '' elseif intent ~= '' then ts = b36(tonumber(intent)) end\n",
+      "  if intent == '0' then ts = '' end\n",
+    ),
     tests: [T.parity],
   },
   {
@@ -371,7 +461,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'size-check-skipped',
     bug: 'the script never refuses growth past maxSize',
-    edits: one(APPLY, 'if after > before and after > tonumber(ARGV[b + 3]) then return nil, -2 end', 'if false then return nil, -2 end'),
+    edits: one(
+      APPLY,
+      'if after > before and after > tonumber(ARGV[b + 3]) then return nil, -2 end',
+      'if false then return nil, -2 end',
+    ),
     tests: [T.parity],
   },
   {
@@ -383,19 +477,31 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'size-check-refuses-shrink',
     bug: 'the script refuses any write of a session over maxSize, even one that shrinks it',
-    edits: one(APPLY, 'if after > before and after > tonumber(ARGV[b + 3]) then', 'if after > tonumber(ARGV[b + 3]) then'),
+    edits: one(
+      APPLY,
+      'if after > before and after > tonumber(ARGV[b + 3]) then',
+      'if after > tonumber(ARGV[b + 3]) then',
+    ),
     tests: [T.parity],
   },
   {
     name: 'pop-takes-whole-queue',
     bug: 'a pop removes the stored queue whole, not only the frames it loaded',
-    edits: one(APPLY, 'if from then text = string.sub(text, 1, from - 1) .. string.sub(text, to + 1) end', "if from then text = '' end"),
+    edits: one(
+      APPLY,
+      'if from then text = string.sub(text, 1, from - 1) .. string.sub(text, to + 1) end',
+      "if from then text = '' end",
+    ),
     tests: [T.races],
   },
   {
     name: 'first-deletion-skipped',
     bug: 'an off-by-one in the deletions: the first field to delete is kept',
-    edits: one(APPLY, 'for i = delAt, #ARGV do map[ARGV[i]] = nil end', 'for i = delAt + 1, #ARGV do map[ARGV[i]] = nil end'),
+    edits: one(
+      APPLY,
+      'for i = delAt, #ARGV do map[ARGV[i]] = nil end',
+      'for i = delAt + 1, #ARGV do map[ARGV[i]] = nil end',
+    ),
     tests: [T.contract],
   },
 ];
@@ -444,8 +550,13 @@ function parseArgs(argv: string[]): Args {
 
 /** The files of the repository: tracked, and new ones not ignored (a test being written counts). */
 function repositoryFiles(): string[] {
-  const out = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' });
-  const files = new Set(out.split('\0').filter((f) => f !== '' && f !== 'node_modules' && !f.startsWith('node_modules/')));
+  const out = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  const files = new Set(
+    out.split('\0').filter((f) => f !== '' && f !== 'node_modules' && !f.startsWith('node_modules/')),
+  );
   return [...files].filter((f) => existsSync(join(ROOT, f)));
 }
 
@@ -471,7 +582,10 @@ function checkList(mutants: readonly Mutant[]): string[] {
         continue;
       }
       const n = occurrences(readFileSync(path, 'utf8'), e.find);
-      if (n !== 1) problems.push(`${m.name}: its find text occurs ${n} times in ${e.file} (must be exactly once): ${JSON.stringify(e.find.slice(0, 120))}`);
+      if (n !== 1)
+        problems.push(
+          `${m.name}: its find text occurs ${n} times in ${e.file} (must be exactly once): ${JSON.stringify(e.find.slice(0, 120))}`,
+        );
       if (e.find === e.replace) problems.push(`${m.name}: find and replace are the same`);
     }
   }
@@ -490,13 +604,17 @@ function scratchCopy(files: readonly string[], edits: readonly Edit[], label: st
   for (const e of edits) {
     const path = join(dir, e.file);
     const text = readFileSync(path, 'utf8');
-    writeFileSync(path, text.replace(e.find, () => e.replace));
+    writeFileSync(
+      path,
+      text.replace(e.find, () => e.replace),
+    );
   }
   if (edits.some((e) => e.file.endsWith('.lua'))) {
     const generated = join(dir, 'src/store/scripts.generated.ts');
     const before = readFileSync(generated, 'utf8');
     execFileSync(process.execPath, ['scripts/embed-lua.mjs'], { cwd: dir, stdio: 'inherit' });
-    if (readFileSync(generated, 'utf8') === before) throw new Error(`${label}: re-embedding the Lua scripts changed nothing`);
+    if (readFileSync(generated, 'utf8') === before)
+      throw new Error(`${label}: re-embedding the Lua scripts changed nothing`);
   }
   return dir;
 }
@@ -555,12 +673,20 @@ function killGroup(pid: number): void {
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
-const short = (file: string): string => file.replace(/^test\//, '').replace(/\.test\.ts$/, '');
+const short = (file: string): string =>
+  file
+    .replace(/^test\//, '')
+    .replace(/\.test\.ts$/, '')
+    .replaceAll('/', '-');
 
 function table(rows: string[][]): string {
   const widths = (rows[0] as string[]).map((_, c) => Math.max(...rows.map((r) => (r[c] as string).length)));
   const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c] as number)).join(' | ')} |`;
-  return [line(rows[0] as string[]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+  return [
+    line(rows[0] as string[]),
+    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...rows.slice(1).map(line),
+  ].join('\n');
 }
 
 async function main(): Promise<number> {
@@ -572,7 +698,12 @@ async function main(): Promise<number> {
   }
   const selected = args.only.size > 0 ? MUTANTS.filter((m) => args.only.has(m.name)) : MUTANTS;
   if (args.list) {
-    console.log(table([['mutant', 'file', 'tests', 'bug'], ...selected.map((m) => [m.name, m.edits.map((e) => e.file).join(', '), m.tests.map(short).join(', '), m.bug])]));
+    console.log(
+      table([
+        ['mutant', 'file', 'tests', 'bug'],
+        ...selected.map((m) => [m.name, m.edits.map((e) => e.file).join(', '), m.tests.map(short).join(', '), m.bug]),
+      ]),
+    );
     return 0;
   }
   // The whole list is checked, whatever --only says: a rotten entry fails every run.
@@ -598,7 +729,9 @@ async function main(): Promise<number> {
     console.log(`  ${file}: ${r.outcome} (${seconds(r.ms)})`);
     if (r.outcome !== 'pass') {
       baseOk = false;
-      console.error(`    the unmutated copy fails ${file}${r.firstFailure ? `: ${r.firstFailure}` : ''}; log: ${join(baseDir, `${short(file)}.log`)}`);
+      console.error(
+        `    the unmutated copy fails ${file}${r.firstFailure ? `: ${r.firstFailure}` : ''}; log: ${join(baseDir, `${short(file)}.log`)}`,
+      );
     }
   }
   if (!baseOk) {
@@ -624,9 +757,15 @@ async function main(): Promise<number> {
     const caught = results.filter((r) => r.outcome !== 'pass');
     const ms = Date.now() - t0;
     const by = caught.map((r) => (r.outcome === 'timeout' ? `${short(r.file)} (timeout)` : short(r.file)));
-    console.log(`[${i + 1}/${selected.length}] ${m.name}: ${caught.length > 0 ? `caught by ${by.join(', ')}` : 'SURVIVED'} (${seconds(ms)})`);
+    console.log(
+      `[${i + 1}/${selected.length}] ${m.name}: ${caught.length > 0 ? `caught by ${by.join(', ')}` : 'SURVIVED'} (${seconds(ms)})`,
+    );
     for (const r of caught) if (r.firstFailure) details.push(`${m.name} / ${short(r.file)}: ${r.firstFailure}`);
-    rows.push([m.name, caught.length > 0 ? by.join(', ') : `SURVIVED (ran ${m.tests.map(short).join(', ')})`, seconds(ms)]);
+    rows.push([
+      m.name,
+      caught.length > 0 ? by.join(', ') : `SURVIVED (ran ${m.tests.map(short).join(', ')})`,
+      seconds(ms),
+    ]);
     if (caught.length === 0) {
       survivors.push(m.name);
       kept.push(dir);
@@ -637,7 +776,9 @@ async function main(): Promise<number> {
 
   console.log(`\n${table(rows)}\n`);
   if (details.length > 0) console.log(`First failing test of each catching file:\n  ${details.join('\n  ')}\n`);
-  console.log(`unmutated run ${seconds(baselineMs)}; total ${seconds(Date.now() - started)} for ${selected.length} mutants`);
+  console.log(
+    `unmutated run ${seconds(baselineMs)}; total ${seconds(Date.now() - started)} for ${selected.length} mutants`,
+  );
   if (kept.length > 0 && args.keep) console.log(`scratch copies kept:\n  ${kept.join('\n  ')}`);
   if (survivors.length > 0) {
     console.error(`\n${survivors.length} mutant(s) survived: ${survivors.join(', ')}`);

@@ -202,11 +202,15 @@ export function sessionChart(options: SessionChartOptions): Middleware {
     throw new TypeError('sessionChart: option "session" must be the middleware koaRedisSession() returned');
   }
   if (process.env.NODE_ENV === 'production' && !options.allowInProduction) {
-    throw new TypeError('sessionChart: a development page (it shows session internals); set allowInProduction to mount it when NODE_ENV is production');
+    throw new TypeError(
+      'sessionChart: a development page (it shows session internals); set allowInProduction to mount it when NODE_ENV is production',
+    );
   }
   const path = options.path ?? '/_session';
   if (typeof path !== 'string' || !/^\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/.test(path)) {
-    throw new TypeError(`sessionChart: option "path" must be an absolute URL path such as "/_session" (not "/" and no trailing "/"), got ${JSON.stringify(path)}`);
+    throw new TypeError(
+      `sessionChart: option "path" must be an absolute URL path such as "/_session" (not "/" and no trailing "/"), got ${JSON.stringify(path)}`,
+    );
   }
   const keep = options.recent ?? 50;
   if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 1 || keep > 10_000) {
@@ -219,7 +223,8 @@ export function sessionChart(options: SessionChartOptions): Middleware {
   let n = 0;
   const html = page();
   /** The page's own URLs, and only those: an app route under the same prefix keeps its session. */
-  const own = (ctx: Context) => ctx.path === path || ctx.path === `${path}/` || ctx.path === `${path}/data` || ctx.path === `${path}/clear`;
+  const own = (ctx: Context) =>
+    ctx.path === path || ctx.path === `${path}/` || ctx.path === `${path}/data` || ctx.path === `${path}/clear`;
   session[BYPASS](own);
 
   session.observe((trace: SessionTrace) => {
@@ -251,7 +256,10 @@ export function sessionChart(options: SessionChartOptions): Middleware {
     if (ctx.method === 'GET' && (ctx.path === path || ctx.path === `${path}/`)) {
       ctx.type = 'html';
       // Only this page's own inline script and style; no other host is ever asked.
-      ctx.set('Content-Security-Policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'");
+      ctx.set(
+        'Content-Security-Policy',
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+      );
       ctx.body = html;
     } else if (ctx.method === 'GET' && ctx.path === `${path}/data`) {
       ctx.body = { total, counts, finals, recent };

@@ -28,7 +28,11 @@ function isWithin(node: AnyStateNode, ancestor: AnyStateNode): boolean {
 }
 
 /** Every state node (root first) and every edge of a machine. */
-export function chartOf(machine: AnyStateMachine = sessionMachine): { root: AnyStateNode; nodes: AnyStateNode[]; edges: ChartEdge[] } {
+export function chartOf(machine: AnyStateMachine = sessionMachine): {
+  root: AnyStateNode;
+  nodes: AnyStateNode[];
+  edges: ChartEdge[];
+} {
   const root: AnyStateNode = machine.root;
   const nodes: AnyStateNode[] = [];
   const collect = (node: AnyStateNode) => {
@@ -42,7 +46,12 @@ export function chartOf(machine: AnyStateMachine = sessionMachine): { root: AnyS
       list.forEach((t, index) => {
         const guard = t.guard === undefined ? '' : ` [${nameOf(t.guard, 'guard')}]`;
         const actions = t.actions.length ? ` / ${t.actions.map((a) => nameOf(a, 'action')).join(', ')}` : '';
-        edges.push({ id: edgeId(node, event, index), from: node, to: t.target?.[0] ?? node, label: `${event}${guard}${actions}` });
+        edges.push({
+          id: edgeId(node, event, index),
+          from: node,
+          to: t.target?.[0] ?? node,
+          label: `${event}${guard}${actions}`,
+        });
       });
     }
   }
@@ -90,7 +99,8 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
   for (const edge of edges) {
     const { from, to } = edge;
     let home = from.parent ?? root;
-    while (home !== root && (home === to || home === from || !(isWithin(to, home) && isWithin(from, home)))) home = home.parent ?? root;
+    while (home !== root && (home === to || home === from || !(isWithin(to, home) && isWithin(from, home))))
+      home = home.parent ?? root;
     const list = edgesBy.get(home) ?? [];
     list.push(`${nodeId(from)} --> ${nodeId(to)}: ${edge.label}`);
     edgesBy.set(home, list);
@@ -110,7 +120,8 @@ export function toMermaid(machine: AnyStateMachine = sessionMachine): string {
     }
     for (const edge of edgesBy.get(node) ?? []) lines.push(`${indent}${edge}`);
     if (node === root) {
-      for (const child of Object.values(node.states)) if (child.type === 'final') lines.push(`${indent}${nodeId(child)} --> [*]`);
+      for (const child of Object.values(node.states))
+        if (child.type === 'final') lines.push(`${indent}${nodeId(child)} --> [*]`);
     }
   };
   draw(root, '  ');
@@ -142,21 +153,30 @@ export function toDot(machine: AnyStateMachine = sessionMachine): string {
     for (const child of Object.values(node.states)) {
       if (child.type === 'compound') {
         lines.push(`${indent}subgraph ${quote(`cluster_${nodeId(child)}`)} {`);
-        lines.push(`${indent}  label=${quote(child.key)}; style="rounded"; id=${quote(`state:${child.path.join('.')}`)};`);
+        lines.push(
+          `${indent}  label=${quote(child.key)}; style="rounded"; id=${quote(`state:${child.path.join('.')}`)};`,
+        );
         lines.push(`${indent}  ${quote(anchor(child))} [shape=point, width=0.05, label=""];`);
         draw(child, `${indent}  `);
         lines.push(`${indent}}`);
       } else {
         const shape = child.type === 'final' ? ', shape=doublecircle, style=""' : '';
-        lines.push(`${indent}${quote(nodeId(child))} [label=${quote(child.type === 'final' ? `${child.key}\n${finalCommands(child, edges)}` : child.key)}, id=${quote(`state:${child.path.join('.')}`)}${shape}];`);
+        lines.push(
+          `${indent}${quote(nodeId(child))} [label=${quote(child.type === 'final' ? `${child.key}\n${finalCommands(child, edges)}` : child.key)}, id=${quote(`state:${child.path.join('.')}`)}${shape}];`,
+        );
       }
     }
   };
   draw(root, '  ');
   for (const edge of edges) {
     const tail = edge.from.type === 'compound' ? `, ltail=${quote(`cluster_${nodeId(edge.from)}`)}` : '';
-    const head = edge.to.type === 'compound' && !isWithin(edge.from, edge.to) ? `, lhead=${quote(`cluster_${nodeId(edge.to)}`)}` : '';
-    lines.push(`  ${quote(anchor(edge.from))} -> ${quote(anchor(edge.to))} [label=${quote(edge.label)}, id=${quote(edge.id)}${tail}${head}];`);
+    const head =
+      edge.to.type === 'compound' && !isWithin(edge.from, edge.to)
+        ? `, lhead=${quote(`cluster_${nodeId(edge.to)}`)}`
+        : '';
+    lines.push(
+      `  ${quote(anchor(edge.from))} -> ${quote(anchor(edge.to))} [label=${quote(edge.label)}, id=${quote(edge.id)}${tail}${head}];`,
+    );
   }
   lines.push('}');
   return `${lines.join('\n')}\n`;

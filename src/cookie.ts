@@ -149,7 +149,12 @@ export function toKeyRing(keys: unknown, source: string): KeyRing {
     return new KeygripKeyRing(keys as Array<string | Buffer>);
   }
   if (keys instanceof KeygripKeyRing || keys instanceof WrappedKeyRing) return keys;
-  if (keys && typeof keys === 'object' && typeof (keys as KeyRing).sign === 'function' && typeof (keys as KeyRing).index === 'function') {
+  if (
+    keys &&
+    typeof keys === 'object' &&
+    typeof (keys as KeyRing).sign === 'function' &&
+    typeof (keys as KeyRing).index === 'function'
+  ) {
     return new WrappedKeyRing(keys as KeyRing);
   }
   throw new TypeError(`${source} must be an array of secrets (newest first) or a Keygrip instance`);

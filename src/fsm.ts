@@ -64,7 +64,8 @@ export function nameOf(ref: unknown, what: string): string {
 }
 
 function lookup<T>(table: Record<string, T>, name: string, what: string): T {
-  if (!Object.hasOwn(table, name)) throw new TypeError(`session machine: unknown ${what} "${name}" (not in src/policy.ts)`);
+  if (!Object.hasOwn(table, name))
+    throw new TypeError(`session machine: unknown ${what} "${name}" (not in src/policy.ts)`);
   return table[name] as T;
 }
 
@@ -111,7 +112,8 @@ export function compileMachine(machine: AnyStateMachine): CompiledMachine {
       on.set(
         eventType,
         list.map((t, index) => {
-          if (t.target && t.target.length > 1) throw new TypeError('session machine: multiple targets are not supported');
+          if (t.target && t.target.length > 1)
+            throw new TypeError('session machine: multiple targets are not supported');
           const target = t.target?.[0];
           return {
             edge: edgeId(node, eventType, index),

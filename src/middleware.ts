@@ -59,7 +59,10 @@ interface HandlerOutcome {
  * the option. Pass the app to check `app.keys` now too; otherwise a missing key ring fails the first
  * request with the same message.
  */
-export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unknown; context?: object }): SessionMiddleware {
+export function koaRedisSession(
+  options: SessionOptions = {},
+  app?: { keys?: unknown; context?: object },
+): SessionMiddleware {
   const opts: ResolvedOptions = resolveOptions(options);
   if (opts.keys === undefined && app) resolveAppKeys(app); // a missing or bad app.keys fails now
   const { client, close } = connect(opts.redis, opts.commandTimeout);
@@ -84,7 +87,9 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
   const bypass: Array<(ctx: Context) => boolean> = [];
   const stateKey = Symbol(`koa-session-machine:${opts.contextKey}`);
   const prototypes = new WeakSet<object>();
-  const fixed: CookieCodec | undefined = opts.keys ? new CookieCodec(cookie.name, opts.keys, opts.idPattern) : undefined;
+  const fixed: CookieCodec | undefined = opts.keys
+    ? new CookieCodec(cookie.name, opts.keys, opts.idPattern)
+    : undefined;
   /** Per app (one middleware may serve several), the codec of its `app.keys` and what it was made
    *  from: read on every request, as Koa's own `ctx.cookies` does, and rebuilt only when it changes. */
   const byApp = new WeakMap<object, { value: unknown; items: readonly unknown[]; codec: CookieCodec }>();
@@ -106,7 +111,10 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
         if (!state) throw new TypeError(`ctx.${opts.contextKey} can only be set after the session middleware ran`);
         if (value === null || value === undefined) state.invalidate();
         else if (typeof value === 'object' && !Array.isArray(value)) state.replace(value as Record<string, unknown>);
-        else throw new TypeError(`ctx.${opts.contextKey} can be set to null (invalidate) or a plain object (replace the data)`);
+        else
+          throw new TypeError(
+            `ctx.${opts.contextKey} can be set to null (invalidate) or a plain object (replace the data)`,
+          );
       },
     });
   };
@@ -137,7 +145,11 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     const value = app.keys;
     let made = byApp.get(app);
     if (made === undefined || !sameKeys(made, value)) {
-      made = { value, items: Array.isArray(value) ? [...(value as unknown[])] : [], codec: new CookieCodec(cookie.name, resolveAppKeys(app), opts.idPattern) };
+      made = {
+        value,
+        items: Array.isArray(value) ? [...(value as unknown[])] : [],
+        codec: new CookieCodec(cookie.name, resolveAppKeys(app), opts.idPattern),
+      };
       byApp.set(app, made);
     }
     return made.codec;
@@ -160,18 +172,26 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
 
   // -- 2. The load, when the machine asks for it --------------------------------------------------
 
-  const load = async (ctx: Context, run: MachineRun, id: string, now: number, codec: CookieCodec): Promise<SessionState | null> => {
+  const load = async (
+    ctx: Context,
+    run: MachineRun,
+    id: string,
+    now: number,
+    codec: CookieCodec,
+  ): Promise<SessionState | null> => {
     let result: LoadResult;
     try {
       result = await store.load(id, now);
     } catch (err) {
       if (err instanceof SessionStoreError) {
         run.send({ type: 'load.failed' });
-        if (run.output) settle(ctx, run.output, err, false); // onRedisError 'throw': 503
+        if (run.output)
+          settle(ctx, run.output, err, false); // onRedisError 'throw': 503
         else report(ctx, err); // 'continue': an offline session
       } else if (err instanceof RawDeserializationError) {
         run.send({ type: 'load.undecodable' });
-        if (run.output) settle(ctx, run.output, err, false); // deserializedFailsNew is off: fail, naming the key
+        if (run.output)
+          settle(ctx, run.output, err, false); // deserializedFailsNew is off: fail, naming the key
         else report(ctx, new DeserializationError(err.message, id, err.key, { cause: err.cause }));
       } else {
         throw err;
@@ -181,7 +201,14 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     if (result.status === 'found') {
       run.send({ type: 'load.found', refreshed: result.refreshed });
       if (result.refreshRefused) {
-        report(ctx, new SessionStoreError('session store refused the expiry refresh (maxmemory with noeviction?); the session was read without it', id, 'load'));
+        report(
+          ctx,
+          new SessionStoreError(
+            'session store refused the expiry refresh (maxmemory with noeviction?); the session was read without it',
+            id,
+            'load',
+          ),
+        );
       }
       return new SessionState(settings, run, now, id, result.payload, codec.keys);
     }
@@ -235,25 +262,54 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
       const sent = ctx.res.getHeader('set-cookie');
       if ((Array.isArray(sent) ? sent : [String(sent ?? '')]).some((h) => h.startsWith(value))) return;
       store.end(id).then(
-        () => report(ctx, new SessionNotStoredError('session ended again: its cookie did not reach the browser (an upstream middleware replaced the error and its headers)', id)),
-        (err: unknown) => report(ctx, err instanceof InvalidSessionError ? err : new SessionStoreError(String(err), id, 'delete')),
+        () =>
+          report(
+            ctx,
+            new SessionNotStoredError(
+              'session ended again: its cookie did not reach the browser (an upstream middleware replaced the error and its headers)',
+              id,
+            ),
+          ),
+        (err: unknown) =>
+          report(ctx, err instanceof InvalidSessionError ? err : new SessionStoreError(String(err), id, 'delete')),
       );
     });
   };
 
-  const failureError = (failure: Failure, run: MachineRun, state: SessionState, errored: boolean, storeError: unknown, blocked: string | null): unknown => {
+  const failureError = (
+    failure: Failure,
+    run: MachineRun,
+    state: SessionState,
+    errored: boolean,
+    storeError: unknown,
+    blocked: string | null,
+  ): unknown => {
     switch (failure) {
       case 'gone':
-        return new NotInBackendError('session ended or moved by another request while this one ran; its changes were not stored', state.storedId);
+        return new NotInBackendError(
+          'session ended or moved by another request while this one ran; its changes were not stored',
+          state.storedId,
+        );
       case 'tooLarge':
         return new SessionSizeError(run.context.plan === 'none' ? state.storedSize() : null, opts.maxSize);
       case 'cookieRefused': {
-        const why = blocked ?? (errored && !opts.cookieOnException ? 'an error response, and cookieOnException is off' : 'allowCookies refused cookies');
-        const what = state.isNew ? 'session not stored' : 'regenerate() not stored: nothing was written under the old id either';
-        return new SessionNotStoredError(`${what}: the cookie it needs cannot be sent on this response (${why})`, state.storedId);
+        const why =
+          blocked ??
+          (errored && !opts.cookieOnException
+            ? 'an error response, and cookieOnException is off'
+            : 'allowCookies refused cookies');
+        const what = state.isNew
+          ? 'session not stored'
+          : 'regenerate() not stored: nothing was written under the old id either';
+        return new SessionNotStoredError(
+          `${what}: the cookie it needs cannot be sent on this response (${why})`,
+          state.storedId,
+        );
       }
       case 'insecureCookie':
-        return new TypeError('koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true');
+        return new TypeError(
+          'koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true',
+        );
       default:
         return storeError;
     }
@@ -301,14 +357,26 @@ export function koaRedisSession(options: SessionOptions = {}, app?: { keys?: unk
     const output = run.output;
     if (output === undefined) throw new Error(`session machine: no final state after the write (in ${run.value})`);
     if (output.cookie === 'set') {
-      cookie.set(ctx, codec, id as string, state.cookieLifetime, opts.absoluteTimeout === null ? null : state.created + opts.absoluteTimeout);
+      cookie.set(
+        ctx,
+        codec,
+        id as string,
+        state.cookieLifetime,
+        opts.absoluteTimeout === null ? null : state.created + opts.absoluteTimeout,
+      );
       if (outcome.errored && id !== state.storedId) watchNewCookie(ctx, id as string, codec);
     } else if (output.cookie === 'clear') {
       cookie.clear(ctx);
     }
     // Said only when a cookie was needed and could not go (not for every streamed response).
     if (notes && output.failure === 'cookieRefused') notes.blocked = blocked;
-    if (output.failure !== null) settle(ctx, output, failureError(output.failure, run, state, outcome.errored, storeError, blocked), outcome.errored);
+    if (output.failure !== null)
+      settle(
+        ctx,
+        output,
+        failureError(output.failure, run, state, outcome.errored, storeError, blocked),
+        outcome.errored,
+      );
   };
 
   /** One request. */

@@ -128,7 +128,9 @@ interface Definition<D extends Literal> {
 type Table<O> = { readonly [K in keyof O]-?: Definition<Extract<O[K], Literal>> };
 
 /** What a table resolves to: each entry's `resolve` result, by name. */
-type Resolved<T extends Record<string, { resolve: (...args: never[]) => unknown }>> = { [K in keyof T]: ReturnType<T[K]['resolve']> };
+type Resolved<T extends Record<string, { resolve: (...args: never[]) => unknown }>> = {
+  [K in keyof T]: ReturnType<T[K]['resolve']>;
+};
 
 /** Largest number of seconds a session time may be: Redis EXPIRE and epoch-second dates take it. */
 const MAX_SECONDS = 2 ** 31 - 1;
@@ -150,7 +152,8 @@ export function toTimeout(value: unknown): number | null | undefined {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function fail(option: string, expected: string, value: unknown): never {
-  const shown = typeof value === 'string' ? JSON.stringify(value) : typeof value === 'function' ? 'a function' : String(value);
+  const shown =
+    typeof value === 'string' ? JSON.stringify(value) : typeof value === 'function' ? 'a function' : String(value);
   throw new TypeError(`koaRedisSession: option "${option}" must be ${expected}, got ${shown}`);
 }
 
@@ -178,14 +181,18 @@ export const COOKIE_ATTRIBUTES = {
     doc: 'cookie name',
     default: 'session',
     resolve: (value): string => {
-      if (typeof value !== 'string' || !TOKEN.test(value)) fail('cookie.name', 'a cookie name (an RFC 6265 token)', value);
+      if (typeof value !== 'string' || !TOKEN.test(value))
+        fail('cookie.name', 'a cookie name (an RFC 6265 token)', value);
       return value;
     },
   },
   maxAge: {
     doc: 'lifetime in milliseconds from when the cookie is sent; none = a browser-session cookie',
     resolve: (value): number | undefined => {
-      if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > 2 ** 31 * 1000)) {
+      if (
+        value !== undefined &&
+        (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > 2 ** 31 * 1000)
+      ) {
         fail('cookie.maxAge', 'a number of milliseconds from 1 to 2^31 seconds', value);
       }
       return value;
@@ -194,7 +201,8 @@ export const COOKIE_ATTRIBUTES = {
   expires: {
     doc: 'fixed expiry date; none = a browser-session cookie',
     resolve: (value): Date | undefined => {
-      if (value !== undefined && !(value instanceof Date && !Number.isNaN(value.getTime()))) fail('cookie.expires', 'a valid Date', value);
+      if (value !== undefined && !(value instanceof Date && !Number.isNaN(value.getTime())))
+        fail('cookie.expires', 'a valid Date', value);
       return value;
     },
   },
@@ -203,14 +211,16 @@ export const COOKIE_ATTRIBUTES = {
     default: '/',
     resolve: (value): string => {
       // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a cookie path must not hold
-      if (typeof value !== 'string' || !value.startsWith('/') || /[;\x00-\x1f\x7f]/.test(value)) fail('cookie.path', 'a path starting with "/"', value);
+      if (typeof value !== 'string' || !value.startsWith('/') || /[;\x00-\x1f\x7f]/.test(value))
+        fail('cookie.path', 'a path starting with "/"', value);
       return value;
     },
   },
   domain: {
     doc: 'cookie domain; none = the host that set it',
     resolve: (value): string | undefined => {
-      if (value !== undefined && (typeof value !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(value))) fail('cookie.domain', 'a domain name', value);
+      if (value !== undefined && (typeof value !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(value)))
+        fail('cookie.domain', 'a domain name', value);
       return value;
     },
   },
@@ -231,7 +241,11 @@ export const COOKIE_ATTRIBUTES = {
         fail('cookie.sameSite', '"strict", "lax", "none" or a boolean', value);
       }
       if (value === 'none' && earlier.secure === false) {
-        fail('cookie.sameSite', 'used with secure cookies when "none" (browsers reject SameSite=None without Secure)', value);
+        fail(
+          'cookie.sameSite',
+          'used with secure cookies when "none" (browsers reject SameSite=None without Secure)',
+          value,
+        );
       }
       return value;
     },
@@ -239,7 +253,8 @@ export const COOKIE_ATTRIBUTES = {
   priority: {
     doc: 'Priority attribute',
     resolve: (value): 'low' | 'medium' | 'high' | undefined => {
-      if (value !== undefined && value !== 'low' && value !== 'medium' && value !== 'high') fail('cookie.priority', '"low", "medium" or "high"', value);
+      if (value !== undefined && value !== 'low' && value !== 'medium' && value !== 'high')
+        fail('cookie.priority', '"low", "medium" or "high"', value);
       return value;
     },
   },
@@ -248,24 +263,33 @@ export const COOKIE_ATTRIBUTES = {
     // None, like false: the attribute is not sent.
     resolve: (value, earlier): true | undefined => {
       if (value === undefined || !bool(value, 'cookie.partitioned')) return undefined;
-      if (earlier.secure === false) fail('cookie.partitioned', 'used with secure cookies (browsers reject Partitioned without Secure)', true);
+      if (earlier.secure === false)
+        fail('cookie.partitioned', 'used with secure cookies (browsers reject Partitioned without Secure)', true);
       return true;
     },
   },
 } satisfies Table<SessionCookieOptions>;
 
 /** The `cookie` option resolved: the attributes given or defaulted, none set to undefined. */
-export type ResolvedCookie = Required<Pick<SessionCookieOptions, 'name' | 'path' | 'httpOnly' | 'sameSite'>> & SessionCookieOptions;
+export type ResolvedCookie = Required<Pick<SessionCookieOptions, 'name' | 'path' | 'httpOnly' | 'sameSite'>> &
+  SessionCookieOptions;
 
 /**
  * Check each entry of `table` in order against `given`, defaults applied, and return what they
  * resolve to. `prefix` names the table in errors (`cookie.`); with `sparse`, an entry that
  * resolves to undefined is left out rather than set to undefined (cookie attributes).
  */
-function resolveTable<T extends Record<string, Definition<Literal>>>(table: T, given: Record<string, unknown>, prefix: string, sparse: boolean): Resolved<T> {
+function resolveTable<T extends Record<string, Definition<Literal>>>(
+  table: T,
+  given: Record<string, unknown>,
+  prefix: string,
+  sparse: boolean,
+): Resolved<T> {
   for (const key of Object.keys(given)) {
     if (!Object.hasOwn(table, key)) {
-      throw new TypeError(`koaRedisSession: unknown option "${prefix}${key}" (known: ${Object.keys(table).join(', ')})`);
+      throw new TypeError(
+        `koaRedisSession: unknown option "${prefix}${key}" (known: ${Object.keys(table).join(', ')})`,
+      );
     }
   }
   const resolved: Record<string, unknown> = {};
@@ -295,14 +319,16 @@ export const OPTIONS = {
       if (value !== undefined && typeof value !== 'string' && (value === null || typeof value !== 'object')) {
         fail('redis', 'an ioredis Redis or Cluster instance, a redis:// URL or ioredis options', value);
       }
-      if (typeof value === 'string' && !/^rediss?:\/\//.test(value)) fail('redis', 'a redis:// or rediss:// URL', value);
+      if (typeof value === 'string' && !/^rediss?:\/\//.test(value))
+        fail('redis', 'a redis:// or rediss:// URL', value);
       return value as SessionOptions['redis'];
     },
   },
   keys: {
     doc: 'signing keys, newest first, or a Keygrip',
     // None: app.keys, read per request.
-    resolve: (value): KeyRing | undefined => (value === undefined ? undefined : toKeyRing(value, 'koaRedisSession: option "keys"')),
+    resolve: (value): KeyRing | undefined =>
+      value === undefined ? undefined : toKeyRing(value, 'koaRedisSession: option "keys"'),
   },
   prefix: {
     doc: 'Redis key prefix',
@@ -336,7 +362,12 @@ export const OPTIONS = {
       const trigger = seconds(value, 'timeoutTrigger');
       if (trigger === null) return null;
       const timeout = typeof earlier.timeout === 'number' ? earlier.timeout : null;
-      if (timeout === null) fail('timeoutTrigger', 'null when timeout is 0/null (a session that never expires has nothing to refresh)', trigger);
+      if (timeout === null)
+        fail(
+          'timeoutTrigger',
+          'null when timeout is 0/null (a session that never expires has nothing to refresh)',
+          trigger,
+        );
       if (trigger >= timeout) fail('timeoutTrigger', `less than timeout (${timeout})`, trigger);
       return trigger;
     },
@@ -398,10 +429,16 @@ export const OPTIONS = {
     // None: sessionSerializer (src/values.ts).
     resolve: (value): Serializer => {
       const serializer = (value === undefined ? sessionSerializer : value) as Serializer;
-      if (serializer === null || typeof serializer !== 'object' || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
+      if (
+        serializer === null ||
+        typeof serializer !== 'object' ||
+        typeof serializer.stringify !== 'function' ||
+        typeof serializer.parse !== 'function'
+      ) {
         fail('serializer', 'an object with stringify(value) and parse(text) functions', serializer);
       }
-      if (serializer.check !== undefined && typeof serializer.check !== 'function') fail('serializer.check', 'a function or absent', serializer.check);
+      if (serializer.check !== undefined && typeof serializer.check !== 'function')
+        fail('serializer.check', 'a function or absent', serializer.check);
       return serializer;
     },
   },
@@ -414,7 +451,8 @@ export const OPTIONS = {
     doc: 'largest session, in bytes of stored fields',
     default: 65536,
     resolve: (value): number => {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) fail('maxSize', 'a whole number of bytes above 0', value);
+      if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0)
+        fail('maxSize', 'a whole number of bytes above 0', value);
       return value;
     },
   },
@@ -440,7 +478,8 @@ export const OPTIONS = {
     doc: 'trace every request on one line: true to stderr, or a function',
     // None: on when DEBUG names koa-session-machine, asked per request (src/trace.ts).
     resolve: (value): boolean | ((trace: SessionTrace, ctx: Context) => void) | undefined => {
-      if (value !== undefined && typeof value !== 'boolean' && typeof value !== 'function') fail('debug', 'a boolean or a function', value);
+      if (value !== undefined && typeof value !== 'boolean' && typeof value !== 'function')
+        fail('debug', 'a boolean or a function', value);
       return value as boolean | ((trace: SessionTrace, ctx: Context) => void) | undefined;
     },
   },
@@ -449,7 +488,8 @@ export const OPTIONS = {
     default: false,
     resolve: (value): boolean => {
       const on = bool(value, 'traceHeader');
-      if (on && process.env.NODE_ENV === 'production') fail('traceHeader', 'off when NODE_ENV is production (the header shows session internals)', true);
+      if (on && process.env.NODE_ENV === 'production')
+        fail('traceHeader', 'off when NODE_ENV is production (the header shows session internals)', true);
       return on;
     },
   },

@@ -110,7 +110,13 @@ function fail(): never {
  * timeout. Data objects are prototype-less. Throws `RawDeserializationError` naming the first key
  * whose value the serializer rejects.
  */
-export function decodeFields(id: string, created: number, timeout: number | null, fields: readonly string[], serializer: Serializer): LoadedPayload {
+export function decodeFields(
+  id: string,
+  created: number,
+  timeout: number | null,
+  fields: readonly string[],
+  serializer: Serializer,
+): LoadedPayload {
   const data: Record<string, unknown> = Object.create(null);
   const extras: Record<string, unknown> = Object.create(null);
   const raw = new Map<string, string>();
@@ -126,10 +132,15 @@ export function decodeFields(id: string, created: number, timeout: number | null
         if (isData) {
           const decoded = serializer.parse(value);
           // A top-level `constructor` holding a `prototype` is dropped, as at every depth below.
-          if (field === CONSTRUCTOR_FIELD && decoded !== null && typeof decoded === 'object' && Object.hasOwn(decoded, 'prototype')) continue;
+          if (
+            field === CONSTRUCTOR_FIELD &&
+            decoded !== null &&
+            typeof decoded === 'object' &&
+            Object.hasOwn(decoded, 'prototype')
+          )
+            continue;
           data[field.slice(DATA_PREFIX.length)] = decoded;
-        }
-        else if (field === CSRF_FIELD) extras[field] = serializer.parse(value);
+        } else if (field === CSRF_FIELD) extras[field] = serializer.parse(value);
         else {
           const parsed = unframe(value);
           if (parsed !== null) {

@@ -239,7 +239,8 @@ export const guards = named<Guard>()({
    *  stored session that no cookie names. */
   insecureCookie: (_context, event) => ended(event)?.secureOk === false,
   /** A kept session's cookie is to be re-sent, and it would be refused as insecure. */
-  resendsInsecureCookie: (context, event) => resends(context) && cookieWritable(context, event) && ended(event)?.secureOk === false,
+  resendsInsecureCookie: (context, event) =>
+    resends(context) && cookieWritable(context, event) && ended(event)?.secureOk === false,
   /** The whole session this request would store passes `maxSize`. */
   tooLarge: (_context, event) => ended(event)?.fits === false,
   /** An existing session left empty, with `invalidateEmptySession`: its patch deletes it if
@@ -278,7 +279,12 @@ export const outputs = named<Output>()({
     failure: null,
     status: 0,
   }),
-  refreshed: (context, event) => ({ redis: 'none', cookie: keepCookie(context, event, true), failure: null, status: 0 }),
+  refreshed: (context, event) => ({
+    redis: 'none',
+    cookie: keepCookie(context, event, true),
+    failure: null,
+    status: 0,
+  }),
   untouched: (context, event) => ({
     redis: 'none',
     cookie: context.staleCookie ? dropCookie(context, event) : keepCookie(context, event, false),

@@ -17,7 +17,9 @@ export class ResponseCookie {
     this.#secure = cookie.secure;
     // Attributes are made once, for a plain-HTTP and an HTTPS request (`secure` follows the request
     // unless the option fixes it); `cookies` copies them into each Cookie it makes.
-    this.#set = [false, true].map((secure) => Object.freeze({ ...cookie, secure: cookie.secure ?? secure, signed: false, overwrite: true }));
+    this.#set = [false, true].map((secure) =>
+      Object.freeze({ ...cookie, secure: cookie.secure ?? secure, signed: false, overwrite: true }),
+    );
     this.#clear = [false, true].map((secure) =>
       Object.freeze({
         path: cookie.path,
@@ -45,12 +47,24 @@ export class ResponseCookie {
   /** Send the signed id. `lifetime`: the session's own cookie lifetime in ms (null: a browser-session
    *  cookie; undefined: the options'). `deadline`: the session's absolute timeout, epoch seconds, or
    *  null: a persistent cookie never outlives it (README, "Cookie lifetimes"). */
-  set(ctx: Context, codec: CookieCodec, id: string, lifetime: number | null | undefined, deadline: number | null): void {
+  set(
+    ctx: Context,
+    codec: CookieCodec,
+    id: string,
+    lifetime: number | null | undefined,
+    deadline: number | null,
+  ): void {
     let attributes = this.#set[this.#index(ctx)] as Record<string, unknown>;
     if (lifetime !== undefined || deadline !== null) {
       const { expires, maxAge, ...rest } = attributes;
       let ms: number | null =
-        lifetime !== undefined ? lifetime : typeof maxAge === 'number' ? maxAge : expires instanceof Date ? expires.getTime() - Date.now() : null;
+        lifetime !== undefined
+          ? lifetime
+          : typeof maxAge === 'number'
+            ? maxAge
+            : expires instanceof Date
+              ? expires.getTime() - Date.now()
+              : null;
       if (ms !== null && deadline !== null) ms = Math.min(ms, deadline * 1000 - Date.now());
       // Past the deadline already (a request that crossed it): a cookie that has expired, not a
       // browser-session one (`cookies` drops a zero maxAge).
@@ -82,10 +96,13 @@ export class ResponseCookie {
       const lower = name.toLowerCase();
       if (lower === 'vary') vary = String(value);
       else if (lower !== 'set-cookie') headers[name] = value;
-      else for (const c of Array.isArray(value) ? value : [value]) if (!String(c).startsWith(`${this.name}=`)) theirs.push(String(c));
+      else
+        for (const c of Array.isArray(value) ? value : [value])
+          if (!String(c).startsWith(`${this.name}=`)) theirs.push(String(c));
     }
     headers['Set-Cookie'] = [...theirs, ...ours];
-    if (ours.some((h) => !h.startsWith(`${this.name}=;`)) && !/(^|,)\s*(cookie|\*)\s*(,|$)/i.test(vary)) vary = vary ? `${vary}, Cookie` : 'Cookie';
+    if (ours.some((h) => !h.startsWith(`${this.name}=;`)) && !/(^|,)\s*(cookie|\*)\s*(,|$)/i.test(vary))
+      vary = vary ? `${vary}, Cookie` : 'Cookie';
     if (vary) headers.Vary = vary;
     e.headers = headers;
   }

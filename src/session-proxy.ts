@@ -8,9 +8,25 @@ import type { SessionState } from './session.js';
 
 /** Member names reserved on `ctx.session` (README, "`ctx.session`"): assigning data to one throws a TypeError. */
 export const RESERVED_MEMBERS: ReadonlySet<string> = new Set([
-  'id', 'isNew', 'created', 'timeout', 'invalidate', 'regenerate', 'changed', 'flash', 'peekFlash',
-  'popFlash', 'newCsrfToken', 'getCsrfToken', 'adjustTimeout', 'adjustCookieMaxAge', 'recookie',
-  'rememberFor', 'maxAge', 'populated', 'save',
+  'id',
+  'isNew',
+  'created',
+  'timeout',
+  'invalidate',
+  'regenerate',
+  'changed',
+  'flash',
+  'peekFlash',
+  'popFlash',
+  'newCsrfToken',
+  'getCsrfToken',
+  'adjustTimeout',
+  'adjustCookieMaxAge',
+  'recookie',
+  'rememberFor',
+  'maxAge',
+  'populated',
+  'save',
 ]);
 
 /** Gives `csrfProtect()` the state behind a `ctx.session` Proxy; not reachable from data. */
@@ -22,7 +38,10 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 
 /** A name that becomes a field of the stored session (a data key, a flash queue) must be well-formed. */
 export function checkName(name: string, what: string): void {
-  if (LONE_SURROGATE.test(name)) throw new TypeError(`${what} ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate); it cannot be stored`);
+  if (LONE_SURROGATE.test(name))
+    throw new TypeError(
+      `${what} ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate); it cannot be stored`,
+    );
 }
 
 function setData(state: SessionState, key: string | symbol, value: unknown): void {
@@ -33,11 +52,14 @@ function setData(state: SessionState, key: string | symbol, value: unknown): voi
 /** Refuse a key that cannot hold data (with the value it would hold). */
 export function checkKey(key: string | symbol, value: unknown): void {
   if (typeof key !== 'string') throw new TypeError('ctx.session keys must be strings');
-  if (key === '__proto__') throw new TypeError('ctx.session.__proto__ cannot hold data: the key "__proto__" is reserved by JavaScript');
+  if (key === '__proto__')
+    throw new TypeError('ctx.session.__proto__ cannot hold data: the key "__proto__" is reserved by JavaScript');
   checkName(key, 'ctx.session key');
   if (key === 'constructor' && value !== null && typeof value === 'object' && Object.hasOwn(value, 'prototype')) {
     // Refused at the top as at every depth: `{ ...ctx.session }` would carry it as a gadget.
-    throw new TypeError('ctx.session.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused (decoding drops it)');
+    throw new TypeError(
+      'ctx.session.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused (decoding drops it)',
+    );
   }
   if (RESERVED_MEMBERS.has(key)) {
     throw new TypeError(`ctx.session.${key} is a reserved member and cannot hold data; choose another key`);
@@ -65,7 +87,8 @@ export const sessionHandler: ProxyHandler<SessionState> = {
     return state.read(key);
   },
   set(state, key, value) {
-    if (key === 'maxAge') state.maxAge = value; // koa-session's idiom: `ctx.session.maxAge = ms`
+    if (key === 'maxAge')
+      state.maxAge = value; // koa-session's idiom: `ctx.session.maxAge = ms`
     else setData(state, key, value);
     return true;
   },

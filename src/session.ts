@@ -12,7 +12,15 @@ import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
 import { isSeconds, toTimeout } from './options.js';
-import { CSRF_FIELD, DATA_PREFIX, FLASH_PREFIX, LIFETIME_FIELD, frame, type LoadedPayload, type Serializer } from './payload.js';
+import {
+  CSRF_FIELD,
+  DATA_PREFIX,
+  FLASH_PREFIX,
+  LIFETIME_FIELD,
+  frame,
+  type LoadedPayload,
+  type Serializer,
+} from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
 import { entrySize } from './store/layout.js';
 import { fieldChanges, flashChanges, type FlashChange } from './changes.js';
@@ -112,14 +120,17 @@ function emptyRecord(): Record<string, unknown> {
 /** What a field is called in errors. */
 function fieldPath(field: string): string {
   if (field.startsWith(DATA_PREFIX)) return `ctx.session.${field.slice(DATA_PREFIX.length)}`;
-  if (field.startsWith(FLASH_PREFIX)) return `ctx.session.flash(…, ${JSON.stringify(field.slice(FLASH_PREFIX.length))})`;
+  if (field.startsWith(FLASH_PREFIX))
+    return `ctx.session.flash(…, ${JSON.stringify(field.slice(FLASH_PREFIX.length))})`;
   return `ctx.session (${field})`;
 }
 
 /** A serializer's refusal as a TypeError naming the value's path. */
 function refused(path: string, err: unknown): never {
   if (err instanceof TypeError && err.message.includes(path)) throw err;
-  throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  throw new TypeError(`${path} cannot be stored in the session: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+  });
 }
 
 /** The longest cookie lifetime taken: 2^31 seconds. Longer ones make no valid expiry date. */
@@ -251,7 +262,8 @@ export class SessionState implements WriteSource {
     } catch (err) {
       refused(path, err);
     }
-    if (typeof text !== 'string') throw new TypeError(`${path} cannot be stored in the session: the serializer returned no text`);
+    if (typeof text !== 'string')
+      throw new TypeError(`${path} cannot be stored in the session: the serializer returned no text`);
     return text;
   }
 
@@ -375,7 +387,9 @@ export class SessionState implements WriteSource {
       if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
     }
     for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field); // sent as appends and pops (#flashOps)
-    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) => (this.#has(field) ? this.#encode(field, this.#value(field)) : undefined));
+    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) =>
+      this.#has(field) ? this.#encode(field, this.#value(field)) : undefined,
+    );
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
     this.#changes = { set, del };
     return { set: [...set], del: [...del] };
@@ -406,7 +420,9 @@ export class SessionState implements WriteSource {
 
   /** Whether a cookie sent for this session now is persistent (it has an expiry). */
   persistentCookie(): boolean {
-    return this.cookieLifetime !== undefined ? this.cookieLifetime !== null : this.settings.defaultLifetime !== 'session';
+    return this.cookieLifetime !== undefined
+      ? this.cookieLifetime !== null
+      : this.settings.defaultLifetime !== 'session';
   }
 
   /** The encodings of the fields this request's write changes, by field. */
@@ -535,7 +551,9 @@ export class SessionState implements WriteSource {
 
   #csrfToken(): string {
     // The id this request leaves the session under: drawn now for a session not stored yet.
-    const id = this.isNew ? (this.nextId ??= this.settings.drawId(this.storedId)) : (this.nextId ?? (this.storedId as string));
+    const id = this.isNew
+      ? (this.nextId ??= this.settings.drawId(this.storedId))
+      : (this.nextId ?? (this.storedId as string));
     return this.keys.sign(csrfData(id, this.#salt()));
   }
 
@@ -553,7 +571,9 @@ export class SessionState implements WriteSource {
   adjustTimeout(seconds: number | null): void {
     const timeout = toTimeout(seconds); // the `timeout` option's rule
     if (timeout === undefined) {
-      throw new TypeError(`ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, or 0/null for never; got ${String(seconds)}`);
+      throw new TypeError(
+        `ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, or 0/null for never; got ${String(seconds)}`,
+      );
     }
     this.timeout = timeout;
     this.timeoutChanged = true;
@@ -570,7 +590,10 @@ export class SessionState implements WriteSource {
   }
 
   rememberFor(seconds: number): void {
-    if (!isSeconds(seconds)) throw new TypeError(`ctx.session.rememberFor(seconds): seconds must be a whole number of seconds above 0; got ${String(seconds)}`);
+    if (!isSeconds(seconds))
+      throw new TypeError(
+        `ctx.session.rememberFor(seconds): seconds must be a whole number of seconds above 0; got ${String(seconds)}`,
+      );
     this.adjustTimeout(seconds);
     this.adjustCookieMaxAge(seconds * 1000);
   }
@@ -582,7 +605,10 @@ export class SessionState implements WriteSource {
   }
 
   set maxAge(value: unknown) {
-    this.adjustCookieMaxAge(value === 'session' ? null : (value as number), "ctx.session.maxAge (koa-session's cookie lifetime)");
+    this.adjustCookieMaxAge(
+      value === 'session' ? null : (value as number),
+      "ctx.session.maxAge (koa-session's cookie lifetime)",
+    );
   }
 
   populated(): boolean {
@@ -601,7 +627,11 @@ export class SessionState implements WriteSource {
   replace(value: Record<string, unknown>): void {
     const keys = Object.keys(value);
     for (const key of keys) {
-      if (key === 'maxAge') checkLifetime(value.maxAge === 'session' ? null : value.maxAge, "ctx.session.maxAge (koa-session's cookie lifetime)");
+      if (key === 'maxAge')
+        checkLifetime(
+          value.maxAge === 'session' ? null : value.maxAge,
+          "ctx.session.maxAge (koa-session's cookie lifetime)",
+        );
       else {
         checkKey(key, value[key]);
         if (value[key] !== undefined) this.#check(DATA_PREFIX + key, value[key]);

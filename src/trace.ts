@@ -121,7 +121,21 @@ export class Tracer {
     const line =
       `${ctx.method} ${ctx.path} ${status} [${session ?? 'no session'}] ${path} | redis: ${redis.join(', ') || 'none'}${wrote} | cookie: ${cookie}` +
       `${failure ? ` | ${failure}` : ''}${notes.blocked ? ` | no cookie possible: ${notes.blocked}` : ''} | ${ms.toFixed(2)} ms`;
-    const trace: SessionTrace = { method: ctx.method, path: ctx.path, status, session, steps, final: run.value, redis, write: notes.write, cookie, failure, blocked: notes.blocked, ms, line };
+    const trace: SessionTrace = {
+      method: ctx.method,
+      path: ctx.path,
+      status,
+      session,
+      steps,
+      final: run.value,
+      redis,
+      write: notes.write,
+      cookie,
+      failure,
+      blocked: notes.blocked,
+      ms,
+      line,
+    };
     if (this.#header && !ctx.headerSent) ctx.set('X-Session-Trace', line);
     if (this.#debug === true) console.error(`koa-session-machine ${line}`);
     else if (this.#debug === undefined && fromEnv.enabled) fromEnv(line);

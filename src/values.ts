@@ -29,7 +29,9 @@ function describe(value: unknown): string {
 }
 
 function refuse(path: string, why: string): never {
-  throw new TypeError(`${path} cannot be stored in the session: ${why}; store plain data (objects, arrays, strings, numbers, booleans, null, Date, Map, Set, BigInt)`);
+  throw new TypeError(
+    `${path} cannot be stored in the session: ${why}; store plain data (objects, arrays, strings, numbers, booleans, null, Date, Map, Set, BigInt)`,
+  );
 }
 
 function encode(value: unknown, path: string, ancestors: object[]): unknown {
@@ -137,7 +139,10 @@ function revive(value: unknown): unknown {
 function reviveProperties(object: Record<string, unknown>): Record<string, unknown> {
   for (const key of Object.keys(object)) {
     const v = object[key];
-    if (key === '__proto__' || (key === 'constructor' && v !== null && typeof v === 'object' && Object.hasOwn(v, 'prototype'))) {
+    if (
+      key === '__proto__' ||
+      (key === 'constructor' && v !== null && typeof v === 'object' && Object.hasOwn(v, 'prototype'))
+    ) {
       delete object[key];
     } else {
       object[key] = revive(v);

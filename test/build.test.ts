@@ -43,7 +43,9 @@ function imported(text: string): string[] {
     /\bimport\(\s*["']([^"']+)["']\s*\)/g,
     /\brequire\("([^"]+)"\)/g,
   ];
-  return patterns.flatMap((pattern) => [...text.matchAll(pattern)].map((match) => match[1] as string)).filter((specifier) => !specifier.startsWith('.'));
+  return patterns
+    .flatMap((pattern) => [...text.matchAll(pattern)].map((match) => match[1] as string))
+    .filter((specifier) => !specifier.startsWith('.'));
 }
 
 describe('the build', () => {
@@ -72,9 +74,18 @@ describe('the build', () => {
   });
 
   it('imports every runtime dependency, in both formats (none inlined or unused)', () => {
-    for (const [format, files] of [['ESM', /\.js$/], ['CommonJS', /\.cjs$/]] as const) {
-      const used = new Set(code.filter(([name]) => files.test(name)).flatMap(([, text]) => imported(text).map(packageOf)));
-      assert.deepEqual(dependencies.filter((dependency) => !used.has(dependency)), [], `dependencies the ${format} build does not import`);
+    for (const [format, files] of [
+      ['ESM', /\.js$/],
+      ['CommonJS', /\.cjs$/],
+    ] as const) {
+      const used = new Set(
+        code.filter(([name]) => files.test(name)).flatMap(([, text]) => imported(text).map(packageOf)),
+      );
+      assert.deepEqual(
+        dependencies.filter((dependency) => !used.has(dependency)),
+        [],
+        `dependencies the ${format} build does not import`,
+      );
     }
   });
 });

@@ -99,12 +99,17 @@ describe('sessionChart() in a browser', () => {
     const waitRows = async (want: number) => {
       const start = performance.now();
       for (let rows = 0; (rows = await page.locator('#recent tr').count()) !== want; ) {
-        assert.ok(performance.now() < start + 30_000, `the page listed ${rows} of ${want} requests after ${((performance.now() - start) / 1000).toFixed(1)} s`);
+        assert.ok(
+          performance.now() < start + 30_000,
+          `the page listed ${rows} of ${want} requests after ${((performance.now() - start) / 1000).toFixed(1)} s`,
+        );
         await new Promise((r) => setTimeout(r, 100));
       }
     };
     await waitRows(5);
-    const rows = await page.$$eval('#recent tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(1, 7).map((td) => td.textContent ?? '')));
+    const rows = await page.$$eval('#recent tr', (trs) =>
+      trs.map((tr) => [...tr.querySelectorAll('td')].slice(1, 7).map((td) => td.textContent ?? '')),
+    );
     const [t1, t2] = (rows[2]?.[2] ?? '').split('>');
     assert.match(t1 ?? '', /^[\w-]{8}$/, `a session tag, got ${JSON.stringify(rows[2])}`);
     assert.match(t2 ?? '', /^[\w-]{8}$/);
@@ -123,7 +128,9 @@ describe('sessionChart() in a browser', () => {
     assert.ok(cookies.length <= 1, 'the page set no cookie of its own');
 
     // A click on the login highlights exactly its path, ending in `persisted` through `moving`.
-    const data = (await (await http.get(`${base}/_session/data`)).json()) as { recent: Array<{ edges: string[]; path: string; status: number }> };
+    const data = (await (await http.get(`${base}/_session/data`)).json()) as {
+      recent: Array<{ edges: string[]; path: string; status: number }>;
+    };
     const loginEdges = data.recent.find((r) => r.path === '/login' && r.status === 200)?.edges ?? [];
     assert.ok(loginEdges.includes('moving:write.stored:0'), `the login went through moving: ${loginEdges.join(' ')}`);
     await page.locator('#recent tr').nth(2).click();
@@ -134,7 +141,8 @@ describe('sessionChart() in a browser', () => {
 
     // Readable at 1400 px: edge labels at 11 px or more as drawn, without zooming.
     // The label's font size times the scale it is drawn at (the tests' types have no DOM: a cast).
-    const drawnPx = (t: { getAttribute(name: string): string | null }) => (t as unknown as { getScreenCTM(): { a: number } }).getScreenCTM().a * Number(t.getAttribute('font-size'));
+    const drawnPx = (t: { getAttribute(name: string): string | null }) =>
+      (t as unknown as { getScreenCTM(): { a: number } }).getScreenCTM().a * Number(t.getAttribute('font-size'));
     const px = await page.$eval('#chart g.edge text', drawnPx);
     assert.ok(px >= 11, `edge labels are ${px.toFixed(1)} px`);
     await page.click('#zoom-in');
@@ -148,13 +156,19 @@ describe('sessionChart() in a browser', () => {
 
     // Filters: by session tag, by status, by final state.
     await page.fill('#f-session', t1 as string);
-    assert.equal(await page.locator('#recent tr').count(), 3, "the first id's three requests (the login shows both tags)");
+    assert.equal(
+      await page.locator('#recent tr').count(),
+      3,
+      "the first id's three requests (the login shows both tags)",
+    );
     await page.fill('#f-status', '403');
     assert.equal(await page.locator('#recent tr').count(), 1);
     await page.fill('#f-session', '');
     await page.fill('#f-status', '');
     await page.selectOption('#f-final', 'destroyed');
-    assert.deepEqual(await page.$$eval('#recent tr td:nth-child(2)', (tds) => tds.map((td) => td.textContent)), ['POST /logout']);
+    assert.deepEqual(await page.$$eval('#recent tr td:nth-child(2)', (tds) => tds.map((td) => td.textContent)), [
+      'POST /logout',
+    ]);
     await page.selectOption('#f-final', '');
 
     // Pause keeps the list still; clear empties it.
@@ -169,7 +183,7 @@ describe('sessionChart() in a browser', () => {
     assert.equal(await page.textContent('#summary'), '0 requests seen');
     assert.equal(await page.locator('#chart g.edge.taken').count(), 0, 'counts cleared');
 
-    assert.deepEqual(outside, [], 'no request left the page\'s own origin');
+    assert.deepEqual(outside, [], "no request left the page's own origin");
     assert.deepEqual(consoleErrors, []);
     await context.close();
   });

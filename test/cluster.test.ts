@@ -77,7 +77,8 @@ runContract(
   'Redis Cluster',
 );
 
-const serve = (redis: Cluster, handler: (ctx: Koa.Context) => Promise<void> | void) => serveSession({ redis, commandTimeout: 1000 }, handler);
+const serve = (redis: Cluster, handler: (ctx: Koa.Context) => Promise<void> | void) =>
+  serveSession({ redis, commandTimeout: 1000 }, handler);
 
 describe('concurrency on Redis Cluster', () => {
   it('50 requests each setting a different key: all 50 survive', async () => {
@@ -95,7 +96,10 @@ describe('concurrency on Redis Cluster', () => {
     const id = cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
     const responses = await Promise.all(Array.from({ length: 50 }, (_, n) => app.get(`/set?n=${n}`, cookie)));
     await app.close();
-    assert.deepEqual(responses.map((r) => r.status), responses.map(() => 200));
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      responses.map(() => 200),
+    );
     const data = await storedData(client, sessionKey(id, true));
     assert.equal(Object.keys(data).filter((k) => k.startsWith('k')).length, 50);
   });
@@ -145,7 +149,9 @@ describe('failover on Redis Cluster', () => {
     }
     await app.close();
     const failed = statuses.filter((s) => s !== 200).length;
-    console.log(`cluster failover: ${statuses.length} requests during the kill (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before the kill readable after failover`);
+    console.log(
+      `cluster failover: ${statuses.length} requests during the kill (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before the kill readable after failover`,
+    );
     // A floor on the traffic during the fault, else "every request answered" holds for none: this
     // phase served about 1 500 requests on an idle 2-core machine and under 200 on a loaded one, so
     // at least 50 is required, which a loaded machine still clears.

@@ -39,7 +39,10 @@ async function readsDuring(probe: Redis, fn: () => Promise<unknown>): Promise<nu
 /** Commands per socket write on this client from now on (Node's `_writev` gets corked chunks). */
 function countWrites(client: Redis): number[] {
   const counts: number[] = [];
-  const stream = client.stream as unknown as { _write: (...a: unknown[]) => unknown; _writev: (chunks: unknown[], cb: unknown) => unknown };
+  const stream = client.stream as unknown as {
+    _write: (...a: unknown[]) => unknown;
+    _writev: (chunks: unknown[], cb: unknown) => unknown;
+  };
   const write = stream._write.bind(stream);
   const writev = stream._writev.bind(stream);
   stream._write = (...a) => (counts.push(1), write(...a));
@@ -62,7 +65,8 @@ function countCorks(client: Redis): { count: number } {
 /** Once the turn is over, no socket of these clients is left corked. */
 async function assertNothingCorked(clients: Redis[]): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
-  for (const c of clients) assert.equal(c.stream?.writableCorked ?? 0, 0, `${c.options.host}:${c.options.port} left corked`);
+  for (const c of clients)
+    assert.equal(c.stream?.writableCorked ?? 0, 0, `${c.options.host}:${c.options.port} left corked`);
 }
 
 function makeApp(options: Parameters<typeof koaRedisSession>[0]) {
@@ -107,8 +111,14 @@ describe('write coalescing', () => {
       assert.ok(reads <= 2, `${reads} socket reads for 20 commands`);
     });
     assert.deepEqual(writes, [20]);
-    assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '0']));
-    assert.deepEqual(wire.map((c) => c.op).filter((op) => op !== 'info'), cookies.map(() => 'load'));
+    assert.deepEqual(
+      responses.map((r) => [r.status, r.body]),
+      cookies.map(() => [200, '0']),
+    );
+    assert.deepEqual(
+      wire.map((c) => c.op).filter((op) => op !== 'info'),
+      cookies.map(() => 'load'),
+    );
   });
 
   it('20 concurrent writes: loads in one write, then the 20 patches in one write, none lost', async (t) => {
@@ -123,7 +133,10 @@ describe('write coalescing', () => {
     const { wire } = await f.monitor.request(async () => {
       const reads = await readsDuring(probe, async () => {
         const responses = await Promise.all(cookies.map((c) => call('/write', c)));
-        assert.deepEqual(responses.map((r) => r.body), cookies.map((_, i) => (i === 0 ? '2' : '1')));
+        assert.deepEqual(
+          responses.map((r) => r.body),
+          cookies.map((_, i) => (i === 0 ? '2' : '1')),
+        );
       });
       assert.ok(reads <= 4, `${reads} socket reads for 40 commands`);
     });
@@ -137,9 +150,15 @@ describe('write coalescing', () => {
     t.after(() => client.disconnect());
     const { call } = makeApp({ redis: client });
     const cookies = await seed(5);
-    const [responses, own] = await Promise.all([Promise.all(cookies.map((c) => call('/write', c))), Promise.all([client.set('app:key', 'v'), client.get('app:key')])]);
+    const [responses, own] = await Promise.all([
+      Promise.all(cookies.map((c) => call('/write', c))),
+      Promise.all([client.set('app:key', 'v'), client.get('app:key')]),
+    ]);
     assert.deepEqual(own, ['OK', 'v']);
-    assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '1']));
+    assert.deepEqual(
+      responses.map((r) => [r.status, r.body]),
+      cookies.map(() => [200, '1']),
+    );
   });
 
   it('new sessions made in one turn are created in one write, each with its own cookie', async (t) => {
@@ -156,13 +175,19 @@ describe('write coalescing', () => {
     });
     assert.ok(reads <= 2, `${reads} socket reads for 10 commands`);
     assert.deepEqual(writes, [10]);
-    assert.deepEqual(responses.map((r) => r.status), responses.map(() => 200));
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      responses.map(() => 200),
+    );
     const ids = new Set(responses.map((r) => r.setCookie[0]?.split(';')[0]));
     assert.equal(ids.size, 10);
   });
 
   it('a client that autopipelines (enableAutoPipelining) is never corked: ioredis batches the turn itself', async () => {
-    for (const redis of [{ host: '127.0.0.1', port: f.server.port, enableAutoPipelining: true }, new Redis(f.server.url, { enableAutoPipelining: true })]) {
+    for (const redis of [
+      { host: '127.0.0.1', port: f.server.port, enableAutoPipelining: true },
+      new Redis(f.server.url, { enableAutoPipelining: true }),
+    ]) {
       const { call, session } = makeApp({ redis });
       if (redis instanceof Redis) opened.push({ close: async () => redis.disconnect() });
       await session.redis.ping();
@@ -171,7 +196,10 @@ describe('write coalescing', () => {
       const corks = countCorks(session.redis as Redis);
       const writes = countWrites(session.redis as Redis);
       const responses = await Promise.all(cookies.map((c) => call('/write', c)));
-      assert.deepEqual(responses.map((r) => r.body), cookies.map((_, i) => (i === 0 ? '2' : '1')));
+      assert.deepEqual(
+        responses.map((r) => r.body),
+        cookies.map((_, i) => (i === 0 ? '2' : '1')),
+      );
       assert.equal(corks.count, 0);
       assert.ok(writes.length <= 4, `autopipelined: ${writes.length} socket writes for 40 commands`);
       await f.redis.flushall();
@@ -211,7 +239,12 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
   }
 
   /** Store `n` sessions (data n = 0), drawing ids until `accept` takes their master: their cookies and keys. */
-  async function seedOn(c: Cluster, n: number, accept: (master: string) => boolean, id = () => defaultGenId()): Promise<{ cookies: string[]; keys: string[] }> {
+  async function seedOn(
+    c: Cluster,
+    n: number,
+    accept: (master: string) => boolean,
+    id = () => defaultGenId(),
+  ): Promise<{ cookies: string[]; keys: string[] }> {
     const cookies: string[] = [];
     const keys: string[] = [];
     while (cookies.length < n) {
@@ -250,9 +283,18 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
       const { wire } = await monitor.request(async () => {
         responses = await Promise.all(cookies.map((c) => call('/read', c)));
       });
-      assert.deepEqual(Object.fromEntries(writes), Object.fromEntries([...writes.keys()].map((k) => [k, k === target ? [20] : []])));
-      assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '0']));
-      assert.deepEqual(wire.map((c) => c.op), cookies.map(() => 'load'));
+      assert.deepEqual(
+        Object.fromEntries(writes),
+        Object.fromEntries([...writes.keys()].map((k) => [k, k === target ? [20] : []])),
+      );
+      assert.deepEqual(
+        responses.map((r) => [r.status, r.body]),
+        cookies.map(() => [200, '0']),
+      );
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        cookies.map(() => 'load'),
+      );
     } finally {
       await monitor.stop();
     }
@@ -267,7 +309,10 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     for (const p of perNode) await call('/write', p.cookies[0]); // the scripts reach every node once
     const writes = countWritesPerNode(client);
     const responses = await Promise.all(cookies.map((c) => call('/write', c)));
-    assert.deepEqual(responses.map((r) => r.body), cookies.map((_, i) => (i % 10 === 0 ? '2' : '1')));
+    assert.deepEqual(
+      responses.map((r) => r.body),
+      cookies.map((_, i) => (i % 10 === 0 ? '2' : '1')),
+    );
     assert.deepEqual(Object.fromEntries(writes), Object.fromEntries(masters.map((m) => [m, [10, 10]])));
     await assertNothingCorked(client.nodes('all'));
   });
@@ -277,7 +322,12 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     await warm(c);
     const { call } = makeApp({ redis: c });
     // 20 sessions in one slot: their ids share the 8 characters that form the hash tag.
-    const { cookies, keys } = await seedOn(c, 20, () => true, () => `AskMoved${defaultGenId().slice(8)}`);
+    const { cookies, keys } = await seedOn(
+      c,
+      20,
+      () => true,
+      () => `AskMoved${defaultGenId().slice(8)}`,
+    );
     const slot = Number(await c.call('CLUSTER', 'KEYSLOT', keys[0] as string));
     const masters = c.nodes('master');
     const source = masters.find((n) => nodeName(n) === c.slots[slot]?.[0]) as Redis;
@@ -293,16 +343,23 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     const asking = target.asking.bind(target);
     target.asking = ((...args: Parameters<Redis['asking']>) => (askings++, asking(...args))) as Redis['asking'];
     const asked = await Promise.all(cookies.map((cookie) => call('/read', cookie)));
-    assert.deepEqual(asked.map((r) => [r.status, r.body]), cookies.map(() => [200, '0']));
+    assert.deepEqual(
+      asked.map((r) => [r.status, r.body]),
+      cookies.map(() => [200, '0']),
+    );
     assert.ok(askings >= 10, `${askings} ASKING sent to the importing node`);
     await assertNothingCorked(c.nodes('all'));
 
     await source.call('MIGRATE', '127.0.0.1', target.options.port as number, '', 0, 5000, 'KEYS', ...keys.slice(10));
-    for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)]) await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
+      await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
     // The slot now belongs to the target; the client's table still names the source: MOVED.
     assert.equal(c.slots[slot]?.[0], nodeName(source));
     const moved = await Promise.all(cookies.map((cookie) => call('/write', cookie)));
-    assert.deepEqual(moved.map((r) => [r.status, r.body]), cookies.map(() => [200, '1']));
+    assert.deepEqual(
+      moved.map((r) => [r.status, r.body]),
+      cookies.map(() => [200, '1']),
+    );
     assert.equal(c.slots[slot]?.[0], nodeName(target));
     await assertNothingCorked(c.nodes('all'));
   });
@@ -321,7 +378,10 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     assert.ok(stream.writableCorked > 0 && stream.writableLength > 0, 'the loads sit in the corked socket');
     stream.destroy();
     const responses = await pending;
-    assert.deepEqual(responses.map((r) => [r.status, r.body]), cookies.map(() => [200, '0']));
+    assert.deepEqual(
+      responses.map((r) => [r.status, r.body]),
+      cookies.map(() => [200, '0']),
+    );
     assert.equal(stream.writableCorked, 0);
     await assertNothingCorked(c.nodes('all'));
   });
@@ -331,8 +391,14 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     const c = connectCluster(); // not connected: status "wait", then "connecting"
     const { call } = makeApp({ redis: c });
     assert.notEqual(c.status, 'ready');
-    const responses = await Promise.all([...cookies.map((cookie) => call('/read', cookie)), ...Array.from({ length: 10 }, () => call('/write'))]);
-    assert.deepEqual(responses.map((r) => [r.status, r.body]), [...cookies.map(() => [200, '0']), ...cookies.map(() => [200, '1'])]);
+    const responses = await Promise.all([
+      ...cookies.map((cookie) => call('/read', cookie)),
+      ...Array.from({ length: 10 }, () => call('/write')),
+    ]);
+    assert.deepEqual(
+      responses.map((r) => [r.status, r.body]),
+      [...cookies.map(() => [200, '0']), ...cookies.map(() => [200, '1'])],
+    );
     await assertNothingCorked(c.nodes('all'));
   });
 
@@ -346,7 +412,13 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     for (const p of perNode) await call('/write', p.cookies[0]);
     const corks = masters.map(countCorks);
     const responses = await Promise.all(cookies.map((cookie) => call('/write', cookie)));
-    assert.deepEqual(responses.map((r) => r.body), cookies.map((_, i) => (i % 10 === 0 ? '2' : '1')));
-    assert.deepEqual(corks.map((k) => k.count), [0, 0, 0]);
+    assert.deepEqual(
+      responses.map((r) => r.body),
+      cookies.map((_, i) => (i % 10 === 0 ? '2' : '1')),
+    );
+    assert.deepEqual(
+      corks.map((k) => k.count),
+      [0, 0, 0],
+    );
   });
 });

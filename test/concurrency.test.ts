@@ -36,7 +36,9 @@ function barrier(): Barrier {
   return { reached, open, wait: () => (arrive(), opened) };
 }
 
-async function login(app: { get: (p: string) => Promise<globalThis.Response> }): Promise<{ cookie: string; id: string }> {
+async function login(app: {
+  get: (p: string) => Promise<globalThis.Response>;
+}): Promise<{ cookie: string; id: string }> {
   const res = await app.get('/login');
   assert.equal(res.status, 200, 'login');
   const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] as string;

@@ -22,7 +22,9 @@ describe('bad cookies over HTTP', () => {
   ];
   for (const [what, cookie, cleared] of cases) {
     it(`${what}: a fresh session, no Redis command, no error`, async () => {
-      const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ isNew: ctx.session.isNew, keys: Object.keys(ctx.session) }));
+      const app = makeApp(3, { redis: f.server.url }, (ctx) =>
+        JSON.stringify({ isNew: ctx.session.isNew, keys: Object.keys(ctx.session) }),
+      );
       await app.ready();
       const { res, wire } = await f.monitor.request(() => app.get('/', cookie));
       await app.close();

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import Koa from 'koa';
+import type Koa from 'koa';
 import { Redis } from 'ioredis';
 import { koaRedisSession, type InvalidSessionError, type SessionOptions } from '../src/index.js';
 import { KEYS, expectCookieSet, makeApp } from './helpers/app.js';
@@ -19,14 +19,22 @@ import { cookieOf, serveSession, type LiveApp } from './helpers/server.js';
 const f = useRedis();
 
 /** A GET that fails the test instead of hanging it. */
-async function get(app: LiveApp, path: string, cookie?: string): Promise<{ status: number; text: string; setCookie: string | null }> {
+async function get(
+  app: LiveApp,
+  path: string,
+  cookie?: string,
+): Promise<{ status: number; text: string; setCookie: string | null }> {
   // No keep-alive: closing the server never waits on an idle connection.
   const headers: Record<string, string> = { connection: 'close', ...(cookie ? { cookie } : {}) };
   const res = await fetch(app.base + path, { headers, signal: AbortSignal.timeout(10_000) });
   return { status: res.status, text: await res.text(), setCookie: res.headers.get('set-cookie') };
 }
 
-async function serve(options: Partial<SessionOptions>, handler: (ctx: Koa.Context) => unknown, upstream?: Koa.Middleware): Promise<{ app: LiveApp; reports: InvalidSessionError[] }> {
+async function serve(
+  options: Partial<SessionOptions>,
+  handler: (ctx: Koa.Context) => unknown,
+  upstream?: Koa.Middleware,
+): Promise<{ app: LiveApp; reports: InvalidSessionError[] }> {
   const reports: InvalidSessionError[] = [];
   const app = await serveSession(
     { redis: f.server.url, onInvalid: (_ctx, err) => void reports.push(err), ...options },
@@ -139,8 +147,15 @@ describe('a cookie an error response cannot carry', () => {
         assert.ok(elevate.status >= 400);
         assert.equal(elevate.setCookie, null);
         assert.deepEqual(await sessionKeys(), [`sess:${id}`], 'no key under a new id');
-        assert.deepEqual(JSON.parse((await get(app, '/me', cookie)).text), { user: 'anon' }, 'still logged in as before, nothing written under the old id');
-        assert.ok(reports.some((r) => /cannot carry headers/.test(r.message)), reports.map((r) => r.message).join('; '));
+        assert.deepEqual(
+          JSON.parse((await get(app, '/me', cookie)).text),
+          { user: 'anon' },
+          'still logged in as before, nothing written under the old id',
+        );
+        assert.ok(
+          reports.some((r) => /cannot carry headers/.test(r.message)),
+          reports.map((r) => r.message).join('; '),
+        );
       } finally {
         await app.close();
       }
@@ -155,10 +170,14 @@ describe('a cookie an error response cannot carry', () => {
         throw new Error('wrapped', { cause: err }); // a new error, without the cookie headers
       }
     };
-    const { app, reports } = await serve({}, (ctx) => {
-      ctx.session.user = 'ada';
-      throw new Error('boom');
-    }, wrap);
+    const { app, reports } = await serve(
+      {},
+      (ctx) => {
+        ctx.session.user = 'ada';
+        throw new Error('boom');
+      },
+      wrap,
+    );
     try {
       const res = await get(app, '/');
       assert.equal(res.status, 500);
@@ -166,7 +185,10 @@ describe('a cookie an error response cannot carry', () => {
       // Ended once the response went out, then reported: wait for both, from the test's own clock.
       const deadline = Date.now() + 5000;
       while ((await sessionKeys()).length > 0 || !reports.some((r) => /did not reach the browser/.test(r.message))) {
-        assert.ok(Date.now() < deadline, `the session whose cookie never left is ended and reported (keys: ${(await sessionKeys()).join()})`);
+        assert.ok(
+          Date.now() < deadline,
+          `the session whose cookie never left is ended and reported (keys: ${(await sessionKeys()).join()})`,
+        );
         await new Promise((r) => setTimeout(r, 20));
       }
     } finally {
@@ -207,7 +229,10 @@ describe('Redis at maxmemory with noeviction', () => {
       const read = await app.get('/me', cookie);
       assert.equal(read.status, 200);
       assert.deepEqual(JSON.parse(read.text), { user: 'ada' });
-      assert.ok(reports.some((r) => r.name === 'SessionStoreError' && /refused the expiry refresh/.test(r.message)), JSON.stringify(reports.map((r) => r.message)));
+      assert.ok(
+        reports.some((r) => r.name === 'SessionStoreError' && /refused the expiry refresh/.test(r.message)),
+        JSON.stringify(reports.map((r) => r.message)),
+      );
       assert.equal((await app.get('/write', cookie)).status, 503, 'a write fails as before');
       const logout = await app.get('/logout', cookie);
       assert.equal(logout.status, 200);
@@ -229,11 +254,20 @@ describe('hostile and extreme input', () => {
       }
     });
     try {
-      assert.match((await app.get('/')).text, /ctx\.session\.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused/);
+      assert.match(
+        (await app.get('/')).text,
+        /ctx\.session\.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused/,
+      );
       const cookie = signedCookie();
       const id = cookie.slice(8, cookie.lastIndexOf('.'));
       const now = Math.floor(Date.now() / 1000);
-      await seed(f.redis, `sess:${id}`, { c: now, t: 1200, x: now + 1200, ':constructor': '{"prototype":{"polluted":true}}', ':a': '1' });
+      await seed(f.redis, `sess:${id}`, {
+        c: now,
+        t: 1200,
+        x: now + 1200,
+        ':constructor': '{"prototype":{"polluted":true}}',
+        ':a': '1',
+      });
       const read = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify(Object.keys({ ...ctx.session })));
       assert.deepEqual(JSON.parse((await read.get('/', cookie)).text), ['a']);
       await read.close();
@@ -245,7 +279,11 @@ describe('hostile and extreme input', () => {
   it('keys and flash queue names that are not well-formed UTF-16 are refused with a TypeError naming them', async () => {
     const app = makeApp(3, { redis: f.server.url }, (ctx) => {
       const errors: string[] = [];
-      for (const attempt of [() => (ctx.session['\ud800'] = 1), () => (ctx.session['\udc00'] = 2), () => ctx.session.flash('m', '\ud800')]) {
+      for (const attempt of [
+        () => (ctx.session['\ud800'] = 1),
+        () => (ctx.session['\udc00'] = 2),
+        () => ctx.session.flash('m', '\ud800'),
+      ]) {
         try {
           attempt();
         } catch (err) {
@@ -268,7 +306,10 @@ describe('hostile and extreme input', () => {
 
   it('an empty signing key of any type is refused', () => {
     for (const keys of [[''], [Buffer.alloc(0)], ['ok', Buffer.alloc(0)]]) {
-      assert.throws(() => koaRedisSession({ keys: keys as string[], redis: f.redis }), /non-empty array of non-empty strings or Buffers/);
+      assert.throws(
+        () => koaRedisSession({ keys: keys as string[], redis: f.redis }),
+        /non-empty array of non-empty strings or Buffers/,
+      );
     }
   });
 
@@ -305,7 +346,10 @@ describe('hostile and extreme input', () => {
       await app.ready();
       const { res, wire } = await f.monitor.request(() => app.get('/read', cookie));
       assert.equal(res.text, '{"a":1}');
-      assert.deepEqual(wire.map((c) => c.op), ['load']);
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        ['load'],
+      );
     } finally {
       await app.close();
     }

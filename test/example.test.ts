@@ -39,7 +39,10 @@ async function stop(child: ChildProcess): Promise<void> {
 
 /** Run an example as its npm script does; it is stopped when the test ends, passed or failed. */
 function spawnExample(t: TestContext, file: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', file], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   t.after(() => stop(child));
   return child;
 }
@@ -49,7 +52,7 @@ function cookieOf(res: request.Response): string {
 }
 
 describe('examples/basic', () => {
-  it('counts visits under the example\'s own key prefix', async (t) => {
+  it("counts visits under the example's own key prefix", async (t) => {
     const { app, session } = createApp(f.server.url);
     t.after(() => session.redis.disconnect()); // the example passes its own client: ours to end
     const agent = request(app.callback());
@@ -95,7 +98,10 @@ describe('npm start (examples/login.ts)', () => {
 
   it('npm start with no Redis at all says how to install one', async (t) => {
     const dead = await freePort();
-    const child = spawnExample(t, 'examples/login.ts', { REDIS_URL: `redis://127.0.0.1:${dead}`, PATH: '/nonexistent' });
+    const child = spawnExample(t, 'examples/login.ts', {
+      REDIS_URL: `redis://127.0.0.1:${dead}`,
+      PATH: '/nonexistent',
+    });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     const code = await new Promise((r) => child.once('exit', r));
@@ -105,7 +111,11 @@ describe('npm start (examples/login.ts)', () => {
 });
 
 /** Start an example as its npm script does; resolves with the URL it prints. */
-async function startExample(t: TestContext, file: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startExample(
+  t: TestContext,
+  file: string,
+  env: Record<string, string> = {},
+): Promise<{ url: string; stop: () => Promise<void> }> {
   const child = spawnExample(t, file, { PORT: '0', ...env });
   let out = '';
   child.stderr.on('data', (d) => (out += d));
@@ -150,11 +160,19 @@ describe('examples, each started with its one command', () => {
     const cookie = cookieFrom(page);
     const token = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
     const post = (body: Record<string, string>) =>
-      fetch(`${base}/save`, { method: 'POST', redirect: 'manual', headers: { cookie }, body: new URLSearchParams(body) });
+      fetch(`${base}/save`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie },
+        body: new URLSearchParams(body),
+      });
     assert.equal((await post({ item: 'report' })).status, 403, 'no token, no save');
     const saved = await post({ _csrf: token, item: '<b>report</b>' });
     assert.equal(saved.status, 303);
-    assert.match(await (await fetch(`${base}/`, { headers: { cookie } })).text(), /<p class="flash">Saved &#60;b&#62;report&#60;\/b&#62;\.<\/p>/);
+    assert.match(
+      await (await fetch(`${base}/`, { headers: { cookie } })).text(),
+      /<p class="flash">Saved &#60;b&#62;report&#60;\/b&#62;\.<\/p>/,
+    );
     assert.doesNotMatch(await (await fetch(`${base}/`, { headers: { cookie } })).text(), /Saved/);
     await ex.stop();
   });
@@ -192,9 +210,15 @@ describe('examples, each started with its one command', () => {
     const page = await fetch(ex.url);
     assert.match(await page.text(), /<svg/);
     await fetch(ex.url.replace(/_session$/, ''));
-    const data = (await (await fetch(`${ex.url}/data`)).json()) as { total: number; recent: Array<{ path: string; final: string }> };
+    const data = (await (await fetch(`${ex.url}/data`)).json()) as {
+      total: number;
+      recent: Array<{ path: string; final: string }>;
+    };
     assert.equal(data.total, 1);
-    assert.deepEqual(data.recent.map((r) => [r.path, r.final]), [['/', 'persisted']]);
+    assert.deepEqual(
+      data.recent.map((r) => [r.path, r.final]),
+      [['/', 'persisted']],
+    );
     await ex.stop();
   });
 });

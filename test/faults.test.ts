@@ -36,16 +36,20 @@ async function serve(options: SessionOptions, url: string) {
   const reports: InvalidSessionError[] = [];
   const admin = new Redis(url);
   admin.on('error', () => undefined);
-  const app = await serveSession({ commandTimeout: TIMEOUT, onInvalid: (_ctx, err) => reports.push(err), ...options }, async (ctx) => {
-    if (ctx.path === '/write' || ctx.path === '/write-then-pause') ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
-    // Redis stops answering after the load and before the write.
-    if (ctx.path === '/write-then-pause') await admin.client('PAUSE', 1000, 'ALL');
-    if (ctx.path === '/logout-then-pause') {
-      ctx.session.invalidate();
-      await admin.client('PAUSE', 1000, 'ALL');
-    }
-    ctx.body = JSON.stringify({ n: ctx.session.n ?? null, isNew: ctx.session.isNew });
-  });
+  const app = await serveSession(
+    { commandTimeout: TIMEOUT, onInvalid: (_ctx, err) => reports.push(err), ...options },
+    async (ctx) => {
+      if (ctx.path === '/write' || ctx.path === '/write-then-pause')
+        ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
+      // Redis stops answering after the load and before the write.
+      if (ctx.path === '/write-then-pause') await admin.client('PAUSE', 1000, 'ALL');
+      if (ctx.path === '/logout-then-pause') {
+        ctx.session.invalidate();
+        await admin.client('PAUSE', 1000, 'ALL');
+      }
+      ctx.body = JSON.stringify({ n: ctx.session.n ?? null, isNew: ctx.session.isNew });
+    },
+  );
   const get = async (path: string, cookie?: string): Promise<Outcome> => {
     const start = performance.now();
     const res = await app.get(path, cookie);
@@ -69,7 +73,8 @@ const cookieOf = (o: Outcome) => (o.cookie ?? '').split(';')[0] as string;
 async function reconnected(client: { status: string }, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (client.status !== 'ready') {
-    if (performance.now() > deadline) throw new Error(`the client did not reconnect within ${timeoutMs} ms (${client.status})`);
+    if (performance.now() > deadline)
+      throw new Error(`the client did not reconnect within ${timeoutMs} ms (${client.status})`);
     await sleep(50);
   }
 }
@@ -147,7 +152,10 @@ for (const policy of ['throw', 'continue'] as const) {
         if (policy === 'throw') assert.ok(failed > 0, 'some requests failed with 503 while Redis was down');
         else {
           assert.equal(failed, 0, 'continue: no request failed');
-          assert.ok(app.reports.some((e) => e instanceof SessionStoreError && e.command === 'load'), 'failed loads reported');
+          assert.ok(
+            app.reports.some((e) => e instanceof SessionStoreError && e.command === 'load'),
+            'failed loads reported',
+          );
         }
         // Redis came back empty: the old cookie leads to no session; a new one works end to end.
         const after1 = await app.get('/write', cookie);
@@ -169,7 +177,10 @@ for (const policy of ['throw', 'continue'] as const) {
           else {
             assert.ok(outcomes.every((o) => o.status === 200));
             assert.equal(outcomes[2]?.cookie, null, 'a new session that could not be created gets no cookie');
-            assert.ok(app.reports.some((e) => e instanceof SessionStoreError && e.command === 'create'), 'the failed create is reported');
+            assert.ok(
+              app.reports.some((e) => e instanceof SessionStoreError && e.command === 'create'),
+              'the failed create is reported',
+            );
           }
           await sleep(1700);
           const again = await app.get('/write', cookie);
@@ -189,7 +200,10 @@ for (const policy of ['throw', 'continue'] as const) {
           await sleep(100);
           const outcomes = await Promise.all([app.get('/read', cookie), app.get('/write', cookie)]);
           assertBounded(outcomes, 'sleeping');
-          assert.deepEqual(outcomes.map((o) => o.status), policy === 'throw' ? [503, 503] : [200, 200]);
+          assert.deepEqual(
+            outcomes.map((o) => o.status),
+            policy === 'throw' ? [503, 503] : [200, 200],
+          );
           await sleep(1700);
           assert.equal((await app.get('/read', cookie)).status, 200);
         } finally {

@@ -82,7 +82,9 @@ interface Case {
 }
 
 const real = fc.nat({ max: SESSIONS - 1 }).map((i) => sessions[i] as Real);
-const twoReal = fc.tuple(fc.nat({ max: SESSIONS - 1 }), fc.nat({ max: SESSIONS - 2 })).map(([i, j]) => [sessions[i], sessions[(i + 1 + j) % SESSIONS]] as [Real, Real]);
+const twoReal = fc
+  .tuple(fc.nat({ max: SESSIONS - 1 }), fc.nat({ max: SESSIONS - 2 }))
+  .map(([i, j]) => [sessions[i], sessions[(i + 1 + j) % SESSIONS]] as [Real, Real]);
 const at = (text: string, n: number) => n % (text.length + 1);
 /** Flip one of the low seven bits of the character at a position (Node sends only TAB, 0x20–0x7E and
  *  0x80–0xFF in a header, so a flip into a control character is taken back). */
@@ -101,19 +103,28 @@ const toggleCase = (text: string, n: number) => {
 const variant: fc.Arbitrary<{ how: string; value: string }> = fc.oneof(
   real.map((s) => ({ how: 'the genuine cookie', value: s.value })),
   real.map((s) => ({ how: 'signed with the older key', value: `${s.id}.${older.sign(`session=${s.id}`)}` })),
-  fc.tuple(real, fc.nat(), fc.nat(6)).map(([s, n, bit]) => ({ how: 'a bit flipped in the id', value: `${flip(s.id, n, bit)}.${s.signature}` })),
-  fc.tuple(real, fc.nat(), fc.nat(6)).map(([s, n, bit]) => ({ how: 'a bit flipped in the signature', value: `${s.id}.${flip(s.signature, n, bit)}` })),
-  fc.tuple(real, fc.nat(), fc.nat(6)).map(([s, n, bit]) => ({ how: 'a bit flipped anywhere', value: flip(s.value, n, bit) })),
+  fc
+    .tuple(real, fc.nat(), fc.nat(6))
+    .map(([s, n, bit]) => ({ how: 'a bit flipped in the id', value: `${flip(s.id, n, bit)}.${s.signature}` })),
+  fc
+    .tuple(real, fc.nat(), fc.nat(6))
+    .map(([s, n, bit]) => ({ how: 'a bit flipped in the signature', value: `${s.id}.${flip(s.signature, n, bit)}` })),
+  fc
+    .tuple(real, fc.nat(), fc.nat(6))
+    .map(([s, n, bit]) => ({ how: 'a bit flipped anywhere', value: flip(s.value, n, bit) })),
   fc.tuple(real, fc.nat()).map(([s, n]) => ({ how: 'cut short', value: s.value.slice(0, n % s.value.length) })),
-  fc.tuple(real, fc.nat()).map(([s, n]) => ({ how: 'its start cut', value: s.value.slice(1 + (n % (s.value.length - 1))) })),
+  fc
+    .tuple(real, fc.nat())
+    .map(([s, n]) => ({ how: 'its start cut', value: s.value.slice(1 + (n % (s.value.length - 1))) })),
   real.map((s) => ({ how: 're-signed with a key nobody lists', value: `${s.id}.${stranger.sign(`session=${s.id}`)}` })),
   real.map((s) => ({ how: 'signed for another cookie name', value: `${s.id}.${newest.sign(`sid=${s.id}`)}` })),
   twoReal.map(([a, b]) => ({ how: "another session's signature", value: `${a.id}.${b.signature}` })),
   fc.tuple(real, fc.nat()).map(([s, n]) => ({ how: "a character's case changed", value: toggleCase(s.value, n) })),
   real.map((s) => ({ how: 'upper-cased', value: s.value.toUpperCase() })),
-  fc
-    .tuple(real, fc.nat(), fc.constantFrom(...'A0-_.=+/ "%,;\té'.split('')))
-    .map(([s, n, c]) => ({ how: 'a character added', value: s.value.slice(0, at(s.value, n)) + c + s.value.slice(at(s.value, n)) })),
+  fc.tuple(real, fc.nat(), fc.constantFrom(...'A0-_.=+/ "%,;\té'.split(''))).map(([s, n, c]) => ({
+    how: 'a character added',
+    value: s.value.slice(0, at(s.value, n)) + c + s.value.slice(at(s.value, n)),
+  })),
   fc.tuple(real, fc.nat()).map(([s, n]) => {
     const i = n % s.value.length;
     const escaped = `%${s.value.charCodeAt(i).toString(16).toUpperCase()}`;
@@ -128,7 +139,9 @@ const variant: fc.Arbitrary<{ how: string; value: string }> = fc.oneof(
 );
 
 // Header-safe characters (Node refuses others in a header value): TAB, 0x20–0x7E, 0x80–0xFF.
-const headerChar = fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(0x09)).map((c) => String.fromCharCode(c));
+const headerChar = fc
+  .oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(0x09))
+  .map((c) => String.fromCharCode(c));
 const bytes = (maxLength: number) => fc.string({ unit: headerChar, maxLength });
 const cookieSafe = fc.string({ unit: fc.constantFrom(...'ABCxyz019-_.=+/%'.split('')), maxLength: 60 });
 /** Values made from nothing: random bytes, ids of a wrong length or alphabet signed with the ring,
@@ -136,12 +149,17 @@ const cookieSafe = fc.string({ unit: fc.constantFrom(...'ABCxyz019-_.=+/%'.split
 const hostile: fc.Arbitrary<{ how: string; value: string }> = fc.oneof(
   bytes(80).map((value) => ({ how: 'random bytes', value })),
   cookieSafe.map((value) => ({ how: 'random cookie-safe text', value })),
+  fc.string({ unit: fc.constantFrom(...'Aa0-_+/=é.'.split('')), minLength: 1, maxLength: 60 }).map((id) => ({
+    how: 'an id of a wrong length or alphabet, signed',
+    value: `${id}.${newest.sign(`session=${id}`)}`,
+  })),
   fc
-    .string({ unit: fc.constantFrom(...'Aa0-_+/=é.'.split('')), minLength: 1, maxLength: 60 })
-    .map((id) => ({ how: 'an id of a wrong length or alphabet, signed', value: `${id}.${newest.sign(`session=${id}`)}` })),
-  fc.tuple(fc.constantFrom('a', '%', '.', 'é'), fc.integer({ min: 4000, max: 8192 })).map(([c, n]) => ({ how: '8 KiB', value: c.repeat(n) })),
+    .tuple(fc.constantFrom('a', '%', '.', 'é'), fc.integer({ min: 4000, max: 8192 }))
+    .map(([c, n]) => ({ how: '8 KiB', value: c.repeat(n) })),
 );
-const otherCookie = fc.tuple(fc.constantFrom('theme', 'sessionx', 'xsession', 'session.sig', 'SESSION', ' session'), cookieSafe).map(([n, v]) => `${n}=${v}`);
+const otherCookie = fc
+  .tuple(fc.constantFrom('theme', 'sessionx', 'xsession', 'session.sig', 'SESSION', ' session'), cookieSafe)
+  .map(([n, v]) => `${n}=${v}`);
 
 const cases: fc.Arbitrary<Case> = fc
   .tuple(
@@ -156,7 +174,10 @@ const cases: fc.Arbitrary<Case> = fc
     ),
     fc.constantFrom('; ', ';', ' ; '),
   )
-  .map(([parts, separator]) => ({ how: parts.map((p) => p.how).join(' + '), header: parts.map((p) => p.part).join(separator) }))
+  .map(([parts, separator]) => ({
+    how: parts.map((p) => p.how).join(' + '),
+    header: parts.map((p) => p.part).join(separator),
+  }))
   .filter((c) => c.header.length < 14_000);
 
 // ---- the run -----------------------------------------------------------------------------------
@@ -178,12 +199,17 @@ describe(`cookies made from real ones, and hostile ones (${RUNS} cases)`, () => 
 
   const get = (path: string, cookie?: string) =>
     new Promise<Answer>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path, agent, headers: cookie === undefined ? {} : { cookie } }, (res) => {
-        let body = '';
-        res.setEncoding('latin1');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, setCookie: res.headers['set-cookie'] ?? [] }));
-      });
+      const req = request(
+        { host: '127.0.0.1', port, path, agent, headers: cookie === undefined ? {} : { cookie } },
+        (res) => {
+          let body = '';
+          res.setEncoding('latin1');
+          res.on('data', (d) => (body += d));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body, setCookie: res.headers['set-cookie'] ?? [] }),
+          );
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -202,7 +228,8 @@ describe(`cookies made from real ones, and hostile ones (${RUNS} cases)`, () => 
     session = koaRedisSession({ redis: client, onInvalid: () => undefined });
     app.use(session);
     app.use((ctx) => {
-      if (ctx.path === '/seed') Object.assign(ctx.session, { owner: `user-${String(ctx.query.n)}`, cart: [Number(ctx.query.n), 'apple'] });
+      if (ctx.path === '/seed')
+        Object.assign(ctx.session, { owner: `user-${String(ctx.query.n)}`, cart: [Number(ctx.query.n), 'apple'] });
       // Read only: a request with a cookie costs its load and nothing else.
       ctx.body = JSON.stringify({ isNew: ctx.session.isNew, id: ctx.session.id, data: { ...ctx.session } });
     });
@@ -218,7 +245,10 @@ describe(`cookies made from real ones, and hostile ones (${RUNS} cases)`, () => 
       const id = value.slice(0, dot);
       sessions.push({ id, signature: value.slice(dot + 1), value, data: await storedData(f.redis, `sess:${id}`) });
     }
-    assert.deepEqual(sessions.map((s) => s.data.owner), ['user-0', 'user-1', 'user-2', 'user-3']);
+    assert.deepEqual(
+      sessions.map((s) => s.data.owner),
+      ['user-0', 'user-1', 'user-2', 'user-3'],
+    );
   });
   after(async () => {
     agent.destroy();
@@ -237,7 +267,10 @@ describe(`cookies made from real ones, and hostile ones (${RUNS} cases)`, () => 
       { how: 'signed with the older key', header: `session=${s1.id}.${older.sign(`session=${s1.id}`)}` },
       { how: "another session's signature", header: `session=${s0.id}.${s1.signature}` },
       { how: 're-signed with a key nobody lists', header: `session=${s0.id}.${stranger.sign(`session=${s0.id}`)}` },
-      { how: 'a changed id signed with the newest key', header: `session=${'A'.repeat(43)}.${newest.sign(`session=${'A'.repeat(43)}`)}` },
+      {
+        how: 'a changed id signed with the newest key',
+        header: `session=${'A'.repeat(43)}.${newest.sign(`session=${'A'.repeat(43)}`)}`,
+      },
       { how: 'quoted', header: `session="${s1.value}"` },
       { how: 'cut short by one', header: `session=${s0.value.slice(0, -1)}` },
       { how: 'an empty value', header: 'session=' },
@@ -264,7 +297,12 @@ describe(`cookies made from real ones, and hostile ones (${RUNS} cases)`, () => 
             assert.equal(sent - before, 1, `${what}: one Redis command, the load`);
             loads++;
             if (verdict === 'valid, stored') assert.deepEqual(cookies, [], `${what}: no cookie sent`);
-            else assert.match(cookies[0] ?? '', new RegExp(`^session=${id}\\.${newest.sign(`session=${id}`)};`), `${what}: re-signed with the newest key`);
+            else
+              assert.match(
+                cookies[0] ?? '',
+                new RegExp(`^session=${id}\\.${newest.sign(`session=${id}`)};`),
+                `${what}: re-signed with the newest key`,
+              );
           } else {
             assert.deepEqual(body, { isNew: true, id: null, data: {} }, `${what} must get a fresh, empty session`);
             if (verdict === 'valid, no session') {
@@ -283,11 +321,17 @@ describe(`cookies made from real ones, and hostile ones (${RUNS} cases)`, () => 
     for (const verdict of ['no cookie', 'invalid', 'valid, stored', 'valid, older key', 'valid, no session'] as const) {
       assert.ok((tally.get(verdict) ?? 0) > 0, `no case was judged "${verdict}"`);
     }
-    assert.deepEqual([...new Set(wire.map((c) => c.op))].filter((op) => op !== 'load'), [], 'nothing but loads on the wire');
+    assert.deepEqual(
+      [...new Set(wire.map((c) => c.op))].filter((op) => op !== 'load'),
+      [],
+      'nothing but loads on the wire',
+    );
     assert.equal(wire.length, loads, 'MONITOR saw one load per valid cookie, nothing else');
     // Nothing was written: the sessions are as they were, and no other key exists.
     for (const s of sessions) assert.deepEqual(await storedData(f.redis, `sess:${s.id}`), s.data);
     assert.equal(await f.redis.dbsize(), SESSIONS);
-    console.log(`fuzz: ${[...tally.values()].reduce((a, b) => a + b, 0)} cookie headers; ${[...tally].map(([v, n]) => `${v}: ${n}`).join(', ')}; ${loads} loads on the wire`);
+    console.log(
+      `fuzz: ${[...tally.values()].reduce((a, b) => a + b, 0)} cookie headers; ${[...tally].map(([v, n]) => `${v}: ${n}`).join(', ')}; ${loads} loads on the wire`,
+    );
   });
 });

@@ -10,7 +10,15 @@ import Keygrip from 'keygrip';
 import Koa from 'koa';
 import request from 'supertest';
 import { csrfProtect, koaRedisSession } from '../src/index.js';
-import { KEYS, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, type SetCookie } from './helpers/app.js';
+import {
+  KEYS,
+  expectCookieCleared,
+  expectCookieSet,
+  expectNoCookie,
+  makeApp,
+  setCookies,
+  type SetCookie,
+} from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { useRedis } from './helpers/fixture.js';
 import { NEWEST, OLDER, USER_RINGS, tampered } from './helpers/rings.js';
@@ -51,8 +59,20 @@ describe('over HTTP, with a real Redis', () => {
   }
 
   /** Each `app.keys`: the ring, the older key alone in the same form, the newest key's signature. */
-  const RINGS: Array<{ name: string; keys: () => string[] | Keygrip; older: () => string[] | Keygrip; sign: (data: string) => string; length: number }> = [
-    { name: 'app.keys = [secrets]', keys: () => KEYS, older: () => [OLDER], sign: (d) => new Keygrip([NEWEST]).sign(d), length: 27 },
+  const RINGS: Array<{
+    name: string;
+    keys: () => string[] | Keygrip;
+    older: () => string[] | Keygrip;
+    sign: (data: string) => string;
+    length: number;
+  }> = [
+    {
+      name: 'app.keys = [secrets]',
+      keys: () => KEYS,
+      older: () => [OLDER],
+      sign: (d) => new Keygrip([NEWEST]).sign(d),
+      length: 27,
+    },
     ...USER_RINGS.map(({ name, make, length }) => ({
       name: `app.keys = ${name}`,
       keys: () => make(KEYS),
@@ -74,7 +94,10 @@ describe('over HTTP, with a real Redis', () => {
 
       const { res: me, wire } = await f.monitor.request(() => app.get('/me', cookie));
       assert.deepEqual(me.body, { id, isNew: false, user: 'ada' });
-      assert.deepEqual(wire.map((c) => c.op), ['load']);
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        ['load'],
+      );
       expectNoCookie(me);
 
       const token = login.text;
@@ -107,7 +130,11 @@ describe('over HTTP, with a real Redis', () => {
       await app.ready();
       const { res, wire } = await f.monitor.request(() => app.get('/me', old));
       assert.deepEqual(res.body, { id, isNew: false, user: 'ada' });
-      assert.deepEqual(wire.map((c) => c.op), ['load'], 're-signing writes nothing');
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        ['load'],
+        're-signing writes nothing',
+      );
       const { cookie } = expectCookieSet(res);
       assert.equal(cookie, `session=${id}.${sign(`session=${id}`)}`);
       const again = await app.get('/me', cookie);

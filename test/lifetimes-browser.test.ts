@@ -79,7 +79,7 @@ describe('cookie lifetimes in the browser', () => {
     }
   });
 
-  it('absoluteTimeout: the jar\'s cookie ends with it, and an active browser is logged out when it passes', async () => {
+  it("absoluteTimeout: the jar's cookie ends with it, and an active browser is logged out when it passes", async () => {
     const base = await serve({ absoluteTimeout: 3, cookie: { maxAge: 3_600_000 } });
     const context = await browser.newContext();
     try {
@@ -89,7 +89,10 @@ describe('cookie lifetimes in the browser', () => {
       assert.equal(await text(context, `${base}/login`), 'user: ada');
       const loggedIn = Date.now() / 1000;
       const expires = await expiry(context, base);
-      assert.ok(expires <= loggedIn + 3, `the cookie is capped at the absolute timeout, not an hour out (expires ${(expires - loggedIn).toFixed(1)} s after the login answered)`);
+      assert.ok(
+        expires <= loggedIn + 3,
+        `the cookie is capped at the absolute timeout, not an hour out (expires ${(expires - loggedIn).toFixed(1)} s after the login answered)`,
+      );
       // Active meanwhile: a request every second keeps the idle timeout away.
       for (let i = 0; i < 2; i++) {
         await sleep(1_000);

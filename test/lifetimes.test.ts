@@ -10,8 +10,22 @@ import { describe, it } from 'node:test';
 import Keygrip from 'keygrip';
 import Koa from 'koa';
 import request, { type Response } from 'supertest';
-import { koaRedisSession, NotInBackendError, PayloadTimeoutError, type InvalidSessionError, type SessionOptions } from '../src/index.js';
-import { KEYS, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, type SetCookie } from './helpers/app.js';
+import {
+  koaRedisSession,
+  NotInBackendError,
+  PayloadTimeoutError,
+  type InvalidSessionError,
+  type SessionOptions,
+} from '../src/index.js';
+import {
+  KEYS,
+  expectCookieCleared,
+  expectCookieSet,
+  expectNoCookie,
+  makeApp,
+  setCookies,
+  type SetCookie,
+} from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
 import { stored, update } from './helpers/stored.js';
@@ -80,7 +94,7 @@ function app(options: SessionOptions = {}) {
   });
 }
 
-describe('a session\'s own cookie lifetime is stored, and every later cookie carries it', () => {
+describe("a session's own cookie lifetime is stored, and every later cookie carries it", () => {
   it('adjustCookieMaxAge(30 days) at login: stored as `l`; key rotation, regenerate() and recookie() re-send it', async () => {
     const a = app({ rolling: false });
     const login = await a.get('/login?days=30');
@@ -90,7 +104,9 @@ describe('a session\'s own cookie lifetime is stored, and every later cookie car
 
     // The keys rotate: the same Redis, a ring with a new newest key. The cookie is re-signed, and
     // "remember me" does not silently turn into a browser-session cookie.
-    const rotated = makeApp(3, { redis: f.server.url, rolling: false, keys: ['brand-new-secret', ...KEYS] }, (ctx) => String(ctx.session.user));
+    const rotated = makeApp(3, { redis: f.server.url, rolling: false, keys: ['brand-new-secret', ...KEYS] }, (ctx) =>
+      String(ctx.session.user),
+    );
     const resigned = await rotated.get('/', cookie);
     assert.equal(resigned.text, 'ada');
     assertLifetime(resigned, 30 * DAY, 'the re-signed cookie');
@@ -112,7 +128,7 @@ describe('a session\'s own cookie lifetime is stored, and every later cookie car
     assert.equal(lifetime(await a.get('/recookie', cookie)), null, 'recookie() keeps it a browser-session cookie');
   });
 
-  it('without a lifetime of its own, a session\'s cookies follow the cookie options; nothing is stored for it', async () => {
+  it("without a lifetime of its own, a session's cookies follow the cookie options; nothing is stored for it", async () => {
     const a = app({ rolling: false, cookie: { maxAge: 3_600_000 } });
     const login = await a.get('/login');
     assertLifetime(login, 3_600_000, 'the login cookie');
@@ -122,14 +138,17 @@ describe('a session\'s own cookie lifetime is stored, and every later cookie car
   });
 });
 
-describe('rolling: the cookie follows the session\'s expiry', () => {
+describe("rolling: the cookie follows the session's expiry", () => {
   it('by default a persistent cookie is re-sent, same id and lifetime, on a read that moves the expiry: still one command', async () => {
     const a = app({ cookie: { maxAge: 3_600_000 } });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
     await a.ready();
     await age(id);
     const { res, wire } = await f.monitor.request(() => a.get('/', cookie));
-    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load'],
+    );
     assertLifetime(res, 3_600_000, 'the rolled cookie');
     assert.equal(expectCookieSet(res).cookie, cookie, 'the same signed id');
     assert.equal(expectCookieSet(res).id, id);
@@ -190,7 +209,7 @@ describe('rolling: the cookie follows the session\'s expiry', () => {
 });
 
 describe('absoluteTimeout: a session ends that long after its creation, however active', () => {
-  it('caps the expiry, the TTL and a persistent cookie\'s lifetime at creation + absoluteTimeout', async () => {
+  it("caps the expiry, the TTL and a persistent cookie's lifetime at creation + absoluteTimeout", async () => {
     const a = app({ timeout: 1200, absoluteTimeout: 60, cookie: { maxAge: 3_600_000 } });
     const res = await a.get('/seed');
     assertLifetime(res, 60_000, 'the cookie');
@@ -229,7 +248,10 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
     const clock = t.mock.method(Date, 'now', () => (created + 60) * 1000);
     const { res, wire } = await f.monitor.request(() => a.get('/', cookie));
     clock.mock.restore();
-    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load'],
+    );
     assert.equal(res.text, JSON.stringify({ user: null, isNew: true }));
     expectCookieCleared(res);
     assert.equal(await f.redis.exists(`sess:${id}`), 0);
@@ -245,30 +267,43 @@ describe('absoluteTimeout: a session ends that long after its creation, however 
   });
 
   for (const setRedisTtl of [true, false])
-  it(`a write that arrives after it finds the session gone and does not bring it back (setRedisTtl: ${setRedisTtl})`, async () => {
-    const seen: InvalidSessionError[] = [];
-    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 60, setRedisTtl, onInvalid: (_ctx, err) => seen.push(err) }, async (ctx) => {
-      if (ctx.path === '/seed') {
-        ctx.session.user = 'ada';
-        return 'seeded';
-      }
-      // The session was created long ago, as far as Redis now knows (its load ran before).
-      await update(f.redis, `sess:${ctx.session.id}`, { c: Math.floor(Date.now() / 1000) - 3600 });
-      ctx.session.cart = ['apple'];
-      return 'written';
+    it(`a write that arrives after it finds the session gone and does not bring it back (setRedisTtl: ${setRedisTtl})`, async () => {
+      const seen: InvalidSessionError[] = [];
+      const a = makeApp(
+        3,
+        { redis: f.server.url, absoluteTimeout: 60, setRedisTtl, onInvalid: (_ctx, err) => seen.push(err) },
+        async (ctx) => {
+          if (ctx.path === '/seed') {
+            ctx.session.user = 'ada';
+            return 'seeded';
+          }
+          // The session was created long ago, as far as Redis now knows (its load ran before).
+          await update(f.redis, `sess:${ctx.session.id}`, { c: Math.floor(Date.now() / 1000) - 3600 });
+          ctx.session.cart = ['apple'];
+          return 'written';
+        },
+      );
+      const { cookie, id } = expectCookieSet(await a.get('/seed'));
+      const res = await a.get('/write', cookie);
+      assert.equal(res.status, 200);
+      assert.equal(await f.redis.exists(`sess:${id}`), 0, 'ended, not resurrected');
+      assert.ok(
+        seen.some((e) => e instanceof NotInBackendError),
+        `the write was answered "gone" (reported: ${seen.map((e) => e.name).join(', ')})`,
+      );
     });
-    const { cookie, id } = expectCookieSet(await a.get('/seed'));
-    const res = await a.get('/write', cookie);
-    assert.equal(res.status, 200);
-    assert.equal(await f.redis.exists(`sess:${id}`), 0, 'ended, not resurrected');
-    assert.ok(seen.some((e) => e instanceof NotInBackendError), `the write was answered "gone" (reported: ${seen.map((e) => e.name).join(', ')})`);
-  });
 
   it('is validated: whole seconds above 0, or null', () => {
     for (const bad of [0, -1, 1.5, '60', Number.NaN]) {
-      assert.throws(() => koaRedisSession({ absoluteTimeout: bad as number, redis: f.server.url }), /option "absoluteTimeout" must be a whole number of seconds/);
+      assert.throws(
+        () => koaRedisSession({ absoluteTimeout: bad as number, redis: f.server.url }),
+        /option "absoluteTimeout" must be a whole number of seconds/,
+      );
     }
-    assert.throws(() => koaRedisSession({ rolling: 'yes' as unknown as boolean, redis: f.server.url }), /option "rolling" must be a boolean/);
+    assert.throws(
+      () => koaRedisSession({ rolling: 'yes' as unknown as boolean, redis: f.server.url }),
+      /option "rolling" must be a boolean/,
+    );
   });
 });
 
@@ -314,7 +349,11 @@ describe("koa-session's members: maxAge, populated, save()", () => {
       return JSON.stringify({ before, after: ctx.session.maxAge, keys: Object.keys(ctx.session) });
     });
     const long = await a.get('/long');
-    assert.equal(long.text, JSON.stringify({ before: 60_000, after: 2 * DAY, keys: ['user'] }), 'maxAge is no data key');
+    assert.equal(
+      long.text,
+      JSON.stringify({ before: 60_000, after: 2 * DAY, keys: ['user'] }),
+      'maxAge is no data key',
+    );
     assertLifetime(long, 2 * DAY, 'the cookie');
     const { cookie, id } = expectCookieSet(long);
     assert.equal((await stored(f.redis, `sess:${id}`)).l, String(2 * DAY));
@@ -335,7 +374,10 @@ describe("koa-session's members: maxAge, populated, save()", () => {
         return `${String(before)} ${(err as Error).name}: ${(err as Error).message}`;
       }
     });
-    assert.match((await a.get('/')).text, /^session TypeError: ctx\.session\.maxAge .* must be a number of milliseconds from 1 to 2\^31 seconds, or 'session'/);
+    assert.match(
+      (await a.get('/')).text,
+      /^session TypeError: ctx\.session\.maxAge .* must be a number of milliseconds from 1 to 2\^31 seconds, or 'session'/,
+    );
   });
 
   it('populated tells whether the session holds data; save() writes every value and sends the cookie', async () => {
@@ -352,7 +394,10 @@ describe("koa-session's members: maxAge, populated, save()", () => {
     await a.ready();
     const { res, wire } = await f.monitor.request(() => a.get('/save', cookie));
     assert.equal(res.text, '[true,true]');
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'patch'],
+    );
     assert.ok(wire[1]?.args.includes(':user'), 'every value is written');
     assert.equal(expectCookieSet(res).cookie, cookie);
   });
@@ -371,7 +416,12 @@ describe('app.keys is followed as it changes', () => {
       ctx.body = String(ctx.session.user ?? 'nobody');
     });
     const callback = k.callback();
-    return { app: k, session, get: (path: string, cookie?: string) => (cookie ? request(callback).get(path).set('Cookie', cookie) : request(callback).get(path)) };
+    return {
+      app: k,
+      session,
+      get: (path: string, cookie?: string) =>
+        cookie ? request(callback).get(path).set('Cookie', cookie) : request(callback).get(path),
+    };
   }
 
   it('a new array: cookies of the old newest key still verify and are re-signed with the new one', async () => {
@@ -410,30 +460,44 @@ describe('edges found in review', () => {
         ctx.session.user = 'ada';
         return 'in';
       }
-      ctx.throw(401, 'log in again', { headers: { 'set-cookie': ['return_to=%2Fcart; path=/; httponly'], Vary: 'Accept' } });
+      ctx.throw(401, 'log in again', {
+        headers: { 'set-cookie': ['return_to=%2Fcart; path=/; httponly'], Vary: 'Accept' },
+      });
     });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
     await age(id);
     const res = await a.get('/cart', cookie);
     assert.equal(res.status, 401);
-    const names = setCookies(res).map((c) => c.name).sort();
+    const names = setCookies(res)
+      .map((c) => c.name)
+      .sort();
     assert.deepEqual(names, ['return_to', 'session'], `both cookies, got ${JSON.stringify(res.headers['set-cookie'])}`);
     assert.match(String(res.headers.vary), /Accept/);
     assert.match(String(res.headers.vary), /Cookie/);
   });
 
-  it('timeoutTrigger scales to a session\'s own timeout: a remember-me session of a daily visitor keeps moving', async () => {
+  it("timeoutTrigger scales to a session's own timeout: a remember-me session of a daily visitor keeps moving", async () => {
     const a = app({ timeout: 1200, timeoutTrigger: 600 });
     const { cookie, id } = expectCookieSet(await a.get('/remember'));
     const now = () => Math.floor(Date.now() / 1000);
     // A day later: 29 days left, more than half of 30: nothing moves.
     await update(f.redis, `sess:${id}`, { x: now() + 29 * 86_400 });
     expectNoCookie(await a.get('/', cookie));
-    assertBetween(Number((await stored(f.redis, `sess:${id}`)).x) - now(), 29 * 86_400 - 5, 29 * 86_400, 'seconds left');
+    assertBetween(
+      Number((await stored(f.redis, `sess:${id}`)).x) - now(),
+      29 * 86_400 - 5,
+      29 * 86_400,
+      'seconds left',
+    );
     // Sixteen days later: 14 left, under half: the expiry and the cookie move.
     await update(f.redis, `sess:${id}`, { x: now() + 14 * 86_400 });
     assertLifetime(await a.get('/', cookie), 30 * DAY, 'the cookie rolled with the move');
-    assertBetween(Number((await stored(f.redis, `sess:${id}`)).x) - now(), 30 * 86_400 - 5, 30 * 86_400, 'seconds left after the move');
+    assertBetween(
+      Number((await stored(f.redis, `sess:${id}`)).x) - now(),
+      30 * 86_400 - 5,
+      30 * 86_400,
+      'seconds left after the move',
+    );
   });
 
   it('one middleware on two apps: each app signs and verifies with its own app.keys, even interleaved', async () => {
@@ -457,14 +521,22 @@ describe('edges found in review', () => {
     };
     const one = make(['first-app-secret']);
     const two = make(['second-app-secret']);
-    const slow = request(one).get('/slow').then((r) => r);
+    const slow = request(one)
+      .get('/slow')
+      .then((r) => r);
     await new Promise((r) => setTimeout(r, 50));
-    const other = await request(two).get('/slow-not').then((r) => r);
+    const other = await request(two)
+      .get('/slow-not')
+      .then((r) => r);
     assert.equal(other.text, 'nobody');
     release();
     const res = await slow;
     const { cookie } = expectCookieSet(res);
-    assert.equal((await request(one).get('/').set('Cookie', cookie)).text, 'first-app-secret', "app one's cookie verifies with app one's keys");
+    assert.equal(
+      (await request(one).get('/').set('Cookie', cookie)).text,
+      'first-app-secret',
+      "app one's cookie verifies with app one's keys",
+    );
     assert.equal((await request(two).get('/').set('Cookie', cookie)).text, 'nobody', "and not with app two's");
   });
 
@@ -498,7 +570,10 @@ describe('edges found in review', () => {
     });
     const { cookie, id } = expectCookieSet(await a.get('/seed'));
     await update(f.redis, `sess:${id}`, { ':maxAge': '5', ':save': '"x"' });
-    assert.equal((await a.get('/', cookie)).text, JSON.stringify({ data: { user: 'ada' }, maxAge: 'session', keys: ['user'] }));
+    assert.equal(
+      (await a.get('/', cookie)).text,
+      JSON.stringify({ data: { user: 'ada' }, maxAge: 'session', keys: ['user'] }),
+    );
   });
 
   it('refuses lifetimes that make no valid expiry date', async () => {
@@ -514,8 +589,14 @@ describe('edges found in review', () => {
       }
       return out.join(', ');
     });
-    assert.equal((await a.get('/')).text, '1e+300: refused, 9007199254740992: refused, 0.4: refused, 8640000000000000: refused');
-    assert.throws(() => koaRedisSession({ redis: f.server.url, cookie: { maxAge: 1e300 } }), /option "cookie\.maxAge" must be a number of milliseconds from 1 to 2\^31 seconds/);
+    assert.equal(
+      (await a.get('/')).text,
+      '1e+300: refused, 9007199254740992: refused, 0.4: refused, 8640000000000000: refused',
+    );
+    assert.throws(
+      () => koaRedisSession({ redis: f.server.url, cookie: { maxAge: 1e300 } }),
+      /option "cookie\.maxAge" must be a number of milliseconds from 1 to 2\^31 seconds/,
+    );
   });
 
   it('a request that crosses the absolute timeout leaves an expired cookie, not a browser-session one', async () => {

@@ -49,7 +49,9 @@ describe('examples/login in a browser', () => {
   });
 
   /** A fresh browser profile: its own cookie jar. */
-  async function fresh(t: { after: (fn: () => Promise<void>) => void }): Promise<{ context: BrowserContext; page: Page }> {
+  async function fresh(t: {
+    after: (fn: () => Promise<void>) => void;
+  }): Promise<{ context: BrowserContext; page: Page }> {
     const context = await browser.newContext();
     t.after(() => context.close());
     return { context, page: await context.newPage() };
@@ -71,7 +73,10 @@ describe('examples/login in a browser', () => {
   it('refuses a login POST without the token (403) and stores nothing', async (t) => {
     const { context, page } = await fresh(t);
     // No session at all: a forged cross-site form post carries neither cookie nor token.
-    const forged = await context.request.post(`${base}/login`, { form: { name: 'ada', password: 'lovelace' }, maxRedirects: 0 });
+    const forged = await context.request.post(`${base}/login`, {
+      form: { name: 'ada', password: 'lovelace' },
+      maxRedirects: 0,
+    });
     assert.equal(forged.status(), 403);
     assert.deepEqual(await f.redis.keys('*'), [], 'nothing stored');
     assert.equal(await sessionCookie(context), undefined);
@@ -84,7 +89,10 @@ describe('examples/login in a browser', () => {
     await page.locator('input[name="_csrf"]').evaluate((input) => input.remove());
     await page.getByLabel('Name').fill('ada');
     await page.getByLabel('Password').fill('lovelace');
-    const [refused] = await Promise.all([page.waitForResponse(`${base}/login`), page.getByRole('button', { name: 'Sign in' }).click()]);
+    const [refused] = await Promise.all([
+      page.waitForResponse(`${base}/login`),
+      page.getByRole('button', { name: 'Sign in' }).click(),
+    ]);
     assert.equal(refused.status(), 403);
     assert.equal((await sessionCookie(context))?.value, before.value, 'the same session, not signed in');
     assert.deepEqual(await f.redis.keys('*'), [`${PREFIX}${idOf(before.value)}`]);
@@ -94,7 +102,10 @@ describe('examples/login in a browser', () => {
     const other = await fresh(t);
     await other.page.goto(`${base}/login`);
     const token = await other.page.locator('input[name="_csrf"]').inputValue();
-    const wrong = await context.request.post(`${base}/login`, { form: { _csrf: token, name: 'ada', password: 'lovelace' }, maxRedirects: 0 });
+    const wrong = await context.request.post(`${base}/login`, {
+      form: { _csrf: token, name: 'ada', password: 'lovelace' },
+      maxRedirects: 0,
+    });
     assert.equal(wrong.status(), 403);
     assert.deepEqual(await storedHash(`${PREFIX}${idOf(before.value)}`), stored);
   });
@@ -166,7 +177,7 @@ describe('examples/login in a browser', () => {
     assert.ok(cookie);
     const res = await page.goto(`${base}/logout`);
     assert.equal(res?.status(), 405);
-    assert.equal(res?.headers()['allow'], 'POST');
+    assert.equal(res?.headers().allow, 'POST');
     assert.equal((await sessionCookie(context))?.value, cookie.value);
     assert.deepEqual(await storedData(f.redis, `${PREFIX}${idOf(cookie.value)}`), { user: 'ada' });
     await page.goto(`${base}/`);
@@ -180,12 +191,15 @@ describe('examples/login in a browser', () => {
     const before = await sessionCookie(context);
     await page.getByLabel('Name').fill(typed);
     await page.getByLabel('Password').fill('wrong');
-    const [res] = await Promise.all([page.waitForResponse(`${base}/login`), page.getByRole('button', { name: 'Sign in' }).click()]);
+    const [res] = await Promise.all([
+      page.waitForResponse(`${base}/login`),
+      page.getByRole('button', { name: 'Sign in' }).click(),
+    ]);
     assert.equal(res.status(), 401);
     assert.match(await res.text(), /value="&#34;&#62;&#60;script&#62;/);
     await page.waitForLoadState();
     assert.equal(await page.getByLabel('Name').inputValue(), typed, 'shown as the text it is');
-    assert.equal(await page.locator('script, b').count(), 0, 'no markup of the visitor\'s made it into the page');
+    assert.equal(await page.locator('script, b').count(), 0, "no markup of the visitor's made it into the page");
     assert.notEqual(await page.title(), 'pwned');
     assert.match(await page.getByRole('alert').innerText(), /Unknown name or wrong password/);
     assert.equal((await sessionCookie(context))?.value, before?.value, 'not signed in, same session');

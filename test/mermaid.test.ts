@@ -34,23 +34,48 @@ describe('toMermaid() in Mermaid', () => {
     await page.addScriptTag({ path: MERMAID });
     const text = toMermaid();
     const svg = await page.evaluate(async (source) => {
-      const mermaid = (globalThis as unknown as { mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> } }).mermaid;
+      const mermaid = (
+        globalThis as unknown as {
+          mermaid: { initialize(o: object): void; render(id: string, text: string): Promise<{ svg: string }> };
+        }
+      ).mermaid;
       mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
       const { svg } = await mermaid.render('session', source);
-      (globalThis as unknown as { document: { getElementById(id: string): { innerHTML: string } } }).document.getElementById('out').innerHTML = svg;
+      (
+        globalThis as unknown as { document: { getElementById(id: string): { innerHTML: string } } }
+      ).document.getElementById('out').innerHTML = svg;
       return svg;
     }, text);
     assert.doesNotMatch(svg, /Syntax error|Parse error/i);
-    const labels = await page.$$eval('#out svg g.node, #out svg g.statediagram-state, #out svg .nodeLabel', (els) => els.map((e) => e.textContent ?? ''));
+    const labels = await page.$$eval('#out svg g.node, #out svg g.statediagram-state, #out svg .nodeLabel', (els) =>
+      els.map((e) => e.textContent ?? ''),
+    );
     const drawn = labels.join('\n');
-    for (const state of ['unloaded', 'loading', 'creating', 'patching', 'moving', 'replacing', 'deleting', 'invalidated', 'regenerated', 'persisted (create, patch, move, replace)', 'refreshed (no write)', 'gone (patch, move)']) {
+    for (const state of [
+      'unloaded',
+      'loading',
+      'creating',
+      'patching',
+      'moving',
+      'replacing',
+      'deleting',
+      'invalidated',
+      'regenerated',
+      'persisted (create, patch, move, replace)',
+      'refreshed (no write)',
+      'gone (patch, move)',
+    ]) {
       assert.ok(drawn.includes(state), `the drawing shows "${state}"`);
     }
     const box = await page.$eval('#out svg', (e) => e.getBoundingClientRect().width);
     assert.ok(box > 300, `a drawing of some size (${box} px wide)`);
     mkdirSync('test-output', { recursive: true });
     await page.locator('#out svg').screenshot({ path: 'test-output/session-mermaid.png' });
-    assert.deepEqual(asked.filter((u) => !u.startsWith('data:') && !u.startsWith('about:')), [], 'no request left the page');
+    assert.deepEqual(
+      asked.filter((u) => !u.startsWith('data:') && !u.startsWith('about:')),
+      [],
+      'no request left the page',
+    );
     await page.close();
   });
 });

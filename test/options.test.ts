@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Keygrip from 'keygrip';
-import request from 'supertest';
+import type request from 'supertest';
 import type { Context } from 'koa';
-import type { Response } from 'supertest';
 import {
   DeserializationError,
-  InvalidSessionError,
+  type InvalidSessionError,
   NoSessionCookieError,
   NotInBackendError,
   PayloadLegacyError,
@@ -18,7 +17,15 @@ import {
   koaRedisSession,
   type SessionOptions,
 } from '../src/index.js';
-import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies, KEYS } from './helpers/app.js';
+import {
+  catchError,
+  expectCookieCleared,
+  expectCookieSet,
+  expectNoCookie,
+  makeApp,
+  setCookies,
+  KEYS,
+} from './helpers/app.js';
 import { afterSeed, assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
 import { increment, seed, stored, update } from './helpers/stored.js';
 
@@ -51,13 +58,25 @@ describe('timeout', () => {
     const hash = await stored(f.redis, key);
     assert.equal(hash.t, undefined);
     assert.equal(hash.x, undefined);
-    assert.deepEqual(wire.filter((c) => c.lua).map((c) => c.op), ['get']);
+    assert.deepEqual(
+      wire.filter((c) => c.lua).map((c) => c.op),
+      ['get'],
+    );
   });
 
   it('moves the expiry inside the load on every request by default', async () => {
     // One second later: the expiry the load computes differs from the stored one.
-    const { wire } = await twoRequests({}, { a: 1 }, () => 'x', true, (key) => increment(f.redis, key, 'x', -1));
-    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:get', 'lua:setrange', 'lua:expire']);
+    const { wire } = await twoRequests(
+      {},
+      { a: 1 },
+      () => 'x',
+      true,
+      (key) => increment(f.redis, key, 'x', -1),
+    );
+    assert.deepEqual(
+      wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`),
+      ['load', 'lua:get', 'lua:setrange', 'lua:expire'],
+    );
   });
 
   it('sends no refresh when the expiry is already where it would move (same second)', async (t) => {
@@ -76,7 +95,11 @@ describe('timeout', () => {
     assert.equal(res.status, 200);
     assert.equal(wire[0]?.op, 'load');
     assert.equal(wire[0]?.args[1], String(second), 'the load ran on the held clock');
-    assert.deepEqual(wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`), ['load', 'lua:get'], 'no refresh');
+    assert.deepEqual(
+      wire.map((c) => `${c.lua ? 'lua:' : ''}${c.op}`),
+      ['load', 'lua:get'],
+      'no refresh',
+    );
     assert.equal((await stored(f.redis, key)).x, String(second + 1200));
   });
 });
@@ -86,11 +109,20 @@ describe('timeoutTrigger', () => {
     // Five seconds gone: the expiry is not where a refresh would put it (without a trigger the load
     // would move it), but far more than the trigger remains.
     let x = 0;
-    const { wire, res, key } = await twoRequests({ timeout: 600, timeoutTrigger: 60 }, { a: 1 }, () => 'x', true, async (k) => {
-      x = await increment(f.redis, k, 'x', -5);
-    });
+    const { wire, res, key } = await twoRequests(
+      { timeout: 600, timeoutTrigger: 60 },
+      { a: 1 },
+      () => 'x',
+      true,
+      async (k) => {
+        x = await increment(f.redis, k, 'x', -5);
+      },
+    );
     assert.equal(res.status, 200);
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'get']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'get'],
+    );
     assert.equal((await stored(f.redis, key)).x, String(x), 'the expiry stayed where it was');
   });
 
@@ -107,19 +139,41 @@ describe('timeoutTrigger', () => {
     const wire = await f.monitor.capture(() => app.get('/', cookie), true);
     const after = Math.floor(Date.now() / 1000);
     await app.close();
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'get', 'setrange', 'expire']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'get', 'setrange', 'expire'],
+    );
     await assertTtl(f.redis, key, 600);
-    assertBetween(Number((await stored(f.redis, key)).x), now + 600, after + 600, 'the payload expiry moved to the timeout');
+    assertBetween(
+      Number((await stored(f.redis, key)).x),
+      now + 600,
+      after + 600,
+      'the payload expiry moved to the timeout',
+    );
   });
 });
 
 describe('setRedisTtl false (LRU mode)', () => {
   it('sends no TTL, keeps the expiry in the payload, and the load still moves it', async () => {
     const before = Math.floor(Date.now() / 1000);
-    const { key, wire } = await twoRequests({ setRedisTtl: false }, { a: 1 }, () => 'x', true, (k) => increment(f.redis, k, 'x', -1));
+    const { key, wire } = await twoRequests(
+      { setRedisTtl: false },
+      { a: 1 },
+      () => 'x',
+      true,
+      (k) => increment(f.redis, k, 'x', -1),
+    );
     assert.equal(await f.redis.ttl(key), -1);
-    assertBetween(Number((await stored(f.redis, key)).x), before + 1200, Math.floor(Date.now() / 1000) + 1200, 'the payload expiry moved');
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'get', 'setrange']);
+    assertBetween(
+      Number((await stored(f.redis, key)).x),
+      before + 1200,
+      Math.floor(Date.now() / 1000) + 1200,
+      'the payload expiry moved',
+    );
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'get', 'setrange'],
+    );
   });
 
   it('deletes a payload whose own expiry has passed, inside the load', async () => {
@@ -132,7 +186,10 @@ describe('setRedisTtl false (LRU mode)', () => {
     const { res, wire } = await f.monitor.request(() => app.get('/', cookie), true);
     await app.close();
     assert.equal(res.text, 'undefined');
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'get', 'del']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'get', 'del'],
+    );
     assert.equal(await f.redis.exists(key), 0);
   });
 });
@@ -142,7 +199,10 @@ describe('detectChanges', () => {
     const { wire, key } = await twoRequests({ detectChanges: false }, { cart: { n: 1 } }, (ctx) => {
       (ctx.session.cart as { n: number }).n = 2;
     });
-    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load'],
+    );
     assert.deepEqual(await storedData(f.redis, key), { cart: { n: 1 } });
   });
 
@@ -151,7 +211,10 @@ describe('detectChanges', () => {
       (ctx.session.cart as { n: number }).n = 2;
       ctx.session.changed();
     });
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'patch'],
+    );
     // key, now, TTL flag, maxSize, timeout intent, prune flag, flash count, pair count, op id,
     // absoluteTimeout, pairs
     assert.deepEqual(wire[1]?.args.slice(10, 14), [':cart', '{"n":2}', ':b', '2']);
@@ -163,11 +226,18 @@ describe('detectChanges', () => {
       (ctx.session.b as { y: number }).y = 3;
       ctx.session.c = 3;
     });
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'patch'],
+    );
     const args = wire[1]?.args ?? [];
     // key, now, TTL flag, maxSize, no timeout intent, prune flag, no flash, one pair, the op id,
     // then only b. The expiry is not sent: the script takes it from the stored timeout.
-    assert.match(args[8] ?? '', /^[\w-]{8}[0-9a-z]{1,6}$/, 'the op id: the store\'s 8-character prefix and a base-36 counter');
+    assert.match(
+      args[8] ?? '',
+      /^[\w-]{8}[0-9a-z]{1,6}$/,
+      "the op id: the store's 8-character prefix and a base-36 counter",
+    );
     assert.deepEqual([...args.slice(2, 8), ...args.slice(9)], ['1', '65536', '', '1', '0', '1', '-1', ':b', '{"y":3}']);
   });
 });
@@ -177,7 +247,10 @@ describe('invalidateEmptySession', () => {
     const { wire, key, res } = await twoRequests({ invalidateEmptySession: false }, { a: 1 }, (ctx) => {
       delete ctx.session.a;
     });
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'patch'],
+    );
     expectNoCookie(res);
     assert.equal(await f.redis.exists(key), 1);
     assert.deepEqual(await storedData(f.redis, key), {});
@@ -187,20 +260,44 @@ describe('invalidateEmptySession', () => {
 describe('cookie attributes', () => {
   it('are all sent on the session cookie, and kept when clearing', async () => {
     const expires = new Date(Date.now() + 86_400_000);
-    const cookie = { name: 'sid', domain: 'example.com', path: '/app', maxAge: 3_600_000, secure: true, httpOnly: true, sameSite: 'strict', priority: 'high', partitioned: true } as const;
-    const app = makeApp(3, { redis: f.server.url, cookie: { ...cookie, maxAge: undefined as unknown as number, expires } }, (ctx) => {
-      if (ctx.path === '/app/in') ctx.session.a = 1;
-      else ctx.session.invalidate();
-    }, async (ctx, next) => {
-      ctx.cookies.secure = true;
-      await next();
-    });
+    const cookie = {
+      name: 'sid',
+      domain: 'example.com',
+      path: '/app',
+      maxAge: 3_600_000,
+      secure: true,
+      httpOnly: true,
+      sameSite: 'strict',
+      priority: 'high',
+      partitioned: true,
+    } as const;
+    const app = makeApp(
+      3,
+      { redis: f.server.url, cookie: { ...cookie, maxAge: undefined as unknown as number, expires } },
+      (ctx) => {
+        if (ctx.path === '/app/in') ctx.session.a = 1;
+        else ctx.session.invalidate();
+      },
+      async (ctx, next) => {
+        ctx.cookies.secure = true;
+        await next();
+      },
+    );
     const res = await app.get('/app/in');
     const [set] = setCookies(res);
     assert.equal(set?.name, 'sid');
     assert.deepEqual(
       { ...set?.attributes },
-      { path: '/app', expires: expires.toUTCString(), domain: 'example.com', priority: 'high', samesite: 'strict', secure: true, httponly: true, partitioned: true },
+      {
+        path: '/app',
+        expires: expires.toUTCString(),
+        domain: 'example.com',
+        priority: 'high',
+        samesite: 'strict',
+        secure: true,
+        httponly: true,
+        partitioned: true,
+      },
     );
     const cleared = expectCookieCleared(await app.get('/app/out', `sid=${set?.value}`), 'sid');
     assert.equal(cleared.attributes.path, '/app');
@@ -241,12 +338,17 @@ describe('cookie attributes', () => {
   });
 
   it('is Secure by default on HTTPS behind a trusted proxy', async () => {
-    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
-      ctx.session.a = 1;
-    }, async (ctx, next) => {
-      ctx.app.proxy = true;
-      await next();
-    });
+    const app = makeApp(
+      3,
+      { redis: f.server.url },
+      (ctx) => {
+        ctx.session.a = 1;
+      },
+      async (ctx, next) => {
+        ctx.app.proxy = true;
+        await next();
+      },
+    );
     const res = await (app.get('/') as unknown as request.Test).set('X-Forwarded-Proto', 'https');
     await app.close();
     assert.equal(setCookies(res)[0]?.attributes.secure, true);
@@ -256,24 +358,38 @@ describe('cookie attributes', () => {
 describe('keys and rotation', () => {
   it('a cookie signed with an older key is accepted and re-signed with the newest, every attribute kept', async () => {
     const expires = new Date(Date.now() + 86_400_000);
-    const oldApp = makeApp(3, { redis: f.server.url, keys: ['older-secret'], cookie: { expires, sameSite: 'strict' } }, (ctx) => {
-      ctx.session.user = 'ada';
-    });
+    const oldApp = makeApp(
+      3,
+      { redis: f.server.url, keys: ['older-secret'], cookie: { expires, sameSite: 'strict' } },
+      (ctx) => {
+        ctx.session.user = 'ada';
+      },
+    );
     const { cookie, id } = expectCookieSet(await oldApp.get('/'));
     await oldApp.close();
-    const app = makeApp(3, { redis: f.server.url, keys: ['newest-secret', 'older-secret'], cookie: { expires, sameSite: 'strict' } }, (ctx) => String(ctx.session.user));
+    const app = makeApp(
+      3,
+      { redis: f.server.url, keys: ['newest-secret', 'older-secret'], cookie: { expires, sameSite: 'strict' } },
+      (ctx) => String(ctx.session.user),
+    );
     await app.ready();
     const { res, wire } = await f.monitor.request(() => app.get('/', cookie));
     await app.close();
     assert.equal(res.text, 'ada');
-    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load'],
+    );
     const reissued = expectCookieSet(res);
     assert.equal(reissued.id, id, 'same session');
     assert.notEqual(reissued.cookie, cookie, 'new signature');
     const expected = `session=${id}.${new Keygrip(['newest-secret']).sign(`session=${id}`)}`;
     assert.equal(reissued.cookie, expected);
     const [set] = setCookies(res);
-    assert.deepEqual({ ...set?.attributes }, { path: '/', expires: expires.toUTCString(), samesite: 'strict', httponly: true });
+    assert.deepEqual(
+      { ...set?.attributes },
+      { path: '/', expires: expires.toUTCString(), samesite: 'strict', httponly: true },
+    );
   });
 
   it('a cookie signed with the newest key is not re-sent', async () => {
@@ -282,7 +398,9 @@ describe('keys and rotation', () => {
   });
 
   it('accepts a Keygrip instance', async () => {
-    const { res } = await twoRequests({ keys: new Keygrip(['k1'], 'sha256') }, { a: 1 }, (ctx) => String(ctx.session.a));
+    const { res } = await twoRequests({ keys: new Keygrip(['k1'], 'sha256') }, { a: 1 }, (ctx) =>
+      String(ctx.session.a),
+    );
     assert.equal(res.text, '1');
   });
 
@@ -309,7 +427,10 @@ describe('cookieOnException', () => {
     const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
     assert.equal(res.status, 418);
-    assert.deepEqual(wire.map((c) => c.op), ['create']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['create'],
+    );
     const { id } = expectCookieSet(res);
     assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada' });
   });
@@ -331,17 +452,24 @@ describe('cookieOnException', () => {
       throw new Error('downstream');
     });
     assert.equal(res.status, 500);
-    assert.deepEqual(wire.map((c) => c.op), ['load', 'patch']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load', 'patch'],
+    );
     assert.deepEqual(await storedData(f.redis, key), { a: 2 });
   });
 });
 
 describe('allowCookies', () => {
   it('is asked after the handler, with the response in hand', async () => {
-    const app = makeApp(3, { redis: f.server.url, allowCookies: (ctx) => !ctx.response.get('Cache-Control') }, (ctx) => {
-      ctx.session.a = 1;
-      if (ctx.path === '/cached') ctx.set('Cache-Control', 'public, max-age=60');
-    });
+    const app = makeApp(
+      3,
+      { redis: f.server.url, allowCookies: (ctx) => !ctx.response.get('Cache-Control') },
+      (ctx) => {
+        ctx.session.a = 1;
+        if (ctx.path === '/cached') ctx.set('Cache-Control', 'public, max-age=60');
+      },
+    );
     expectNoCookie(await app.get('/cached'));
     expectCookieSet(await app.get('/private'));
     await app.close();
@@ -356,7 +484,11 @@ describe('allowCookies', () => {
 });
 
 describe('onInvalid', () => {
-  async function reasonFor(prepare: (key: string) => Promise<unknown>, options: Omit<SessionOptions, 'redis'> = {}, cookie = signedCookie()) {
+  async function reasonFor(
+    prepare: (key: string) => Promise<unknown>,
+    options: Omit<SessionOptions, 'redis'> = {},
+    cookie = signedCookie(),
+  ) {
     const seen: InvalidSessionError[] = [];
     const key = `sess:${cookie.slice(8, cookie.lastIndexOf('.'))}`;
     await prepare(key);
@@ -422,15 +554,24 @@ describe('the previous layout (a hash per session, v = 1) is migrated on first c
     await f.redis.expire(key, 1100);
     const seen: InvalidSessionError[] = [];
     // timeoutTrigger: the load does not move the expiry, so the migrated value is compared as it was.
-    const app = makeApp(3, { redis: f.server.url, timeout: 1200, timeoutTrigger: 60, onInvalid: (_ctx, err) => seen.push(err) }, (ctx) =>
-      JSON.stringify({ user: ctx.session.user, cart: ctx.session.cart, isNew: ctx.session.isNew }),
+    const app = makeApp(
+      3,
+      { redis: f.server.url, timeout: 1200, timeoutTrigger: 60, onInvalid: (_ctx, err) => seen.push(err) },
+      (ctx) => JSON.stringify({ user: ctx.session.user, cart: ctx.session.cart, isNew: ctx.session.isNew }),
     );
     const res = await app.get('/', cookie);
     await app.close();
     assert.equal(res.text, JSON.stringify({ user: 'ada', cart: ['apple'], isNew: false }));
     assert.deepEqual(seen, []);
     assert.equal(await f.redis.type(key), 'string', 'migrated to the string layout');
-    assert.deepEqual(await stored(f.redis, key), { v: '2', c: String(c), t: '1200', x: String(x), ':user': '"ada"', ':cart': '["apple"]' });
+    assert.deepEqual(await stored(f.redis, key), {
+      v: '2',
+      c: String(c),
+      t: '1200',
+      x: String(x),
+      ':user': '"ada"',
+      ':cart': '["apple"]',
+    });
     await assertTtl(f.redis, key, 1100);
   });
 
@@ -464,7 +605,9 @@ describe('the previous layout (a hash per session, v = 1) is migrated on first c
     await seed(f.redis, 'sess:moved', { t: 1200, x: now() + 1200, ':user': '"ada"' }, 1200);
     await f.redis.hset(key, 'm', 'sess:moved', 'o', 'someop=1');
     await f.redis.expire(key, 1200);
-    const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ user: ctx.session.user ?? null, isNew: ctx.session.isNew }));
+    const app = makeApp(3, { redis: f.server.url }, (ctx) =>
+      JSON.stringify({ user: ctx.session.user ?? null, isNew: ctx.session.isNew }),
+    );
     const res = await app.get('/', cookie);
     await app.close();
     assert.equal(res.text, JSON.stringify({ user: null, isNew: true }));
@@ -497,7 +640,10 @@ describe('prefix', () => {
 
 describe('serializer', () => {
   it('encodes each value with the given serializer', async () => {
-    const serializer = { stringify: (v: unknown) => `j:${JSON.stringify(v)}`, parse: (s: string) => JSON.parse(s.slice(2)) };
+    const serializer = {
+      stringify: (v: unknown) => `j:${JSON.stringify(v)}`,
+      parse: (s: string) => JSON.parse(s.slice(2)),
+    };
     const { key, res } = await twoRequests({ serializer }, { a: { b: 1 } }, (ctx) => JSON.stringify(ctx.session.a));
     assert.equal((await stored(f.redis, key))[':a'], 'j:{"b":1}');
     assert.equal(res.text, '{"b":1}');
@@ -527,16 +673,28 @@ describe('genId', () => {
     await app.close();
     // The taken id: its SET … NX fails, and one GET tells a collision from this create resent after a
     // lost reply (src/store/commands.ts); then a fresh id.
-    assert.deepEqual(wire.map((c) => c.op), ['create', 'get', 'create']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['create', 'get', 'create'],
+    );
     assert.equal(expectCookieSet(res).id, 'fresh');
-    assert.deepEqual(await storedData(f.redis, 'sess:taken'), { owner: 'someone' }, 'the existing session is untouched');
+    assert.deepEqual(
+      await storedData(f.redis, 'sess:taken'),
+      { owner: 'someone' },
+      'the existing session is untouched',
+    );
   });
 
   it('an id that is not cookie-safe is a clear error', async () => {
     const caught: { error?: unknown } = {};
-    const app = makeApp(3, { redis: f.server.url, genId: () => 'has space' }, (ctx) => {
-      ctx.session.a = 1;
-    }, catchError(caught));
+    const app = makeApp(
+      3,
+      { redis: f.server.url, genId: () => 'has space' },
+      (ctx) => {
+        ctx.session.a = 1;
+      },
+      catchError(caught),
+    );
     const res = await app.get('/');
     await app.close();
     const seen = caught.error;

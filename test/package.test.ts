@@ -8,9 +8,24 @@ import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 
 const EXPECTED = [
-  'DeserializationError', 'InvalidSessionError', 'NoSessionCookieError', 'NotInBackendError', 'PayloadLegacyError',
-  'PayloadTimeoutError', 'RESERVED_MEMBERS', 'RawDeserializationError', 'SessionNotStoredError', 'SessionSizeError', 'SessionStoreError', 'csrfProtect', 'default',
-  'koaRedisSession', 'sessionMachine', 'sessionSerializer', 'toDot', 'toMermaid',
+  'DeserializationError',
+  'InvalidSessionError',
+  'NoSessionCookieError',
+  'NotInBackendError',
+  'PayloadLegacyError',
+  'PayloadTimeoutError',
+  'RESERVED_MEMBERS',
+  'RawDeserializationError',
+  'SessionNotStoredError',
+  'SessionSizeError',
+  'SessionStoreError',
+  'csrfProtect',
+  'default',
+  'koaRedisSession',
+  'sessionMachine',
+  'sessionSerializer',
+  'toDot',
+  'toMermaid',
 ];
 
 function run(args: string[]): string {
@@ -19,7 +34,10 @@ function run(args: string[]): string {
 
 describe('package exports', () => {
   it('require() gets the CommonJS build with every export', () => {
-    const out = run(['-e', "const m = require('koa-session-machine'); console.log(JSON.stringify([Object.keys(m).sort(), typeof m.default, m.default === m.koaRedisSession, require.resolve('koa-session-machine')]))"]);
+    const out = run([
+      '-e',
+      "const m = require('koa-session-machine'); console.log(JSON.stringify([Object.keys(m).sort(), typeof m.default, m.default === m.koaRedisSession, require.resolve('koa-session-machine')]))",
+    ]);
     const [names, type, same, file] = JSON.parse(out);
     assert.deepEqual(names, EXPECTED);
     assert.equal(type, 'function');
@@ -28,7 +46,11 @@ describe('package exports', () => {
   });
 
   it('import gets the ESM build with every export', () => {
-    const out = run(['--input-type=module', '-e', "import * as m from 'koa-session-machine'; console.log(JSON.stringify([Object.keys(m).sort(), m.default === m.koaRedisSession, import.meta.resolve('koa-session-machine')]))"]);
+    const out = run([
+      '--input-type=module',
+      '-e',
+      "import * as m from 'koa-session-machine'; console.log(JSON.stringify([Object.keys(m).sort(), m.default === m.koaRedisSession, import.meta.resolve('koa-session-machine')]))",
+    ]);
     const [names, same, file] = JSON.parse(out);
     assert.deepEqual(names, EXPECTED);
     assert.equal(same, true);
@@ -37,7 +59,14 @@ describe('package exports', () => {
 
   it('koa-session-machine/chart gives the live chart page, in both builds', () => {
     assert.equal(run(['-e', "console.log(typeof require('koa-session-machine/chart').sessionChart)"]), 'function');
-    assert.equal(run(['--input-type=module', '-e', "import { sessionChart } from 'koa-session-machine/chart'; console.log(typeof sessionChart)"]), 'function');
+    assert.equal(
+      run([
+        '--input-type=module',
+        '-e',
+        "import { sessionChart } from 'koa-session-machine/chart'; console.log(typeof sessionChart)",
+      ]),
+      'function',
+    );
   });
 
   it('the build embeds the current Lua scripts', () => {

@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Context, Middleware } from 'koa';
 import { SessionSizeError, csrfProtect, type SessionOptions } from '../src/index.js';
-import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, setCookies } from './helpers/app.js';
+import {
+  catchError,
+  expectCookieCleared,
+  expectCookieSet,
+  expectNoCookie,
+  makeApp,
+  setCookies,
+} from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
 import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
 import { packedSize, stored, storedSize } from './helpers/stored.js';
@@ -16,7 +23,11 @@ import { entrySize } from '../src/store/layout.js';
 const f = useRedis();
 
 /** An app whose handler picks its behaviour by path; returns helpers that capture the wire. */
-async function appWith(routes: Record<string, (ctx: Context) => unknown>, options: Omit<SessionOptions, 'redis'> = {}, before?: Middleware) {
+async function appWith(
+  routes: Record<string, (ctx: Context) => unknown>,
+  options: Omit<SessionOptions, 'redis'> = {},
+  before?: Middleware,
+) {
   const app = makeApp(3, { ...options, redis: f.server.url }, (ctx) => routes[ctx.path]?.(ctx), before);
   await app.ready();
   return {
@@ -43,7 +54,11 @@ describe('flash', () => {
     const { cookie, id } = expectCookieSet(first.res);
     const shown = await run('/show', cookie);
     assert.deepEqual(JSON.parse(shown.res.text), ['saved', { level: 'warn', text: 'check it' }]);
-    assert.deepEqual(shown.wire, ['load', 'patch'], 'popping the only content empties the session: the patch deletes it');
+    assert.deepEqual(
+      shown.wire,
+      ['load', 'patch'],
+      'popping the only content empties the session: the patch deletes it',
+    );
     const again = await run('/show', cookie);
     assert.equal(again.res.text, '[]');
     await app.close();
@@ -58,7 +73,13 @@ describe('flash', () => {
         ctx.session.flash('i1', 'info');
         ctx.session.flash('e2', 'errors');
       },
-      '/peek': (ctx) => JSON.stringify({ errors: ctx.session.peekFlash('errors'), info: ctx.session.peekFlash('info'), none: ctx.session.peekFlash(), keys: Object.keys(ctx.session) }),
+      '/peek': (ctx) =>
+        JSON.stringify({
+          errors: ctx.session.peekFlash('errors'),
+          info: ctx.session.peekFlash('info'),
+          none: ctx.session.peekFlash(),
+          keys: Object.keys(ctx.session),
+        }),
     });
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const peek = await run('/peek', cookie);
@@ -152,7 +173,11 @@ describe('CSRF tokens', () => {
     const second = await run('/token', cookie);
     assert.equal(JSON.parse(second.res.text).token, token);
     assert.deepEqual(second.wire, ['load'], 'reading the token again writes nothing');
-    assert.equal((await stored(f.redis, `sess:${id}`)).k, '""', 'the session is stored with an empty salt; the token is derived');
+    assert.equal(
+      (await stored(f.redis, `sess:${id}`)).k,
+      '""',
+      'the session is stored with an empty salt; the token is derived',
+    );
     assert.notEqual(token, id);
     await app.close();
   });
@@ -193,7 +218,12 @@ describe('CSRF tokens', () => {
       });
       koa.use(csrfProtect());
       koa.use((ctx) => {
-        ctx.body = ctx.path === '/form' ? ctx.session.getCsrfToken() : ctx.path === '/renew' ? ctx.session.newCsrfToken() : 'done';
+        ctx.body =
+          ctx.path === '/form'
+            ? ctx.session.getCsrfToken()
+            : ctx.path === '/renew'
+              ? ctx.session.newCsrfToken()
+              : 'done';
       });
       const agent = request(koa.callback());
       const form = await agent.get('/form');
@@ -220,7 +250,7 @@ describe('CSRF tokens', () => {
       await close();
     });
 
-    it('answers 403 to a missing, wrong or other session\'s token', async () => {
+    it("answers 403 to a missing, wrong or other session's token", async () => {
       const { agent, cookie, token, close } = await guarded();
       const other = await guarded();
       assert.equal((await agent.post('/x').set('Cookie', cookie)).status, 403);
@@ -238,8 +268,16 @@ describe('CSRF tokens', () => {
       const renewed = await agent.get('/renew').set('Cookie', cookie);
       assert.equal(renewed.status, 200);
       assert.notEqual(renewed.text, token);
-      assert.equal((await agent.post('/x').set('Cookie', cookie).set('X-CSRF-Token', renewed.text)).status, 200, 'the new token');
-      assert.equal((await agent.post('/x').set('Cookie', cookie).set('X-CSRF-Token', token)).status, 403, 'the replaced token');
+      assert.equal(
+        (await agent.post('/x').set('Cookie', cookie).set('X-CSRF-Token', renewed.text)).status,
+        200,
+        'the new token',
+      );
+      assert.equal(
+        (await agent.post('/x').set('Cookie', cookie).set('X-CSRF-Token', token)).status,
+        403,
+        'the replaced token',
+      );
       await close();
     });
 
@@ -265,15 +303,18 @@ describe('CSRF tokens', () => {
 
 describe('adjustTimeout()', () => {
   it('moves t, x and the TTL together in the one write (fixing pyramid B5)', async () => {
-    const { app, run } = await appWith({
-      '/put': (ctx) => {
-        ctx.session.user = 'ada';
+    const { app, run } = await appWith(
+      {
+        '/put': (ctx) => {
+          ctx.session.user = 'ada';
+        },
+        '/long': (ctx) => {
+          ctx.session.adjustTimeout(86_400);
+          return String(ctx.session.timeout);
+        },
       },
-      '/long': (ctx) => {
-        ctx.session.adjustTimeout(86_400);
-        return String(ctx.session.timeout);
-      },
-    }, { timeoutTrigger: 60 });
+      { timeoutTrigger: 60 },
+    );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const key = `sess:${id}`;
     const long = await run('/long', cookie);
@@ -338,20 +379,23 @@ describe('adjustTimeout()', () => {
 
 describe('adjustCookieMaxAge() and recookie()', () => {
   it('adjustCookieMaxAge(ms) re-sends the same cookie with that lifetime, stored with the session (one patch)', async () => {
-    const { app, run } = await appWith({
-      '/put': (ctx) => {
-        ctx.session.user = 'ada';
+    const { app, run } = await appWith(
+      {
+        '/put': (ctx) => {
+          ctx.session.user = 'ada';
+        },
+        '/remember': (ctx) => {
+          ctx.session.adjustCookieMaxAge(30 * 86_400_000);
+        },
+        '/forget': (ctx) => {
+          ctx.session.adjustCookieMaxAge(null);
+        },
+        '/recookie': (ctx) => {
+          ctx.session.recookie();
+        },
       },
-      '/remember': (ctx) => {
-        ctx.session.adjustCookieMaxAge(30 * 86_400_000);
-      },
-      '/forget': (ctx) => {
-        ctx.session.adjustCookieMaxAge(null);
-      },
-      '/recookie': (ctx) => {
-        ctx.session.recookie();
-      },
-    }, { cookie: { maxAge: 60_000 } });
+      { cookie: { maxAge: 60_000 } },
+    );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const remember = await run('/remember', cookie);
     // Stored, so that every later cookie of the session carries it (README, "Cookie lifetimes").
@@ -362,7 +406,11 @@ describe('adjustCookieMaxAge() and recookie()', () => {
     const forget = await run('/forget', cookie);
     assert.equal(setCookies(forget.res)[0]?.attributes.expires, undefined, 'a browser-session cookie');
     assert.deepEqual(forget.wire, ['load', 'patch']);
-    assert.equal(setCookies((await run('/recookie', cookie)).res)[0]?.attributes.expires, undefined, 'still one, on a later cookie');
+    assert.equal(
+      setCookies((await run('/recookie', cookie)).res)[0]?.attributes.expires,
+      undefined,
+      'still one, on a later cookie',
+    );
     await app.close();
   });
 
@@ -377,7 +425,10 @@ describe('adjustCookieMaxAge() and recookie()', () => {
         }
       },
     });
-    assert.match((await run('/bad')).res.text, /adjustCookieMaxAge\(ms\): ms must be a number of milliseconds from 1 to 2\^31 seconds/);
+    assert.match(
+      (await run('/bad')).res.text,
+      /adjustCookieMaxAge\(ms\): ms must be a number of milliseconds from 1 to 2\^31 seconds/,
+    );
     await app.close();
   });
 
@@ -396,13 +447,21 @@ describe('maxSize', () => {
    *  operations (o). */
   async function storedBytes(key: string): Promise<number> {
     const bytes = await storedSize(f.redis, key);
-    assert.equal(await packedSize(f.redis, key), bytes, 'the size counted field by field is what the packed map holds (what the scripts measure)');
+    assert.equal(
+      await packedSize(f.redis, key),
+      bytes,
+      'the size counted field by field is what the packed map holds (what the scripts measure)',
+    );
     return bytes;
   }
 
   it('refuses a session over the limit: 500, nothing written, no cookie', async () => {
     const caught: { error?: unknown } = {};
-    const { app, run } = await appWith({ '/': (ctx) => void (ctx.session.blob = 'x'.repeat(2000)) }, { maxSize: 1000 }, catchError(caught));
+    const { app, run } = await appWith(
+      { '/': (ctx) => void (ctx.session.blob = 'x'.repeat(2000)) },
+      { maxSize: 1000 },
+      catchError(caught),
+    );
     const { res, wire } = await run('/');
     assert.equal(res.status, 500);
     assert.deepEqual(wire, []);
@@ -413,7 +472,10 @@ describe('maxSize', () => {
     // is not counted.
     const size = entrySize(':blob', JSON.stringify('x'.repeat(2000)));
     assert.equal(size, 1 + 5 + 3 + 2002);
-    assert.equal(caught.error.message, `session data is ${size} bytes, over the maxSize option (1000 bytes); nothing was written`);
+    assert.equal(
+      caught.error.message,
+      `session data is ${size} bytes, over the maxSize option (1000 bytes); nothing was written`,
+    );
     assert.deepEqual([caught.error.size, caught.error.maxSize], [size, 1000]);
     await app.close();
   });
@@ -454,15 +516,22 @@ describe('maxSize', () => {
     const key = `sess:${id}`;
     const before = await storedBytes(key);
     const limit = before + entrySize(':more', JSON.stringify('y'.repeat(86))); // ':more' and '"y…"' of 86 y: exactly the limit
-    const { app, run } = await appWith({
-      '/at': (ctx) => void (ctx.session.more = 'y'.repeat(86)),
-      '/over': (ctx) => void (ctx.session.more = 'y'.repeat(87)),
-    }, { maxSize: limit }, catchError(caught));
+    const { app, run } = await appWith(
+      {
+        '/at': (ctx) => void (ctx.session.more = 'y'.repeat(86)),
+        '/over': (ctx) => void (ctx.session.more = 'y'.repeat(87)),
+      },
+      { maxSize: limit },
+      catchError(caught),
+    );
     const over = await run('/over', cookie);
     assert.equal(over.res.status, 500);
     // The patch's script checks the stored total and refuses the growth: nothing applied.
     assert.deepEqual(over.wire, ['load', 'patch']);
-    assert.equal(String((caught.error as Error | undefined)?.message), `session data would pass the maxSize option (${limit} bytes) with this request's changes added to what is stored; nothing was written`);
+    assert.equal(
+      String((caught.error as Error | undefined)?.message),
+      `session data would pass the maxSize option (${limit} bytes) with this request's changes added to what is stored; nothing was written`,
+    );
     assert.equal(await storedBytes(key), before, 'nothing written');
     const at = await run('/at', cookie);
     assert.equal(at.res.status, 200);
@@ -472,10 +541,13 @@ describe('maxSize', () => {
   });
 
   it('counts what is already stored: a small change to a big session is refused', async () => {
-    const { app, run } = await appWith({
-      '/put': (ctx) => void (ctx.session.blob = 'x'.repeat(900)),
-      '/add': (ctx) => void (ctx.session.more = 'y'.repeat(200)),
-    }, { maxSize: 1000 });
+    const { app, run } = await appWith(
+      {
+        '/put': (ctx) => void (ctx.session.blob = 'x'.repeat(900)),
+        '/add': (ctx) => void (ctx.session.more = 'y'.repeat(200)),
+      },
+      { maxSize: 1000 },
+    );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const add = await run('/add', cookie);
     assert.equal(add.res.status, 500);
@@ -485,17 +557,27 @@ describe('maxSize', () => {
     const blob = entrySize(':blob', JSON.stringify('x'.repeat(900)));
     const bytes = await storedSize(f.redis, `sess:${id}`);
     assert.equal(bytes, blob, 'what is stored: the blob alone');
-    assert.equal(await packedSize(f.redis, `sess:${id}`), bytes, 'the size counted field by field is what the packed map holds');
-    assert.ok(bytes <= 1000 && bytes + entrySize(':more', JSON.stringify('y'.repeat(200))) > 1000, 'the stored total with the change added is over the limit');
+    assert.equal(
+      await packedSize(f.redis, `sess:${id}`),
+      bytes,
+      'the size counted field by field is what the packed map holds',
+    );
+    assert.ok(
+      bytes <= 1000 && bytes + entrySize(':more', JSON.stringify('y'.repeat(200))) > 1000,
+      'the stored total with the change added is over the limit',
+    );
     assert.deepEqual(Object.keys(await storedData(f.redis, `sess:${id}`)), ['blob']);
     await app.close();
   });
 
   it('counts a nested value that grew without a top-level assignment', async () => {
-    const { app, run } = await appWith({
-      '/put': (ctx) => void (ctx.session.cart = { items: [] as string[] }),
-      '/grow': (ctx) => void (ctx.session.cart as { items: string[] }).items.push('x'.repeat(2000)),
-    }, { maxSize: 1000 });
+    const { app, run } = await appWith(
+      {
+        '/put': (ctx) => void (ctx.session.cart = { items: [] as string[] }),
+        '/grow': (ctx) => void (ctx.session.cart as { items: string[] }).items.push('x'.repeat(2000)),
+      },
+      { maxSize: 1000 },
+    );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const grow = await run('/grow', cookie);
     assert.equal(grow.res.status, 500);
@@ -507,15 +589,24 @@ describe('maxSize', () => {
   it('a session over the limit (maxSize lowered since) can still shrink, move and end, while still over it', async () => {
     // Three fields of 608 bytes (':a' and '"x…"' of 602, each with its MessagePack header): 1824
     // stored, 1216 once one is deleted, both over the limit of 1000.
-    const big = await appWith({ '/put': (ctx) => void Object.assign(ctx.session, { a: 'x'.repeat(600), b: 'y'.repeat(600), c: 'w'.repeat(600) }) }, { maxSize: 5000 });
+    const big = await appWith(
+      {
+        '/put': (ctx) =>
+          void Object.assign(ctx.session, { a: 'x'.repeat(600), b: 'y'.repeat(600), c: 'w'.repeat(600) }),
+      },
+      { maxSize: 5000 },
+    );
     const { cookie } = expectCookieSet((await big.run('/put')).res);
     await big.app.close();
-    const { app, run } = await appWith({
-      '/grow': (ctx) => void (ctx.session.d = 'z'),
-      '/shrink': (ctx) => void delete ctx.session.a,
-      '/login': (ctx) => ctx.session.regenerate(),
-      '/logout': (ctx) => void ((ctx as { session: unknown }).session = null),
-    }, { maxSize: 1000 });
+    const { app, run } = await appWith(
+      {
+        '/grow': (ctx) => void (ctx.session.d = 'z'),
+        '/shrink': (ctx) => void delete ctx.session.a,
+        '/login': (ctx) => ctx.session.regenerate(),
+        '/logout': (ctx) => void ((ctx as { session: unknown }).session = null),
+      },
+      { maxSize: 1000 },
+    );
     assert.equal((await run('/grow', cookie)).res.status, 500, 'growth over the limit is refused');
     const shrink = await run('/shrink', cookie);
     assert.equal(shrink.res.status, 200, 'a shrink that leaves the session still over the limit is accepted');
@@ -535,13 +626,16 @@ describe('maxSize', () => {
 
   it('refuses invalidate() then data one byte over the limit: nothing written, the old session kept', async () => {
     const size = entrySize(':b', JSON.stringify('x'.repeat(100))); // ':b' and '"x…x"' of 100; the header (c, t, x) uncounted
-    const { app, run } = await appWith({
-      '/put': (ctx) => void (ctx.session.user = 'ada'),
-      '/relogin': (ctx) => {
-        ctx.session.invalidate();
-        ctx.session.b = 'x'.repeat(Number(ctx.query.n));
+    const { app, run } = await appWith(
+      {
+        '/put': (ctx) => void (ctx.session.user = 'ada'),
+        '/relogin': (ctx) => {
+          ctx.session.invalidate();
+          ctx.session.b = 'x'.repeat(Number(ctx.query.n));
+        },
       },
-    }, { maxSize: size });
+      { maxSize: size },
+    );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const over = await run('/relogin?n=101', cookie);
     assert.equal(over.res.status, 500);

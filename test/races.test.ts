@@ -167,7 +167,11 @@ async function expectNoneHolding(b: Backend, needle: string, what: string): Prom
 /** The one key holding `needle`; it must be the key of `id` (in the layout of this backend). */
 async function expectOneHolding(b: Backend, needle: string, id: string, what: string): Promise<Stored> {
   const found = await holding(b, needle);
-  assert.equal(found.length, 1, `${what}: exactly one key must hold the session, found ${JSON.stringify(found.map((s) => [s.key, s.data]))}`);
+  assert.equal(
+    found.length,
+    1,
+    `${what}: exactly one key must hold the session, found ${JSON.stringify(found.map((s) => [s.key, s.data]))}`,
+  );
   const stored = found[0] as Stored;
   expectLayout(b, stored.key, id);
   return stored;
@@ -198,7 +202,11 @@ type Op =
   | ['csrf']
   | ['throw'];
 
-type CookieEffect = { kind: 'none' } | { kind: 'cleared' } | { kind: 'set'; id: string; header: string } | { kind: 'several'; raw: string[] };
+type CookieEffect =
+  | { kind: 'none' }
+  | { kind: 'cleared' }
+  | { kind: 'set'; id: string; header: string }
+  | { kind: 'several'; raw: string[] };
 
 interface Reply {
   tag: string;
@@ -322,7 +330,11 @@ async function startApp(b: Backend, options: SessionOptions = {}, withCsrf = fal
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
 
-  const send = async (path: string, tag: string, init: { cookie?: string; method?: string; headers?: Record<string, string> } = {}): Promise<Reply> => {
+  const send = async (
+    path: string,
+    tag: string,
+    init: { cookie?: string; method?: string; headers?: Record<string, string> } = {},
+  ): Promise<Reply> => {
     const headers: Record<string, string> = { ...init.headers };
     if (init.cookie) headers.cookie = init.cookie;
     const url = `${base}${path}${path.includes('?') ? '&' : '?'}tag=${encodeURIComponent(tag)}`;
@@ -337,14 +349,17 @@ async function startApp(b: Backend, options: SessionOptions = {}, withCsrf = fal
     act: (ops, opts = {}) => {
       const tag = opts.tag ?? opts.gate ?? newTag('req');
       const gate = opts.gate ? `&gate=${encodeURIComponent(opts.gate)}` : '';
-      return send(`${opts.path ?? '/act'}?ops=${encodeURIComponent(JSON.stringify(ops))}${gate}`, tag, { cookie: opts.cookie });
+      return send(`${opts.path ?? '/act'}?ops=${encodeURIComponent(JSON.stringify(ops))}${gate}`, tag, {
+        cookie: opts.cookie,
+      });
     },
     whoami: async (cookie) => {
       const r = await send('/whoami', newTag('whoami'), { cookie });
       assert.equal(r.status, 200, `a later /whoami answers 200 (got ${r.status}: ${r.body})`);
       return { status: r.status, ...(JSON.parse(r.body) as Omit<Seen, 'status'>) };
     },
-    post: (cookie, token) => send('/transfer', newTag('post'), { cookie, method: 'POST', headers: { 'x-csrf-token': token } }),
+    post: (cookie, token) =>
+      send('/transfer', newTag('post'), { cookie, method: 'POST', headers: { 'x-csrf-token': token } }),
     close: async () => {
       gates.close();
       http.closeAllConnections();
@@ -354,7 +369,12 @@ async function startApp(b: Backend, options: SessionOptions = {}, withCsrf = fal
   };
 }
 
-async function withApp(b: Backend, options: SessionOptions, fn: (app: RaceApp) => Promise<void>, withCsrf = false): Promise<void> {
+async function withApp(
+  b: Backend,
+  options: SessionOptions,
+  fn: (app: RaceApp) => Promise<void>,
+  withCsrf = false,
+): Promise<void> {
   const app = await startApp(b, options, withCsrf);
   try {
     await fn(app);
@@ -391,9 +411,15 @@ interface Racer {
  * `order`, one at a time, each response awaited (its write has landed) before the next release;
  * with `together`, release all at once. Every gate is opened in `finally`.
  */
-async function race(app: RaceApp, racers: Racer[], order: string[] | 'together'): Promise<Record<string, Reply> & { arrival: Reply[] }> {
+async function race(
+  app: RaceApp,
+  racers: Racer[],
+  order: string[] | 'together',
+): Promise<Record<string, Reply> & { arrival: Reply[] }> {
   const gateOf = new Map(racers.map((r) => [r.name, newTag(r.name)]));
-  const pending = new Map(racers.map((r) => [r.name, app.act(r.ops, { cookie: r.cookie, gate: gateOf.get(r.name), path: r.path })]));
+  const pending = new Map(
+    racers.map((r) => [r.name, app.act(r.ops, { cookie: r.cookie, gate: gateOf.get(r.name), path: r.path })]),
+  );
   try {
     await Promise.all(racers.map((r) => app.gates.reached(gateOf.get(r.name) as string)));
     const replies = { arrival: [] as Reply[] } as Record<string, Reply> & { arrival: Reply[] };
@@ -429,11 +455,19 @@ function expectStatus(r: Reply, status: number, who: string): void {
 }
 
 function describeCookie(c: CookieEffect): string {
-  return c.kind === 'set' ? `set a new id` : c.kind === 'several' ? `several Set-Cookies ${JSON.stringify(c.raw)}` : c.kind;
+  return c.kind === 'set'
+    ? `set a new id`
+    : c.kind === 'several'
+      ? `several Set-Cookies ${JSON.stringify(c.raw)}`
+      : c.kind;
 }
 
 function expectNoCookie(r: Reply, who: string): void {
-  assert.equal(r.cookie.kind, 'none', `${who} must leave the cookie alone (no Set-Cookie), but it ${describeCookie(r.cookie)}`);
+  assert.equal(
+    r.cookie.kind,
+    'none',
+    `${who} must leave the cookie alone (no Set-Cookie), but it ${describeCookie(r.cookie)}`,
+  );
 }
 
 function expectCleared(r: Reply, who: string): void {
@@ -462,7 +496,11 @@ function reportsOf(app: RaceApp, tag: string): InvalidSessionError[] {
 const marker = (what: string) => `${what}-${randomBytes(8).toString('hex')}`;
 
 /** Log in: a new session holding `data`; its cookie and id. */
-async function login(app: RaceApp, data: Record<string, unknown>, extra: Op[] = []): Promise<{ cookie: string; id: string }> {
+async function login(
+  app: RaceApp,
+  data: Record<string, unknown>,
+  extra: Op[] = [],
+): Promise<{ cookie: string; id: string }> {
   const r = await app.act([['set', data], ...extra]);
   expectStatus(r, 200, 'the login');
   assert.equal(r.cookie.kind, 'set', `the login sets the session cookie, but it ${describeCookie(r.cookie)}`);
@@ -508,7 +546,11 @@ for (const b of [single, clustered]) {
               }
               assert.deepEqual((await app.whoami(cookie)).data, {}, 'the old cookie leads to an empty session');
               if (bCookie) {
-                assert.deepEqual((await app.whoami(bCookie)).data, {}, "the cookie B's regenerate handed out leads to an empty session: the logout ended the session wherever it moved");
+                assert.deepEqual(
+                  (await app.whoami(bCookie)).data,
+                  {},
+                  "the cookie B's regenerate handed out leads to an empty session: the logout ended the session wherever it moved",
+                );
               }
               await expectNoneHolding(b, user, 'after the logout');
             });
@@ -544,7 +586,11 @@ for (const b of [single, clustered]) {
               const r = await app.act(c.ops, { cookie, path: c.path });
               expectStatus(r, c.status, 'the regenerating request');
               expectNoCookie(r, 'the regenerating request (its new cookie cannot be sent)');
-              assert.deepEqual((await app.whoami(cookie)).data, { user: 'anon', tag }, 'the old id still leads to the data as it was (user: anon), not to what the request wrote');
+              assert.deepEqual(
+                (await app.whoami(cookie)).data,
+                { user: 'anon', tag },
+                'the old id still leads to the data as it was (user: anon), not to what the request wrote',
+              );
               const stored = await expectOneHolding(b, tag, id, 'after the refused regenerate');
               assert.deepEqual(stored.data, { user: 'anon', tag }, "the old id's stored data is unchanged");
               assert.deepEqual(await allKeys(b), keysBefore, 'no new key exists');
@@ -561,8 +607,16 @@ for (const b of [single, clustered]) {
 
     describe('4. adjustTimeout() vs a concurrent plain write (timeout 1200): the adjusted timeout holds', () => {
       const variants = [
-        { name: 'adjustTimeout(0) lands, then a write of a request that loaded before it', seconds: 0, order: ['A', 'B'] },
-        { name: 'adjustTimeout(30) lands, then a write of a request that loaded before it', seconds: 30, order: ['A', 'B'] },
+        {
+          name: 'adjustTimeout(0) lands, then a write of a request that loaded before it',
+          seconds: 0,
+          order: ['A', 'B'],
+        },
+        {
+          name: 'adjustTimeout(30) lands, then a write of a request that loaded before it',
+          seconds: 30,
+          order: ['A', 'B'],
+        },
         { name: 'a plain write lands, then adjustTimeout(0)', seconds: 0, order: ['B', 'A'] },
         { name: 'a plain write lands, then adjustTimeout(30)', seconds: 30, order: ['B', 'A'] },
       ];
@@ -575,7 +629,14 @@ for (const b of [single, clustered]) {
               const r = await race(
                 app,
                 [
-                  { name: 'A', ops: [['set', { remember: true }], ['timeout', v.seconds]], cookie },
+                  {
+                    name: 'A',
+                    ops: [
+                      ['set', { remember: true }],
+                      ['timeout', v.seconds],
+                    ],
+                    cookie,
+                  },
                   { name: 'B', ops: [['set', { cart: ['apple'] }]], cookie },
                 ],
                 v.order,
@@ -587,17 +648,32 @@ for (const b of [single, clustered]) {
               // Redis first: a later load would itself move the TTL and hide what the writes left.
               const [stored] = await holding(b, user);
               assert.ok(stored, 'the session is still stored');
-              assert.deepEqual(stored.data, { user, remember: true, cart: ['apple'] }, "both A's data and B's cart are stored");
+              assert.deepEqual(
+                stored.data,
+                { user, remember: true, cart: ['apple'] },
+                "both A's data and B's cart are stored",
+              );
               if (v.seconds === 0) {
                 assert.equal(stored.ttl, -1, `the key must not expire after adjustTimeout(0) (TTL ${stored.ttl})`);
-                assert.equal(stored.record.t, undefined, `no stored timeout t after adjustTimeout(0) (t = ${stored.record.t})`);
+                assert.equal(
+                  stored.record.t,
+                  undefined,
+                  `no stored timeout t after adjustTimeout(0) (t = ${stored.record.t})`,
+                );
               } else {
-                assert.ok(stored.ttl >= 20 && stored.ttl <= 30, `the key's TTL follows adjustTimeout(30): between 20 and 30 s, got ${stored.ttl}`);
+                assert.ok(
+                  stored.ttl >= 20 && stored.ttl <= 30,
+                  `the key's TTL follows adjustTimeout(30): between 20 and 30 s, got ${stored.ttl}`,
+                );
                 assert.equal(stored.record.t, '30', 'the stored timeout t is 30');
               }
               await expectOneHolding(b, user, id, 'after both writes');
               const seen = await app.whoami(cookie);
-              assert.deepEqual(seen.data, { user, remember: true, cart: ['apple'] }, 'a later request sees both writes');
+              assert.deepEqual(
+                seen.data,
+                { user, remember: true, cart: ['apple'] },
+                'a later request sees both writes',
+              );
               assert.equal(seen.timeout, v.seconds === 0 ? null : 30, 'a later request sees the adjusted timeout');
             });
           });
@@ -623,14 +699,20 @@ for (const b of [single, clustered]) {
             expectStatus(r.A as Reply, 200, 'A (deletes cart)');
             expectNoCookie(r.B as Reply, 'B (sets theme)');
             expectNoCookie(r.A as Reply, 'A (deletes cart, but the session still holds theme)');
-            assert.deepEqual((await app.whoami(cookie)).data, { theme: `dark ${m}` }, 'a later request sees the session, holding theme only');
+            assert.deepEqual(
+              (await app.whoami(cookie)).data,
+              { theme: `dark ${m}` },
+              'a later request sees the session, holding theme only',
+            );
             const stored = await expectOneHolding(b, m, id, 'after both writes');
             assert.deepEqual(stored.data, { theme: `dark ${m}` });
           });
         });
       });
 
-      it("A's write lands first (the session is deleted), then B's: no resurrection", { timeout: TEST_TIMEOUT }, async () => {
+      it("A's write lands first (the session is deleted), then B's: no resurrection", {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, {}, async (app) => {
           await repeat(REPS, async () => {
             const m = marker('m');
@@ -660,22 +742,39 @@ for (const b of [single, clustered]) {
     });
 
     describe('6. maxSize bounds the session, not each request', () => {
-      it('40 concurrent requests each adding a 60 000-character key: one is stored, 39 fail; the session still regenerates, shrinks and logs out', { timeout: TEST_TIMEOUT }, async () => {
+      it('40 concurrent requests each adding a 60 000-character key: one is stored, 39 fail; the session still regenerates, shrinks and logs out', {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, {}, async (app) => {
           await repeat(REPS, async () => {
             const user = marker('user');
             const { cookie, id } = await login(app, { user });
-            const racers = Array.from({ length: 40 }, (_, i) => ({ name: `R${i}`, ops: [['big', `k${i}`]] as Op[], cookie }));
+            const racers = Array.from({ length: 40 }, (_, i) => ({
+              name: `R${i}`,
+              ops: [['big', `k${i}`]] as Op[],
+              cookie,
+            }));
             const r = await race(app, racers, 'together');
             const statuses = racers.map((x) => (r[x.name] as Reply).status);
-            assert.equal(statuses.filter((s) => s === 200).length, 1, `exactly one request answers 200; statuses: ${JSON.stringify(statuses)}`);
-            assert.equal(statuses.filter((s) => s === 500).length, 39, `the other 39 answer 500; statuses: ${JSON.stringify(statuses)}`);
+            assert.equal(
+              statuses.filter((s) => s === 200).length,
+              1,
+              `exactly one request answers 200; statuses: ${JSON.stringify(statuses)}`,
+            );
+            assert.equal(
+              statuses.filter((s) => s === 500).length,
+              39,
+              `the other 39 answer 500; statuses: ${JSON.stringify(statuses)}`,
+            );
             for (const x of racers) {
               const reply = r[x.name] as Reply;
               expectNoCookie(reply, `request ${x.name}`);
               if (reply.status === 500) {
                 const errs = app.errors.filter((e) => e.tag === reply.tag).map((e) => e.err);
-                assert.ok(errs.some((e) => e instanceof SessionSizeError), `request ${x.name} failed with a SessionSizeError; got ${String(errs[0])}`);
+                assert.ok(
+                  errs.some((e) => e instanceof SessionSizeError),
+                  `request ${x.name} failed with a SessionSizeError; got ${String(errs[0])}`,
+                );
               }
             }
             const stored = await expectOneHolding(b, user, id, 'after the 40 writes');
@@ -690,7 +789,11 @@ for (const b of [single, clustered]) {
             expectStatus(regen, 200, 'regenerate() of the full session');
             const fresh = expectNewId(regen, id, 'regenerate() of the full session');
             const seen = await app.whoami(fresh.header);
-            assert.deepEqual(Object.keys(seen.data).sort(), [big, 'user'].sort(), 'the regenerated session keeps its data');
+            assert.deepEqual(
+              Object.keys(seen.data).sort(),
+              [big, 'user'].sort(),
+              'the regenerated session keeps its data',
+            );
             assert.equal(seen.data.user, user);
             assert.deepEqual((await app.whoami(cookie)).data, {}, 'the old id leads to nothing after the regenerate');
 
@@ -708,7 +811,9 @@ for (const b of [single, clustered]) {
         });
       });
 
-      it('a session over the limit after maxSize was lowered (200 KB → 64 KiB): reads work, growth is refused, a shrink back within the limit and a logout work', { timeout: TEST_TIMEOUT }, async () => {
+      it('a session over the limit after maxSize was lowered (200 KB → 64 KiB): reads work, growth is refused, a shrink back within the limit and a logout work', {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, { maxSize: 200_000 }, async (large) => {
           await withApp(b, {}, async (app) => {
             await repeat(REPS, async () => {
@@ -718,12 +823,20 @@ for (const b of [single, clustered]) {
                 ['big', 'b1'],
               ]);
               const all = ['b0', 'b1', 'user'];
-              assert.deepEqual(Object.keys((await app.whoami(cookie)).data).sort(), all, 'the 64 KiB app reads the 120 KB session');
+              assert.deepEqual(
+                Object.keys((await app.whoami(cookie)).data).sort(),
+                all,
+                'the 64 KiB app reads the 120 KB session',
+              );
 
               const grow = await app.act([['set', { more: 1 }]], { cookie });
               expectStatus(grow, 500, 'growing a session that is over maxSize');
               expectNoCookie(grow, 'growing a session that is over maxSize');
-              assert.deepEqual(Object.keys((await app.whoami(cookie)).data).sort(), all, 'the refused growth stored nothing');
+              assert.deepEqual(
+                Object.keys((await app.whoami(cookie)).data).sort(),
+                all,
+                'the refused growth stored nothing',
+              );
 
               const shrink = await app.act([['del', 'b0']], { cookie });
               expectStatus(shrink, 200, 'deleting one big key (back within maxSize)');
@@ -753,7 +866,9 @@ for (const b of [single, clustered]) {
         });
       });
 
-      it('a session over the limit after maxSize was lowered: a shrink that leaves it still over the limit (180 KB → 120 KB) is accepted', { timeout: TEST_TIMEOUT }, async () => {
+      it('a session over the limit after maxSize was lowered: a shrink that leaves it still over the limit (180 KB → 120 KB) is accepted', {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, { maxSize: 200_000 }, async (large) => {
           await withApp(b, {}, async (app) => {
             await repeat(REPS, async () => {
@@ -842,7 +957,9 @@ for (const b of [single, clustered]) {
     });
 
     describe('9. two concurrent regenerate() calls', () => {
-      it("exactly one key holds the data, and the browser's final cookie leads to it", { timeout: TEST_TIMEOUT }, async () => {
+      it("exactly one key holds the data, and the browser's final cookie leads to it", {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, {}, async (app) => {
           await repeat(REPS, async () => {
             const user = marker('user');
@@ -858,7 +975,10 @@ for (const b of [single, clustered]) {
             expectStatus(r.A as Reply, 200, 'A (regenerate, landing first)');
             expectStatus(r.B as Reply, 200, 'B (regenerate, landing second)');
             expectNewId(r.A as Reply, id, 'A (regenerate, landing first)');
-            assert.ok(r.B?.cookie.kind === 'none' || r.B?.cookie.kind === 'set', `B sets a new id or leaves the cookie alone, but it ${describeCookie((r.B as Reply).cookie)}`);
+            assert.ok(
+              r.B?.cookie.kind === 'none' || r.B?.cookie.kind === 'set',
+              `B sets a new id or leaves the cookie alone, but it ${describeCookie((r.B as Reply).cookie)}`,
+            );
             let jar: string | undefined = cookie;
             for (const reply of r.arrival) jar = applyCookie(jar, reply);
             assert.ok(jar && jar !== cookie, "the browser's final cookie names a new id");
@@ -873,7 +993,9 @@ for (const b of [single, clustered]) {
 
     describe('10. flash messages on one queue', () => {
       for (const order of BOTH) {
-        it(`flash('a') (A) and flash('b') (B), ${orderName(order)}: a later popFlash() returns both, in landing order`, { timeout: TEST_TIMEOUT }, async () => {
+        it(`flash('a') (A) and flash('b') (B), ${orderName(order)}: a later popFlash() returns both, in landing order`, {
+          timeout: TEST_TIMEOUT,
+        }, async () => {
           await withApp(b, {}, async (app) => {
             await repeat(REPS, async () => {
               const user = marker('user');
@@ -892,13 +1014,19 @@ for (const b of [single, clustered]) {
               expectNoCookie(r.B as Reply, "B (flash('b'))");
               const pop = await app.act([['pop']], { cookie });
               expectStatus(pop, 200, 'the later popFlash()');
-              assert.deepEqual((JSON.parse(pop.body) as { popped: unknown[] }).popped, order.map((n) => n.toLowerCase()), 'popFlash() returns both messages, in the order their writes landed');
+              assert.deepEqual(
+                (JSON.parse(pop.body) as { popped: unknown[] }).popped,
+                order.map((n) => n.toLowerCase()),
+                'popFlash() returns both messages, in the order their writes landed',
+              );
               assert.deepEqual((await app.whoami(cookie)).flash, [], 'the queue is empty after the pop');
             });
           });
         });
 
-        it(`popFlash() of ['m1'] (A) and flash('m2') (B), ${orderName(order)}: the queue holds exactly ['m2']`, { timeout: TEST_TIMEOUT }, async () => {
+        it(`popFlash() of ['m1'] (A) and flash('m2') (B), ${orderName(order)}: the queue holds exactly ['m2']`, {
+          timeout: TEST_TIMEOUT,
+        }, async () => {
           await withApp(b, {}, async (app) => {
             await repeat(REPS, async () => {
               const user = marker('user');
@@ -915,7 +1043,11 @@ for (const b of [single, clustered]) {
               expectStatus(r.B as Reply, 200, "B (flash('m2'))");
               expectNoCookie(r.A as Reply, 'A (popFlash)');
               expectNoCookie(r.B as Reply, "B (flash('m2'))");
-              assert.deepEqual((JSON.parse((r.A as Reply).body) as { popped: unknown[] }).popped, ['m1'], 'A popped what it loaded');
+              assert.deepEqual(
+                (JSON.parse((r.A as Reply).body) as { popped: unknown[] }).popped,
+                ['m1'],
+                'A popped what it loaded',
+              );
               const seen = await app.whoami(cookie);
               assert.deepEqual(seen.flash, ['m2'], "the queue holds exactly ['m2']: m1 was shown once, m2 not lost");
               assert.deepEqual(seen.data, { user });
@@ -926,7 +1058,9 @@ for (const b of [single, clustered]) {
     });
 
     describe('11. regenerate() (A) vs a plain write (B)', () => {
-      it("B's write lands first: the new id holds both, the old id leads to nothing", { timeout: TEST_TIMEOUT }, async () => {
+      it("B's write lands first: the new id holds both, the old id leads to nothing", {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, {}, async (app) => {
           await repeat(REPS, async () => {
             const user = marker('user');
@@ -952,7 +1086,9 @@ for (const b of [single, clustered]) {
         });
       });
 
-      it("A's regenerate lands first: B's write (to the old id) is applied nowhere", { timeout: TEST_TIMEOUT }, async () => {
+      it("A's regenerate lands first: B's write (to the old id) is applied nowhere", {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, {}, async (app) => {
           await repeat(REPS, async () => {
             const user = marker('user');
@@ -981,7 +1117,9 @@ for (const b of [single, clustered]) {
     });
 
     describe('12. logout (A) vs regenerate() (B), both loaded before either writes, and a request on the old cookie (C) after the move, before the logout lands', () => {
-      it('the logout still ends the session where it moved: C\'s load neither follows nor removes the marker', { timeout: TEST_TIMEOUT }, async () => {
+      it("the logout still ends the session where it moved: C's load neither follows nor removes the marker", {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
         await withApp(b, {}, async (app) => {
           await repeat(REPS, async () => {
             const user = marker('user');
@@ -1001,7 +1139,11 @@ for (const b of [single, clustered]) {
               const rA = await pendingA;
               expectStatus(rA, 200, 'A (logout)');
               expectCleared(rA, 'A (logout)');
-              assert.deepEqual((await app.whoami(fresh.header)).data, {}, "the cookie B's regenerate handed out leads to an empty session: the logout followed the move");
+              assert.deepEqual(
+                (await app.whoami(fresh.header)).data,
+                {},
+                "the cookie B's regenerate handed out leads to an empty session: the logout followed the move",
+              );
               await expectNoneHolding(b, user, 'after the logout');
             } finally {
               app.gates.releaseAll();
@@ -1013,7 +1155,7 @@ for (const b of [single, clustered]) {
     });
 
     describe('property: 2–4 requests with random intents, writes landing in a random order, match their serial application', () => {
-      it('the data under the browser\'s final cookie equals the model', { timeout: TEST_TIMEOUT * 2 }, async () => {
+      it("the data under the browser's final cookie equals the model", { timeout: TEST_TIMEOUT * 2 }, async () => {
         await withApp(b, { timeout: 1200 }, async (app) => {
           await fc.assert(
             fc.asyncProperty(scenario, async ([intents, order]) => {
@@ -1032,13 +1174,25 @@ for (const b of [single, clustered]) {
               for (const reply of r.arrival) jar = applyCookie(jar, reply);
               const seen = await app.whoami(jar);
               if (expected.alive) {
-                assert.deepEqual(seen.data, expected.data, "the browser's final cookie leads to the serially expected data");
+                assert.deepEqual(
+                  seen.data,
+                  expected.data,
+                  "the browser's final cookie leads to the serially expected data",
+                );
                 assert.equal(seen.timeout, expected.timeout, 'and the serially expected timeout');
                 const finalId = (jar as string).slice('session='.length, (jar as string).lastIndexOf('.'));
-                assert.equal(finalId === id, !expected.moved, expected.moved ? 'the final cookie names a new id' : 'the final cookie still names the original id');
+                assert.equal(
+                  finalId === id,
+                  !expected.moved,
+                  expected.moved ? 'the final cookie names a new id' : 'the final cookie still names the original id',
+                );
                 await expectOneHolding(b, user, finalId, 'afterwards');
               } else {
-                assert.deepEqual(seen.data, {}, "the session was logged out: the browser's final cookie leads to an empty session");
+                assert.deepEqual(
+                  seen.data,
+                  {},
+                  "the session was logged out: the browser's final cookie leads to an empty session",
+                );
                 await expectNoneHolding(b, user, 'after a logout');
               }
             }),
@@ -1053,7 +1207,12 @@ for (const b of [single, clustered]) {
 // ---------------------------------------------------------------------------------------------
 // The property's intents and their model
 
-type Intent = { kind: 'set'; key: 'k0' | 'k1' } | { kind: 'del'; key: string } | { kind: 'logout' } | { kind: 'regenerate' } | { kind: 'timeout'; n: number };
+type Intent =
+  | { kind: 'set'; key: 'k0' | 'k1' }
+  | { kind: 'del'; key: string }
+  | { kind: 'logout' }
+  | { kind: 'regenerate' }
+  | { kind: 'timeout'; n: number };
 
 const intent: fc.Arbitrary<Intent> = fc.oneof(
   fc.record({ kind: fc.constant('set' as const), key: fc.constantFrom('k0' as const, 'k1' as const) }),
@@ -1064,25 +1223,23 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
 );
 
 /** Intents, and the order (indices) in which their writes land. */
-const scenario: fc.Arbitrary<[Intent[], number[]]> = fc
-  .array(intent, { minLength: 2, maxLength: 4 })
-  .chain((intents) =>
-    fc.tuple(
-      fc.constant(intents),
-      fc.shuffledSubarray(
-        intents.map((_, i) => i),
-        { minLength: intents.length, maxLength: intents.length },
-      ),
+const scenario: fc.Arbitrary<[Intent[], number[]]> = fc.array(intent, { minLength: 2, maxLength: 4 }).chain((intents) =>
+  fc.tuple(
+    fc.constant(intents),
+    fc.shuffledSubarray(
+      intents.map((_, i) => i),
+      { minLength: intents.length, maxLength: intents.length },
     ),
-  );
+  ),
+);
 
 /** Request i's value for a `set`: distinct per request, so the last one to land is seen. */
-const valueOf = (i: number) => `v${i}`;
+const valueFor = (i: number) => `v${i}`;
 
 function opsOf(x: Intent, i: number): Op[] {
   switch (x.kind) {
     case 'set':
-      return [['set', { [x.key]: valueOf(i) }]];
+      return [['set', { [x.key]: valueFor(i) }]];
     case 'del':
       return [['del', x.key]];
     case 'logout':
@@ -1099,7 +1256,11 @@ function opsOf(x: Intent, i: number): Op[] {
  * its set, delete, adjustTimeout or regenerate applies only while the session still lives under
  * that id (not logged out, not moved); a logout ends the session wherever it moved.
  */
-function model(preloaded: Record<string, unknown>, intents: Intent[], order: number[]): { alive: boolean; moved: boolean; data: Record<string, unknown>; timeout: number | null } {
+function model(
+  preloaded: Record<string, unknown>,
+  intents: Intent[],
+  order: number[],
+): { alive: boolean; moved: boolean; data: Record<string, unknown>; timeout: number | null } {
   const data: Record<string, unknown> = { ...preloaded };
   let alive = true;
   let moved = false;
@@ -1111,7 +1272,7 @@ function model(preloaded: Record<string, unknown>, intents: Intent[], order: num
       continue;
     }
     if (!alive || moved) continue;
-    if (x.kind === 'set') data[x.key] = valueOf(i);
+    if (x.kind === 'set') data[x.key] = valueFor(i);
     else if (x.kind === 'del') delete data[x.key];
     else if (x.kind === 'timeout') timeout = x.n === 0 ? null : x.n;
     else moved = true;

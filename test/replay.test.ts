@@ -41,7 +41,7 @@ class ReplyDropper {
       this.#sockets.add(client).add(upstream);
       let cutting = false;
       client.on('data', (chunk) => {
-        if (this.#armed !== null && this.#armed.some((mark) => chunk.includes(mark))) {
+        if (this.#armed?.some((mark) => chunk.includes(mark))) {
           this.#armed = null;
           cutting = true;
         }
@@ -109,7 +109,11 @@ async function sessionsHolding(): Promise<Record<string, Record<string, unknown>
 
 const idOf = (cookie: string) => cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.'));
 
-const clients: Array<{ name: string; redis: () => SessionOptions['redis']; cleanup: (redis: SessionOptions['redis']) => void }> = [
+const clients: Array<{
+  name: string;
+  redis: () => SessionOptions['redis'];
+  cleanup: (redis: SessionOptions['redis']) => void;
+}> = [
   { name: 'a client the middleware creates', redis: () => `redis://127.0.0.1:${port}`, cleanup: () => undefined },
   {
     name: 'a client passed in with ioredis defaults',
@@ -123,7 +127,11 @@ const clients: Array<{ name: string; redis: () => SessionOptions['redis']; clean
 ];
 
 /** An app on a fresh client of the given kind, both closed whatever the test does. */
-async function withApp(c: (typeof clients)[number], handler: (ctx: Koa.Context) => void, fn: (app: LiveApp) => Promise<void>): Promise<void> {
+async function withApp(
+  c: (typeof clients)[number],
+  handler: (ctx: Koa.Context) => void,
+  fn: (app: LiveApp) => Promise<void>,
+): Promise<void> {
   const redis = c.redis();
   try {
     const app = await serveSession({ redis, commandTimeout: 5000 }, handler);
@@ -163,7 +171,11 @@ for (const c of clients) {
         assert.equal((proxy as ReplyDropper).dropped, before + 1, 'the reply was dropped');
         assert.equal(res.status, 200);
         const cookie = cookieOf(res);
-        assert.deepEqual(await sessionsHolding(), { [`sess:${idOf(cookie)}`]: { user: 'ada' } }, 'one key, no second one from a redraw');
+        assert.deepEqual(
+          await sessionsHolding(),
+          { [`sess:${idOf(cookie)}`]: { user: 'ada' } },
+          'one key, no second one from a redraw',
+        );
         assert.deepEqual(JSON.parse(await (await app.get('/me', cookie)).text()), { user: 'ada' });
       });
     });
@@ -224,7 +236,10 @@ describe('on Redis Cluster: a regenerate and a flash whose replies are lost', ()
       proxies.set(port, dropper);
       natMap[`127.0.0.1:${port}`] = { host: '127.0.0.1', port: await dropper.listen() };
     }
-    client = new Cluster([{ host: '127.0.0.1', port: (natMap[`127.0.0.1:${(await cluster.masters())[0]}`] as { port: number }).port }], { natMap });
+    client = new Cluster(
+      [{ host: '127.0.0.1', port: (natMap[`127.0.0.1:${(await cluster.masters())[0]}`] as { port: number }).port }],
+      { natMap },
+    );
     client.on('error', () => undefined);
   });
   after(async () => {

@@ -20,7 +20,6 @@ import request from 'supertest';
 
 const fx = useRedis();
 
-
 describe('flash: a pop racing a pop (ABA on the queue text)', () => {
   it('a message flashed after the first pop is not taken by the second, stale pop', async () => {
     const gates = new Gates();
@@ -90,7 +89,11 @@ describe('size accounting with a serializer that encodes to the empty string', (
       const size = await storedSize(fx.redis, `sess:${id}`);
       const measured = await packedSize(fx.redis, `sess:${id}`);
       const expected = entrySize(':user', 'u') + entrySize(':a', 'x');
-      assert.deepEqual({ size, measured, status: last }, { size: expected, measured: expected, status: 200 }, `size drifted: fields=${size}, packed=${measured}, expected ${expected}; a small session refused as over maxSize 200?`);
+      assert.deepEqual(
+        { size, measured, status: last },
+        { size: expected, measured: expected, status: 200 },
+        `size drifted: fields=${size}, packed=${measured}, expected ${expected}; a small session refused as over maxSize 200?`,
+      );
     } finally {
       await app.close();
     }
@@ -98,7 +101,7 @@ describe('size accounting with a serializer that encodes to the empty string', (
 });
 
 describe('operation-id replay window', () => {
-  it('a replay after other writers\' writes is still recognised: no stale overwrite', async () => {
+  it("a replay after other writers' writes is still recognised: no stale overwrite", async () => {
     const app = makeApp(3, { redis: fx.server.url }, (ctx: Context) => {
       (ctx.session as any).a = 0;
       return 'ok';
@@ -142,7 +145,10 @@ describe('Cluster: a prefix holding "{" without a usable hash tag', () => {
       const cookie = String(first.headers['set-cookie']).split(';')[0] as string;
       const login = await request(cb).get('/login').set('Cookie', cookie);
       assert.equal(login.status, 200, `regenerate failed: ${login.status} ${String((errors[0] as Error)?.message)}`);
-      assert.throws(() => koaRedisSession({ redis: client, prefix: 'a{}' }), /option "prefix" "a\{\}" defeats Redis Cluster hash tags/);
+      assert.throws(
+        () => koaRedisSession({ redis: client, prefix: 'a{}' }),
+        /option "prefix" "a\{\}" defeats Redis Cluster hash tags/,
+      );
     } finally {
       client.disconnect();
       await cluster.stop();

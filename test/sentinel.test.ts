@@ -101,7 +101,9 @@ describe('failover with Redis Sentinel', () => {
     }
     await app.close();
     const failed = statuses.filter((s) => s !== 200).length;
-    console.log(`sentinel failover: master ${before} → ${await sentinel.currentMasterPort()}; ${statuses.length} requests during it (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before readable after`);
+    console.log(
+      `sentinel failover: master ${before} → ${await sentinel.currentMasterPort()}; ${statuses.length} requests during it (${failed} answered 503, slowest ${slowest.toFixed(0)} ms); ${readable}/200 sessions written before readable after`,
+    );
     // A floor on the traffic during the fault, else "every request answered" holds for none: this
     // phase served 1 600 to 2 900 requests on an idle 2-core machine and a small fraction of that on
     // a loaded one, so at least 50 is required, which a loaded machine still clears.

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import type { Context, Middleware } from 'koa';
-import type { Response } from 'supertest';
 import { RESERVED_MEMBERS } from '../src/index.js';
 import { catchError, expectCookieCleared, expectCookieSet, expectNoCookie, makeApp } from './helpers/app.js';
 import { afterSeed, assertTtl, storedData, useRedis } from './helpers/fixture.js';
@@ -57,11 +56,14 @@ describe('data', () => {
     ['Object.assign', (s) => Object.assign({}, s).cart as { n: number }],
     ['Object.getOwnPropertyDescriptor', (s) => Object.getOwnPropertyDescriptor(s, 'cart')?.value as { n: number }],
     ['Reflect.get', (s) => Reflect.get(s, 'cart') as { n: number }],
-    ['a for…in loop', (s) => {
-      let found: { n: number } | undefined;
-      for (const k in s) if (k === 'cart') found = s[k] as { n: number };
-      return found as { n: number };
-    }],
+    [
+      'a for…in loop',
+      (s) => {
+        let found: { n: number } | undefined;
+        for (const k in s) if (k === 'cart') found = s[k] as { n: number };
+        return found as { n: number };
+      },
+    ],
   ];
   for (const [how, take] of handedOut) {
     it(`a nested change to a value handed out by ${how} is written`, async () => {
@@ -89,7 +91,10 @@ describe('data', () => {
     const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
     await app.close();
     assert.equal(res.text, 'ada{"theme":"dark"}');
-    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load'],
+    );
     assert.deepEqual(stringified, ['ctx.session.prefs']);
   });
 
@@ -104,7 +109,9 @@ describe('data', () => {
   it('a key named like an Object.prototype member is plain data', async () => {
     const { res, key } = await withSession((ctx) => {
       const data = ctx.session as unknown as { [key: string]: unknown };
+      // biome-ignore lint/complexity/useLiteralKeys: an index signature's key, not Object's member (which the dot would type)
       data['constructor'] = 'c';
+      // biome-ignore lint/complexity/useLiteralKeys: as above
       data['toString'] = 't';
       return String(data.hasOwnProperty);
     });
@@ -177,7 +184,14 @@ describe('reserved members', () => {
   });
 
   it('id, isNew, created and timeout describe the loaded session', async () => {
-    const { res, id } = await withSession((ctx) => JSON.stringify({ id: ctx.session.id, isNew: ctx.session.isNew, created: ctx.session.created, timeout: ctx.session.timeout }));
+    const { res, id } = await withSession((ctx) =>
+      JSON.stringify({
+        id: ctx.session.id,
+        isNew: ctx.session.isNew,
+        created: ctx.session.created,
+        timeout: ctx.session.timeout,
+      }),
+    );
     const body = JSON.parse(res.text);
     assert.equal(body.id, id);
     assert.equal(body.isNew, false);
@@ -186,7 +200,9 @@ describe('reserved members', () => {
   });
 
   it('a new session has a null id until it is stored', async () => {
-    const app = makeApp(3, { redis: f.server.url }, (ctx) => JSON.stringify({ id: ctx.session.id, isNew: ctx.session.isNew, timeout: ctx.session.timeout }));
+    const app = makeApp(3, { redis: f.server.url }, (ctx) =>
+      JSON.stringify({ id: ctx.session.id, isNew: ctx.session.isNew, timeout: ctx.session.timeout }),
+    );
     const res = await app.get('/');
     await app.close();
     assert.deepEqual(JSON.parse(res.text), { id: null, isNew: true, timeout: 1200 });
@@ -231,10 +247,17 @@ describe('reserved members', () => {
     const { res, wire } = await f.monitor.request(() => app.get('/', seeded.cookie));
     await app.close();
     assert.deepEqual(JSON.parse(res.text), { isNew: true, keys: [] });
-    assert.deepEqual(wire.map((c) => c.op), ['load']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['load'],
+    );
     expectCookieCleared(res);
     const marker = await stored(f.redis, `sess:${seeded.id}`);
-    assert.deepEqual([marker.m, Object.keys(marker).sort()], [`sess:${moved.id}`, ['m', 'o']], 'the marker is still there');
+    assert.deepEqual(
+      [marker.m, Object.keys(marker).sort()],
+      [`sess:${moved.id}`, ['m', 'o']],
+      'the marker is still there',
+    );
     assert.deepEqual(await storedData(f.redis, `sess:${moved.id}`), { user: 'ada' });
   });
 
@@ -246,7 +269,10 @@ describe('reserved members', () => {
     await app.ready();
     const { res, wire } = await f.monitor.request(() => app.get('/'));
     await app.close();
-    assert.deepEqual(wire.map((c) => c.op), ['create']);
+    assert.deepEqual(
+      wire.map((c) => c.op),
+      ['create'],
+    );
     expectCookieSet(res);
   });
 

@@ -41,10 +41,19 @@ describe('debug', () => {
     const tag = traces[0]?.session;
     assert.match(tag ?? '', /^[\w-]{8}$/);
     assert.ok(!id.includes(tag as string));
-    assert.deepEqual(traces.map((t) => t.session), [tag, tag, tag]);
+    assert.deepEqual(
+      traces.map((t) => t.session),
+      [tag, tag, tag],
+    );
     assert.deepEqual(
       traces[1]?.steps.map((s) => `${s.from} -${s.event}-> ${s.to}`),
-      ['unloaded -cookie.verified-> loading', 'loading -load.found-> loaded.clean', 'loaded.clean -data.written-> loaded.dirty', 'loaded.dirty -request.ended-> patching', 'patching -write.stored-> persisted'],
+      [
+        'unloaded -cookie.verified-> loading',
+        'loading -load.found-> loaded.clean',
+        'loaded.clean -data.written-> loaded.dirty',
+        'loaded.dirty -request.ended-> patching',
+        'patching -write.stored-> persisted',
+      ],
     );
     assert.match(
       traces[1]?.line ?? '',
@@ -66,7 +75,12 @@ describe('debug', () => {
     } finally {
       console.error = original;
     }
-    assert.deepEqual(lines.map((l) => l.replace(/\d+\.\d\d ms$/, 'T ms')), ['koa-session-machine GET / 200 [no session] unloaded -cookie.missing-> new.clean -request.ended-> untouched | redis: none | cookie: none | T ms']);
+    assert.deepEqual(
+      lines.map((l) => l.replace(/\d+\.\d\d ms$/, 'T ms')),
+      [
+        'koa-session-machine GET / 200 [no session] unloaded -cookie.missing-> new.clean -request.ended-> untouched | redis: none | cookie: none | T ms',
+      ],
+    );
   });
 
   /** Lines the `debug` package logs for one request per pattern, `debug.enable(pattern)` standing
@@ -93,7 +107,11 @@ describe('debug', () => {
     for (const on of ['koa-session-machine', '*', 'koa-*', 'express:*,koa-session-machine', 'koa-session-machine*']) {
       const lines = await logged(on);
       assert.equal(lines.length, 1, `DEBUG=${on} traces`);
-      assert.match(lines[0] ?? '', /koa-session-machine.* GET \/ 200 \[no session\] unloaded -cookie\.missing-> /, `DEBUG=${on}: the debug logger's line`);
+      assert.match(
+        lines[0] ?? '',
+        /koa-session-machine.* GET \/ 200 \[no session\] unloaded -cookie\.missing-> /,
+        `DEBUG=${on}: the debug logger's line`,
+      );
     }
     for (const off of ['', 'express:*', '*,-koa-session-machine', 'koa-*,-koa-session-*', 'koa-session']) {
       assert.deepEqual(await logged(off), [], `DEBUG=${JSON.stringify(off)} does not trace`);
@@ -103,10 +121,19 @@ describe('debug', () => {
 
   it('DEBUG from the environment, in a process of its own', () => {
     const run = (debug: string) =>
-      spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/trace.ts').then(async ({ Tracer }) => { process.stdout.write(String(new Tracer({ traceHeader: false }).on)); })`], {
-        env: { ...process.env, DEBUG: debug },
-        encoding: 'utf8',
-      }).stdout;
+      spawnSync(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '-e',
+          `import('./src/trace.ts').then(async ({ Tracer }) => { process.stdout.write(String(new Tracer({ traceHeader: false }).on)); })`,
+        ],
+        {
+          env: { ...process.env, DEBUG: debug },
+          encoding: 'utf8',
+        },
+      ).stdout;
     assert.equal(run('koa-*'), 'true');
     assert.equal(run('*,-koa-session-machine'), 'false');
   });
@@ -126,14 +153,20 @@ describe('traceHeader', () => {
     });
     const res = await app.get('/');
     await app.close();
-    assert.match(String(res.headers['x-session-trace']), /^GET \/ 200 \[[\w-]{8}\] unloaded -cookie\.missing-> new\.clean -data\.written-> new\.dirty -request\.ended-> creating -write\.stored-> persisted \| redis: create -> stored \| cookie: set \| /);
+    assert.match(
+      String(res.headers['x-session-trace']),
+      /^GET \/ 200 \[[\w-]{8}\] unloaded -cookie\.missing-> new\.clean -data\.written-> new\.dirty -request\.ended-> creating -write\.stored-> persisted \| redis: create -> stored \| cookie: set \| /,
+    );
   });
 
   it('is refused when NODE_ENV is production', () => {
     const env = process.env.NODE_ENV;
     process.env.NODE_ENV = 'production';
     try {
-      assert.throws(() => koaRedisSession({ traceHeader: true }), /option "traceHeader" must be off when NODE_ENV is production/);
+      assert.throws(
+        () => koaRedisSession({ traceHeader: true }),
+        /option "traceHeader" must be off when NODE_ENV is production/,
+      );
     } finally {
       if (env === undefined) delete process.env.NODE_ENV;
       else process.env.NODE_ENV = env;
@@ -157,14 +190,17 @@ describe('traces at the edges', () => {
     await app.close();
   });
 
-  it('a listener that throws does not fail the request: its error goes to the app\'s error event', async () => {
+  it("a listener that throws does not fail the request: its error goes to the app's error event", async () => {
     const koa = new Koa();
     koa.keys = ['k'];
     const errors: unknown[] = [];
     koa.on('error', (err) => errors.push(err));
-    const session = koaRedisSession({ redis: f.server.url, debug: () => {
-      throw new Error('listener broke');
-    } });
+    const session = koaRedisSession({
+      redis: f.server.url,
+      debug: () => {
+        throw new Error('listener broke');
+      },
+    });
     closeable(() => session.close());
     koa.use(session);
     koa.use((ctx) => {
@@ -207,7 +243,9 @@ describe('sessionChart() and the session', () => {
   it('checks its options', () => {
     const session = koaRedisSession({ redis: f.server.url });
     closeable(() => session.close());
-    for (const path of ['/', 'chart', '/chart/', '/a b']) assert.throws(() => sessionChart({ session, path }), /option "path" must be an absolute URL path/);
-    for (const recent of [-1, 0, 2.5, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => sessionChart({ session, recent }), /option "recent" must be a whole number/);
+    for (const path of ['/', 'chart', '/chart/', '/a b'])
+      assert.throws(() => sessionChart({ session, path }), /option "path" must be an absolute URL path/);
+    for (const recent of [-1, 0, 2.5, Number.NaN, Number.POSITIVE_INFINITY])
+      assert.throws(() => sessionChart({ session, recent }), /option "recent" must be a whole number/);
   });
 });

@@ -8,7 +8,10 @@ export const REDIS_URL = String(process.env.REDIS_URL);
 /** `REDIS_CLUSTER_NODES` (host:port,host:port…): the server uses an ioredis Cluster of these nodes
  *  instead of REDIS_URL (the servers that support it: floor, ours). */
 export const CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES
-  ? process.env.REDIS_CLUSTER_NODES.split(',').map((node) => ({ host: node.split(':')[0] ?? '127.0.0.1', port: Number(node.split(':')[1]) }))
+  ? process.env.REDIS_CLUSTER_NODES.split(',').map((node) => ({
+      host: node.split(':')[0] ?? '127.0.0.1',
+      port: Number(node.split(':')[1]),
+    }))
   : null;
 
 /** `AUTOPIPELINING=1`: the server's client is made with ioredis' `enableAutoPipelining`. */
@@ -44,14 +47,22 @@ export function realisticSession(bytes = SESSION_BYTES): Record<string, unknown>
 const grown = new Map<number, number>();
 
 function grow(session: Record<string, unknown>, i: number): void {
-  if (i % 2) (session.cart as { items: Array<Record<string, unknown>> }).items.push({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i });
+  if (i % 2)
+    (session.cart as { items: Array<Record<string, unknown>> }).items.push({
+      sku: `SKU-${1000 + i}`,
+      qty: 1 + (i % 3),
+      price: 9.99 + i,
+    });
   else (session.recent as string[]).push(`/products/${100 + i}`);
 }
 
 function base(): Record<string, unknown> {
   return {
     user: { id: 'u-2048', name: 'Ada Lovelace', email: 'ada@example.com', roles: ['customer', 'beta'] },
-    cart: { items: Array.from({ length: 6 }, (_, i) => ({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i })), currency: 'EUR' },
+    cart: {
+      items: Array.from({ length: 6 }, (_, i) => ({ sku: `SKU-${1000 + i}`, qty: 1 + (i % 3), price: 9.99 + i })),
+      currency: 'EUR',
+    },
     prefs: { theme: 'dark', locale: 'en-GB', newsletter: false, tz: 'Europe/London' },
     recent: ['/products/17', '/products/23', '/cart', '/checkout/address', '/products/5'],
     visits: 1,

@@ -11,7 +11,9 @@ import { Cluster, Redis } from 'ioredis';
 import { CLUSTER_NODES, PORT, REDIS_URL, ready, realisticSession } from './common.js';
 
 const keys = new Keygrip(['bench-newest', 'bench-older']);
-const redis: Redis | Cluster = CLUSTER_NODES ? new Cluster(CLUSTER_NODES, { redisOptions: { maxRetriesPerRequest: 1 } }) : new Redis(REDIS_URL);
+const redis: Redis | Cluster = CLUSTER_NODES
+  ? new Cluster(CLUSTER_NODES, { redisOptions: { maxRetriesPerRequest: 1 } })
+  : new Redis(REDIS_URL);
 
 /** COALESCE=1: the commands of one event-loop turn leave in one socket write per node, as in
  *  src/store/commands.ts; the floor with the same transport as this package. */

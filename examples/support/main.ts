@@ -10,6 +10,8 @@ export function listen(app: Koa, what: string, extra = ''): void {
   const port = Number(process.env.PORT ?? 3000);
   const server = app.listen(port, '127.0.0.1', () => {
     const address = server.address();
-    console.log(`koa-session-machine ${what} at http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/${extra}`);
+    console.log(
+      `koa-session-machine ${what} at http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/${extra}`,
+    );
   });
 }

@@ -8,7 +8,12 @@ import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 
 async function answers(url: string): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
+  const client = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1000,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -41,9 +46,13 @@ export async function redisForExample(): Promise<ExampleRedis> {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   if (await answers(url)) return { url, stop: () => undefined };
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
   const failed = await new Promise<boolean>((resolve) => {
     child.once('error', () => resolve(true));
     child.once('spawn', () => resolve(false));

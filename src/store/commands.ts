@@ -16,11 +16,24 @@ import { endLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
  *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV6Buffer(key: string, now: number, trigger: number, ttl: string, version: number, absolute: number, timeout: number): Promise<[number, number?, Buffer?]>;
+  ksmLoadV6Buffer(
+    key: string,
+    now: number,
+    trigger: number,
+    ttl: string,
+    version: number,
+    absolute: number,
+    timeout: number,
+  ): Promise<[number, number?, Buffer?]>;
   // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
   // overflow the JavaScript stack.
   ksmPatchV4(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
-  ksmRotateV4(oldKey: string, newKey: string, mode: 'move' | 'replace', ...args: Array<string | number | Buffer | ReadonlyArray<string | number>>): Promise<number>;
+  ksmRotateV4(
+    oldKey: string,
+    newKey: string,
+    mode: 'move' | 'replace',
+    ...args: Array<string | number | Buffer | ReadonlyArray<string | number>>
+  ): Promise<number>;
   ksmEndV2(key: string): Promise<number>;
 }
 
@@ -28,7 +41,12 @@ export type RedisClient = Redis | Cluster;
 
 /** Result of the load. */
 export type LoadResult =
-  | { readonly status: 'found'; readonly refreshed: boolean; readonly refreshRefused: boolean; readonly payload: LoadedPayload }
+  | {
+      readonly status: 'found';
+      readonly refreshed: boolean;
+      readonly refreshRefused: boolean;
+      readonly payload: LoadedPayload;
+    }
   | { readonly status: 'missing' | 'expired' | 'legacy' };
 
 const MISSING: LoadResult = { status: 'missing' };
@@ -126,8 +144,13 @@ export class SessionStore {
     this.#cluster = (redis as { isCluster?: boolean }).isCluster === true;
     this.#batching = !autopipelines(redis);
     this.#tagged = this.#cluster && hashTag(`${settings.prefix}x`) === null;
-    if (this.#tagged && (hashTag(this.key('AAAAAAAAb')) === null || hashTag(this.key('AAAAAAAAb')) !== hashTag(this.key('AAAAAAAAc')))) {
-      throw new TypeError(`koaRedisSession: option "prefix" ${JSON.stringify(settings.prefix)} defeats Redis Cluster hash tags (an empty "{}"): a regenerate could not be one command`);
+    if (
+      this.#tagged &&
+      (hashTag(this.key('AAAAAAAAb')) === null || hashTag(this.key('AAAAAAAAb')) !== hashTag(this.key('AAAAAAAAc')))
+    ) {
+      throw new TypeError(
+        `koaRedisSession: option "prefix" ${JSON.stringify(settings.prefix)} defeats Redis Cluster hash tags (an empty "{}"): a regenerate could not be one command`,
+      );
     }
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
     this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
@@ -147,14 +170,21 @@ export class SessionStore {
    */
   drawId(lineage: string | null): string {
     const fresh = this.#settings.genId();
-    if (typeof fresh !== 'string' || !this.#settings.idPattern.test(fresh) || (this.#tagged && fresh.length < TAG_LENGTH)) {
+    if (
+      typeof fresh !== 'string' ||
+      !this.#settings.idPattern.test(fresh) ||
+      (this.#tagged && fresh.length < TAG_LENGTH)
+    ) {
       throw new TypeError(
         `koaRedisSession: genId returned ${JSON.stringify(fresh)}; ids must match ${this.#settings.idPattern} (cookie-safe, no ".")${this.#tagged ? ` and have at least ${TAG_LENGTH} characters on Redis Cluster` : ''}`,
       );
     }
     if (!this.#tagged || lineage === null) return fresh;
     const id = lineage.slice(0, TAG_LENGTH) + fresh;
-    if (!this.#settings.idPattern.test(id)) throw new TypeError(`koaRedisSession: the id ${JSON.stringify(id)} drawn for a regenerate does not match ${this.#settings.idPattern}`);
+    if (!this.#settings.idPattern.test(id))
+      throw new TypeError(
+        `koaRedisSession: the id ${JSON.stringify(id)} drawn for a regenerate does not match ${this.#settings.idPattern}`,
+      );
     return id;
   }
 
@@ -223,7 +253,12 @@ export class SessionStore {
         return await call();
       } catch (err) {
         if (err instanceof Error && err.message === 'Command timed out') {
-          throw new SessionStoreError(`session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms (option commandTimeout)`, id, command, { cause: err });
+          throw new SessionStoreError(
+            `session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms (option commandTimeout)`,
+            id,
+            command,
+            { cause: err },
+          );
         }
         throw this.#failed(command, id, err);
       }
@@ -232,7 +267,14 @@ export class SessionStore {
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new SessionStoreError(`session store unavailable: ${command} did not answer within ${ms} ms (option commandTimeout)`, id, command)),
+        () =>
+          reject(
+            new SessionStoreError(
+              `session store unavailable: ${command} did not answer within ${ms} ms (option commandTimeout)`,
+              id,
+              command,
+            ),
+          ),
         ms,
       );
     });
@@ -248,13 +290,25 @@ export class SessionStore {
 
   #failed(command: string, id: string | null, err: unknown): SessionStoreError {
     const message = err instanceof Error ? err.message : String(err);
-    return new SessionStoreError(`session store unavailable: ${command} failed: ${message}`, id, command, { cause: err });
+    return new SessionStoreError(`session store unavailable: ${command} failed: ${message}`, id, command, {
+      cause: err,
+    });
   }
 
   /** The one load: read the session, fold in a due refresh, remove an expired or legacy key.
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
-    const reply = await this.#send('load', id, () => this.#redis.ksmLoadV6Buffer(this.key(id), now, this.#trigger, this.#ttlFlag, FORMAT_VERSION, this.#absolute, this.#settings.timeout ?? -1));
+    const reply = await this.#send('load', id, () =>
+      this.#redis.ksmLoadV6Buffer(
+        this.key(id),
+        now,
+        this.#trigger,
+        this.#ttlFlag,
+        FORMAT_VERSION,
+        this.#absolute,
+        this.#settings.timeout ?? -1,
+      ),
+    );
     switch (reply[0]) {
       case 1: {
         let stored: StoredSession;
@@ -295,7 +349,9 @@ export class SessionStore {
         return this.#underFreshId(source, (id) => {
           const op = this.#nextOp();
           const { ttl, value } = this.#whole(source, now, op);
-          return this.#send('replace', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'replace', ttl, op, value));
+          return this.#send('replace', oldId, () =>
+            this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'replace', ttl, op, value),
+          );
         });
       }
       case 'patch': {
@@ -307,7 +363,9 @@ export class SessionStore {
         const oldId = source.storedId as string;
         return this.#underFreshId(source, (id) => {
           const intent = this.#intent(source, now);
-          return this.#send('move', oldId, () => this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'move', intent));
+          return this.#send('move', oldId, () =>
+            this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'move', intent),
+          );
         });
       }
       case 'delete':
@@ -344,7 +402,20 @@ export class SessionStore {
     const { set, del, flash, flashQueues } = source.intent();
     const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';
     const s = this.#settings;
-    return [now, this.#ttlFlag, s.maxSize, timeout, s.invalidateEmptySession ? '1' : '0', flashQueues, set.length / 2, this.#nextOp(), this.#absolute, ...flash, ...set, ...del];
+    return [
+      now,
+      this.#ttlFlag,
+      s.maxSize,
+      timeout,
+      s.invalidateEmptySession ? '1' : '0',
+      flashQueues,
+      set.length / 2,
+      this.#nextOp(),
+      this.#absolute,
+      ...flash,
+      ...set,
+      ...del,
+    ];
   }
 
   /** A whole session as create and replace store it (src/store/layout.ts), recording `op`. */
@@ -368,7 +439,9 @@ export class SessionStore {
       const code = await store(id);
       if (code !== 0) return answer(code, id);
     }
-    throw new Error(`session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`);
+    throw new Error(
+      `session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`,
+    );
   }
 }
 
@@ -402,7 +475,9 @@ const SCRIPT_NAMES = Object.keys(SCRIPTS);
  * never wrong.
  */
 function autopipelines(redis: RedisClient): boolean {
-  const options = (redis as { options?: { enableAutoPipelining?: boolean; autoPipeliningIgnoredCommands?: readonly string[] } }).options;
+  const options = (
+    redis as { options?: { enableAutoPipelining?: boolean; autoPipeliningIgnoredCommands?: readonly string[] } }
+  ).options;
   if (options?.enableAutoPipelining !== true) return false;
   const ignored = options.autoPipeliningIgnoredCommands ?? [];
   return SCRIPT_NAMES.every((name) => !ignored.includes(name));

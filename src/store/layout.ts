@@ -60,14 +60,31 @@ export function packSession(head: string, fields: readonly string[]): Buffer {
   const out = Buffer.allocUnsafe(size);
   let at = out.write(head, 0, 'latin1');
   if (count < 16) out[at++] = 0x80 | count;
-  else if (count < 0x10000) { out[at] = 0xde; out.writeUInt16BE(count, at + 1); at += 3; }
-  else { out[at] = 0xdf; out.writeUInt32BE(count, at + 1); at += 5; }
+  else if (count < 0x10000) {
+    out[at] = 0xde;
+    out.writeUInt16BE(count, at + 1);
+    at += 3;
+  } else {
+    out[at] = 0xdf;
+    out.writeUInt32BE(count, at + 1);
+    at += 5;
+  }
   for (const text of fields) {
     const length = Buffer.byteLength(text);
     if (length < 32) out[at++] = 0xa0 | length;
-    else if (length < 0x100) { out[at] = 0xd9; out[at + 1] = length; at += 2; }
-    else if (length < 0x10000) { out[at] = 0xda; out.writeUInt16BE(length, at + 1); at += 3; }
-    else { out[at] = 0xdb; out.writeUInt32BE(length, at + 1); at += 5; }
+    else if (length < 0x100) {
+      out[at] = 0xd9;
+      out[at + 1] = length;
+      at += 2;
+    } else if (length < 0x10000) {
+      out[at] = 0xda;
+      out.writeUInt16BE(length, at + 1);
+      at += 3;
+    } else {
+      out[at] = 0xdb;
+      out.writeUInt32BE(length, at + 1);
+      at += 5;
+    }
     at += out.write(text, at, 'utf8');
   }
   return out.subarray(0, at);
@@ -114,10 +131,15 @@ export function readMap(value: Buffer, at: number): string[] {
   if (head === undefined) return malformed();
   at++;
   if (head >= 0x80 && head <= 0x8f) count = head & 0x0f;
-  else if (head === 0x90) count = 0; // cmsgpack packs an empty table as an empty array
-  else if (head === 0xde && end >= at + 2) { count = value.readUInt16BE(at); at += 2; }
-  else if (head === 0xdf && end >= at + 4) { count = value.readUInt32BE(at); at += 4; }
-  else return malformed();
+  else if (head === 0x90)
+    count = 0; // cmsgpack packs an empty table as an empty array
+  else if (head === 0xde && end >= at + 2) {
+    count = value.readUInt16BE(at);
+    at += 2;
+  } else if (head === 0xdf && end >= at + 4) {
+    count = value.readUInt32BE(at);
+    at += 4;
+  } else return malformed();
   count *= 2;
   if (count > end - at) return malformed(); // each string takes a byte at least: no huge allocation
   const fields = new Array<string>(count);
@@ -130,9 +152,13 @@ export function readMap(value: Buffer, at: number): string[] {
     if (type === undefined) return malformed();
     if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
     else if ((type === 0xd9 || type === 0xc4) && at + 1 <= end) length = value[at++] as number;
-    else if ((type === 0xda || type === 0xc5) && at + 2 <= end) { length = value.readUInt16BE(at); at += 2; }
-    else if ((type === 0xdb || type === 0xc6) && at + 4 <= end) { length = value.readUInt32BE(at); at += 4; }
-    else return malformed();
+    else if ((type === 0xda || type === 0xc5) && at + 2 <= end) {
+      length = value.readUInt16BE(at);
+      at += 2;
+    } else if ((type === 0xdb || type === 0xc6) && at + 4 <= end) {
+      length = value.readUInt32BE(at);
+      at += 4;
+    } else return malformed();
     if (at + length > end) return malformed();
     const piece = text.slice(at, at + length);
     fields[i] = NON_ASCII.test(piece) ? value.toString('utf8', at, at + length) : piece;

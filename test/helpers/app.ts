@@ -95,7 +95,11 @@ export function setCookies(res: Response): SetCookie[] {
 /** The one session cookie the response set (not a clear), as a Cookie header value. */
 export function expectCookieSet(res: Response, name = 'session'): { cookie: string; id: string } {
   const cookies = setCookies(res).filter((c) => c.name === name);
-  assert.equal(cookies.length, 1, `expected one Set-Cookie for ${name}, got ${JSON.stringify(res.headers['set-cookie'])}`);
+  assert.equal(
+    cookies.length,
+    1,
+    `expected one Set-Cookie for ${name}, got ${JSON.stringify(res.headers['set-cookie'])}`,
+  );
   const c = cookies[0] as SetCookie;
   assert.notEqual(c.value, '', 'expected the cookie to be set, not cleared');
   assert.match(String(res.headers.vary ?? ''), /cookie/i, 'a set cookie must come with Vary: Cookie');
@@ -105,7 +109,11 @@ export function expectCookieSet(res: Response, name = 'session'): { cookie: stri
 /** The response cleared the session cookie. */
 export function expectCookieCleared(res: Response, name = 'session'): SetCookie {
   const cookies = setCookies(res).filter((c) => c.name === name);
-  assert.equal(cookies.length, 1, `expected one Set-Cookie for ${name}, got ${JSON.stringify(res.headers['set-cookie'])}`);
+  assert.equal(
+    cookies.length,
+    1,
+    `expected one Set-Cookie for ${name}, got ${JSON.stringify(res.headers['set-cookie'])}`,
+  );
   const c = cookies[0] as SetCookie;
   assert.equal(c.value, '', 'expected the cookie to be cleared');
   assert.match(String(c.attributes.expires), /1970/);
@@ -114,5 +122,9 @@ export function expectCookieCleared(res: Response, name = 'session'): SetCookie 
 
 /** The response carries no Set-Cookie at all. */
 export function expectNoCookie(res: Response): void {
-  assert.equal(res.headers['set-cookie'], undefined, `expected no Set-Cookie, got ${JSON.stringify(res.headers['set-cookie'])}`);
+  assert.equal(
+    res.headers['set-cookie'],
+    undefined,
+    `expected no Set-Cookie, got ${JSON.stringify(res.headers['set-cookie'])}`,
+  );
 }

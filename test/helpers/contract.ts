@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Cluster, Redis } from 'ioredis';
 import type { Context } from 'koa';
-import type { Response } from 'supertest';
 import type { SessionOptions } from '../../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, type KoaVersion } from './app.js';
 import { signedCookie, storedData } from './fixture.js';
@@ -53,8 +52,24 @@ interface Row {
 }
 
 const ROWS: Row[] = [
-  { request: 'no cookie; session untouched', costs: 'sends nothing', prepare: 'none', handler: () => 'hi', redis: [], cookie: 'none', keys: 0 },
-  { request: 'no cookie; session only read', costs: 'sends nothing', prepare: 'none', handler: (ctx) => String(ctx.session.user), redis: [], cookie: 'none', keys: 0 },
+  {
+    request: 'no cookie; session untouched',
+    costs: 'sends nothing',
+    prepare: 'none',
+    handler: () => 'hi',
+    redis: [],
+    cookie: 'none',
+    keys: 0,
+  },
+  {
+    request: 'no cookie; session only read',
+    costs: 'sends nothing',
+    prepare: 'none',
+    handler: (ctx) => String(ctx.session.user),
+    redis: [],
+    cookie: 'none',
+    keys: 0,
+  },
   {
     request: 'no cookie; data set then removed',
     costs: 'sends nothing and creates no key',
@@ -67,8 +82,24 @@ const ROWS: Row[] = [
     cookie: 'none',
     keys: 0,
   },
-  { request: 'badly signed cookie; session read', costs: 'sends nothing and clears the cookie', prepare: 'bad-signature', handler: (ctx) => String(ctx.session.user), redis: [], cookie: 'cleared', keys: 1 },
-  { request: 'garbage cookie; session untouched', costs: 'sends nothing and clears the cookie', prepare: 'garbage', handler: () => 'hi', redis: [], cookie: 'cleared', keys: 0 },
+  {
+    request: 'badly signed cookie; session read',
+    costs: 'sends nothing and clears the cookie',
+    prepare: 'bad-signature',
+    handler: (ctx) => String(ctx.session.user),
+    redis: [],
+    cookie: 'cleared',
+    keys: 1,
+  },
+  {
+    request: 'garbage cookie; session untouched',
+    costs: 'sends nothing and clears the cookie',
+    prepare: 'garbage',
+    handler: () => 'hi',
+    redis: [],
+    cookie: 'cleared',
+    keys: 0,
+  },
   {
     request: 'no cookie; data written',
     costs: 'sends one create with data and TTL, and sets the cookie',
@@ -80,8 +111,24 @@ const ROWS: Row[] = [
     cookie: 'set',
     stored: { user: 'grace' },
   },
-  { request: 'valid cookie; session only read', costs: 'sends the load only', prepare: 'seeded', handler: (ctx) => String(ctx.session.user), redis: ['load'], cookie: 'none', stored: SEED },
-  { request: 'valid cookie; session untouched', costs: 'sends the load only', prepare: 'seeded', handler: () => 'hi', redis: ['load'], cookie: 'none', stored: SEED },
+  {
+    request: 'valid cookie; session only read',
+    costs: 'sends the load only',
+    prepare: 'seeded',
+    handler: (ctx) => String(ctx.session.user),
+    redis: ['load'],
+    cookie: 'none',
+    stored: SEED,
+  },
+  {
+    request: 'valid cookie; session untouched',
+    costs: 'sends the load only',
+    prepare: 'seeded',
+    handler: () => 'hi',
+    redis: ['load'],
+    cookie: 'none',
+    stored: SEED,
+  },
   {
     request: 'valid cookie; top-level data changed',
     costs: 'sends the load and one patch',
@@ -176,9 +223,33 @@ const ROWS: Row[] = [
     stored: { ...SEED, views: 5 },
     keys: 2, // the session, and the marker at the old id
   },
-  { request: 'valid cookie; key missing', costs: 'sends the load only and clears the cookie', prepare: 'missing-key', handler: (ctx) => String(ctx.session.user), redis: ['load'], cookie: 'cleared', keys: 0 },
-  { request: 'valid cookie; payload expired', costs: 'sends the load only, which removes the key, and clears the cookie', prepare: 'expired', handler: (ctx) => String(ctx.session.user), redis: ['load'], cookie: 'cleared', keys: 0 },
-  { request: 'valid cookie; legacy payload', costs: 'sends the load only, which removes the key, and clears the cookie', prepare: 'legacy', handler: (ctx) => String(ctx.session.user), redis: ['load'], cookie: 'cleared', keys: 0 },
+  {
+    request: 'valid cookie; key missing',
+    costs: 'sends the load only and clears the cookie',
+    prepare: 'missing-key',
+    handler: (ctx) => String(ctx.session.user),
+    redis: ['load'],
+    cookie: 'cleared',
+    keys: 0,
+  },
+  {
+    request: 'valid cookie; payload expired',
+    costs: 'sends the load only, which removes the key, and clears the cookie',
+    prepare: 'expired',
+    handler: (ctx) => String(ctx.session.user),
+    redis: ['load'],
+    cookie: 'cleared',
+    keys: 0,
+  },
+  {
+    request: 'valid cookie; legacy payload',
+    costs: 'sends the load only, which removes the key, and clears the cookie',
+    prepare: 'legacy',
+    handler: (ctx) => String(ctx.session.user),
+    redis: ['load'],
+    cookie: 'cleared',
+    keys: 0,
+  },
   {
     request: 'valid cookie; undecodable payload with deserializedFailsNew',
     costs: 'sends the load only and clears the cookie',
@@ -224,7 +295,12 @@ const ROWS: Row[] = [
 ];
 
 /** Bring Redis and the cookie into the row's starting state; returns the Cookie header and key. */
-async function prepare(env: ContractEnv, version: KoaVersion, kind: Prepare, options: SessionOptions): Promise<{ cookie?: string; key?: string }> {
+async function prepare(
+  env: ContractEnv,
+  version: KoaVersion,
+  kind: Prepare,
+  options: SessionOptions,
+): Promise<{ cookie?: string; key?: string }> {
   const redis = env.inspect();
   const now = Math.floor(Date.now() / 1000);
   switch (kind) {
@@ -264,47 +340,55 @@ async function prepare(env: ContractEnv, version: KoaVersion, kind: Prepare, opt
 }
 
 export function runContract(env: ContractEnv, label: string): void {
-for (const version of env.versions) {
-  describe(`the cost table on Koa ${version}, ${label}`, () => {
-    for (const row of ROWS) {
-      describe(row.request, () => {
-        it(row.costs, async () => {
-          const options: SessionOptions = { ...row.options, redis: env.redis() };
-          const start = await prepare(env, version, row.prepare, options);
-          const app = makeApp(version, options, row.handler);
-          await app.ready();
-          const { res, wire } = await env.request(() => app.get('/', start.cookie));
-          await app.close();
-          const response = res;
+  for (const version of env.versions) {
+    describe(`the cost table on Koa ${version}, ${label}`, () => {
+      for (const row of ROWS) {
+        describe(row.request, () => {
+          it(row.costs, async () => {
+            const options: SessionOptions = { ...row.options, redis: env.redis() };
+            const start = await prepare(env, version, row.prepare, options);
+            const app = makeApp(version, options, row.handler);
+            await app.ready();
+            const { res, wire } = await env.request(() => app.get('/', start.cookie));
+            await app.close();
+            const response = res;
 
-          assert.deepEqual(wire.map((c) => c.op), row.redis, 'Redis commands on the wire');
-          for (const c of wire) if (start.key && c.op === 'load') assert.equal(c.key, start.key);
-          assert.equal(response.status, row.status ?? 200);
+            assert.deepEqual(
+              wire.map((c) => c.op),
+              row.redis,
+              'Redis commands on the wire',
+            );
+            for (const c of wire) if (start.key && c.op === 'load') assert.equal(c.key, start.key);
+            assert.equal(response.status, row.status ?? 200);
 
-          let key = start.key;
-          if (row.cookie === 'none') expectNoCookie(response);
-          else if (row.cookie === 'cleared') expectCookieCleared(response);
-          else {
-            const { id } = expectCookieSet(response);
-            if (row.cookie === 'new-id') {
-              assert.notEqual(sessionKey(id, env.cluster), start.key, 'a new id');
-              // A regenerate leaves a marker (`m`, the new key) at the old id for a concurrent logout.
-              assert.equal(await isSession(env.inspect(), start.key as string), false, 'no session under the old key');
+            let key = start.key;
+            if (row.cookie === 'none') expectNoCookie(response);
+            else if (row.cookie === 'cleared') expectCookieCleared(response);
+            else {
+              const { id } = expectCookieSet(response);
+              if (row.cookie === 'new-id') {
+                assert.notEqual(sessionKey(id, env.cluster), start.key, 'a new id');
+                // A regenerate leaves a marker (`m`, the new key) at the old id for a concurrent logout.
+                assert.equal(
+                  await isSession(env.inspect(), start.key as string),
+                  false,
+                  'no session under the old key',
+                );
+              }
+              key = sessionKey(id, env.cluster);
             }
-            key = sessionKey(id, env.cluster);
-          }
-          if (row.stored !== undefined) {
-            if (row.stored === null) assert.equal(await env.inspect().exists(key as string), 0);
-            else assert.deepEqual(await storedData(env.inspect(), key as string), row.stored);
-          }
-          if (row.stored && row.stored !== null) {
-            const ttl = await env.inspect().ttl(key as string);
-            assert.ok(ttl > 1190 && ttl <= 1200, `TTL follows the timeout (got ${ttl})`);
-          }
-          if (row.keys !== undefined) assert.equal(await env.keyCount(), row.keys, 'keys left in Redis');
+            if (row.stored !== undefined) {
+              if (row.stored === null) assert.equal(await env.inspect().exists(key as string), 0);
+              else assert.deepEqual(await storedData(env.inspect(), key as string), row.stored);
+            }
+            if (row.stored && row.stored !== null) {
+              const ttl = await env.inspect().ttl(key as string);
+              assert.ok(ttl > 1190 && ttl <= 1200, `TTL follows the timeout (got ${ttl})`);
+            }
+            if (row.keys !== undefined) assert.equal(await env.keyCount(), row.keys, 'keys left in Redis');
+          });
         });
-      });
-    }
-  });
-}
+      }
+    });
+  }
 }

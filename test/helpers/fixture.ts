@@ -95,7 +95,14 @@ export interface Seeded {
  */
 export async function afterSeed(
   f: Fixture,
-  { seed, handler, options = {}, before, withLua = false, between }: {
+  {
+    seed,
+    handler,
+    options = {},
+    before,
+    withLua = false,
+    between,
+  }: {
     seed: Record<string, unknown>;
     handler: (ctx: Context) => unknown;
     options?: Omit<SessionOptions, 'redis'>;
@@ -104,7 +111,12 @@ export async function afterSeed(
     between?: (key: string) => Promise<unknown>;
   },
 ): Promise<Seeded> {
-  const app = makeApp(3, { ...options, redis: f.server.url }, (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, seed) : handler(ctx)), before);
+  const app = makeApp(
+    3,
+    { ...options, redis: f.server.url },
+    (ctx) => (ctx.path === '/seed' ? void Object.assign(ctx.session, seed) : handler(ctx)),
+    before,
+  );
   await app.ready();
   const first = await app.get('/seed');
   const { cookie, id } = expectCookieSet(first, options.cookie?.name);

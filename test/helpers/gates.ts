@@ -41,7 +41,10 @@ export class Gates {
   async reached(name: string, timeoutMs = 20_000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`gate ${name}: the handler never got there within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`gate ${name}: the handler never got there within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([this.#get(this.#arrived, name).promise, expired]);

@@ -65,7 +65,11 @@ export interface RedisCluster {
 }
 
 async function clusterInfo(port: number): Promise<string> {
-  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const client = new Redis(port, '127.0.0.1', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -87,14 +91,36 @@ export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<
     nodes.push(
       await startRedis(
         // Each node its own folder: replicas write their sync files there.
-        ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', '--dir', nodeDir(dir, port), '--enable-debug-command', 'yes'],
+        [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '1000',
+          '--dir',
+          nodeDir(dir, port),
+          '--enable-debug-command',
+          'yes',
+        ],
         port,
       ),
     );
   }
-  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], {
-    timeout: 60_000,
-  });
+  await run(
+    'redis-cli',
+    [
+      '--cluster',
+      'create',
+      ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      '--cluster-replicas',
+      String(replicasPerMaster),
+      '--cluster-yes',
+    ],
+    {
+      timeout: 60_000,
+    },
+  );
   const alive = new Set(nodes);
   const cluster: RedisCluster = {
     nodes,

@@ -35,7 +35,9 @@ export async function startSentinel(): Promise<RedisSentinel> {
   const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)]);
   const replicaClient = new Redis(replica.port);
   try {
-    await waitFor('the replica to sync', async () => /master_link_status:up/.test(String(await replicaClient.info('replication'))));
+    await waitFor('the replica to sync', async () =>
+      /master_link_status:up/.test(String(await replicaClient.info('replication'))),
+    );
   } finally {
     replicaClient.disconnect();
   }
@@ -91,4 +93,3 @@ export async function startSentinel(): Promise<RedisSentinel> {
     },
   };
 }
-

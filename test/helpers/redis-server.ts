@@ -43,7 +43,11 @@ function ping(port: number): Promise<boolean> {
 }
 
 /** Start a private redis-server (on a free port unless one is given) and wait until it answers PING. */
-export async function startRedis(extraArgs: string[] = [], fixedPort?: number, configFile?: string): Promise<RedisServer> {
+export async function startRedis(
+  extraArgs: string[] = [],
+  fixedPort?: number,
+  configFile?: string,
+): Promise<RedisServer> {
   const port = fixedPort ?? (await freePort());
   let child: ChildProcess;
   try {
@@ -51,7 +55,18 @@ export async function startRedis(extraArgs: string[] = [], fixedPort?: number, c
       'redis-server',
       [
         ...(configFile ? [configFile] : []), // redis-server reads a config file only as its first argument
-        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
         ...extraArgs,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -96,7 +111,8 @@ export async function replicasCaughtUp(port: number, timeoutMs = 30_000): Promis
     for (;;) {
       const offsets = [...(await info()).matchAll(/^slave\d+:.*offset=(\d+)/gm)].map((m) => Number(m[1]));
       if (offsets.length > 0 && offsets.every((offset) => offset >= target)) return;
-      if (Date.now() > deadline) throw new Error(`the replicas of ${port} did not reach offset ${target} (at ${offsets.join(', ') || 'none'})`);
+      if (Date.now() > deadline)
+        throw new Error(`the replicas of ${port} did not reach offset ${target} (at ${offsets.join(', ') || 'none'})`);
       await new Promise((r) => setTimeout(r, 50));
     }
   } finally {

@@ -19,7 +19,11 @@ export interface LiveApp {
   close(): Promise<void>;
 }
 
-export async function serveSession(options: SessionOptions, handler: (ctx: Koa.Context) => Promise<void> | void, upstream?: Koa.Middleware): Promise<LiveApp> {
+export async function serveSession(
+  options: SessionOptions,
+  handler: (ctx: Koa.Context) => Promise<void> | void,
+  upstream?: Koa.Middleware,
+): Promise<LiveApp> {
   const app = new Koa();
   app.keys = KEYS;
   app.silent = true;
@@ -48,7 +52,11 @@ export function cookieOf(res: Response): string {
 
 /** Four workers reading and writing the given sessions until `during()` has finished; what every
  *  request answered and the slowest answer. */
-export async function trafficDuring(app: LiveApp, cookies: string[], during: () => Promise<void>): Promise<{ statuses: number[]; slowest: number }> {
+export async function trafficDuring(
+  app: LiveApp,
+  cookies: string[],
+  during: () => Promise<void>,
+): Promise<{ statuses: number[]; slowest: number }> {
   const statuses: number[] = [];
   let slowest = 0;
   let running = true;

@@ -38,10 +38,22 @@ export async function isSession(redis: Redis | Cluster, key: string): Promise<bo
  * Store a session as this version would: `c` (default now), `t` and `x` go to the header, every
  * other entry to the map. `ttl` seconds sets a Redis TTL.
  */
-export async function seed(redis: Redis | Cluster, key: string, fields: Record<string, string | number>, ttl?: number): Promise<void> {
+export async function seed(
+  redis: Redis | Cluster,
+  key: string,
+  fields: Record<string, string | number>,
+  ttl?: number,
+): Promise<void> {
   const { c, t, x, v, ...rest } = fields;
-  const head = header(Number(c ?? Math.floor(Date.now() / 1000)), t === undefined ? null : Number(t), x === undefined ? null : Number(x));
-  const value = packSession(v === undefined ? head : head.replace(/^\d+/, String(v)), Object.entries(rest).flatMap(([f, val]) => [f, String(val)]));
+  const head = header(
+    Number(c ?? Math.floor(Date.now() / 1000)),
+    t === undefined ? null : Number(t),
+    x === undefined ? null : Number(x),
+  );
+  const value = packSession(
+    v === undefined ? head : head.replace(/^\d+/, String(v)),
+    Object.entries(rest).flatMap(([f, val]) => [f, String(val)]),
+  );
   if (ttl !== undefined) await redis.set(key, value, 'EX', ttl);
   else await redis.set(key, value);
 }
@@ -50,7 +62,11 @@ export { FORMAT_VERSION };
 
 /** Change entries of a stored session in place (header numbers `c`, `t`, `x` or map fields; an
  *  `undefined` removes a field), keeping its TTL: what a test does to age a session or plant data. */
-export async function update(redis: Redis | Cluster, key: string, changes: Record<string, string | number | undefined>): Promise<void> {
+export async function update(
+  redis: Redis | Cluster,
+  key: string,
+  changes: Record<string, string | number | undefined>,
+): Promise<void> {
   const current = await stored(redis, key);
   if (current.v === undefined) throw new Error(`update: no session stored at ${key}`);
   const next: Record<string, string | number> = {};

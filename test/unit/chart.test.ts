@@ -22,7 +22,10 @@ describe('toDot', () => {
 
   it('draws compound states as clusters and final states as double circles', () => {
     assert.match(dot, /subgraph "cluster_loaded" \{/);
-    assert.match(dot, /"persisted" \[label="persisted\\ncreate, patch, move, replace", id="state:persisted", shape=doublecircle/);
+    assert.match(
+      dot,
+      /"persisted" \[label="persisted\\ncreate, patch, move, replace", id="state:persisted", shape=doublecircle/,
+    );
   });
 
   it('labels each final state with the Redis commands sent on the way to it', () => {
@@ -36,10 +39,33 @@ describe('toMermaid', () => {
   const chart = toMermaid();
 
   it('draws every state of the machine and every final state leads out', () => {
-    for (const state of ['unloaded', 'loading', 'new', 'invalid', 'loaded', 'loaded_invalidated', 'loaded_replaced', 'loaded_regenerated', 'creating', 'patching', 'moving', 'replacing', 'deleting']) {
+    for (const state of [
+      'unloaded',
+      'loading',
+      'new',
+      'invalid',
+      'loaded',
+      'loaded_invalidated',
+      'loaded_replaced',
+      'loaded_regenerated',
+      'creating',
+      'patching',
+      'moving',
+      'replacing',
+      'deleting',
+    ]) {
       assert.match(chart, new RegExp(`as ${state}\\b`));
     }
-    for (const final of ['persisted', 'refreshed', 'untouched', 'destroyed', 'discarded', 'gone', 'rejected', 'failed']) {
+    for (const final of [
+      'persisted',
+      'refreshed',
+      'untouched',
+      'destroyed',
+      'discarded',
+      'gone',
+      'rejected',
+      'failed',
+    ]) {
       assert.match(chart, new RegExp(`^  ${final} --> \\[\\*\\]$`, 'm'));
     }
     assert.match(chart, /new --> creating: request\.ended \/ planCreate/);

@@ -6,7 +6,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import Keygrip from 'keygrip';
-import { CookieCodec, CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, KeygripKeyRing, defaultGenId, toKeyRing } from '../../src/cookie.js';
+import {
+  CookieCodec,
+  CUSTOM_ID_PATTERN,
+  DEFAULT_ID_PATTERN,
+  KeygripKeyRing,
+  defaultGenId,
+  toKeyRing,
+} from '../../src/cookie.js';
 import { KEYS } from '../helpers/app.js';
 
 const ID = 'A'.repeat(43);
@@ -17,27 +24,41 @@ describe('KeygripKeyRing (the ring made from a list of secrets)', () => {
     fc.string({ minLength: 1, maxLength: 40 }),
     fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => Buffer.from(b)),
   );
-  const base64url = fc.string({ unit: fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.split('')), minLength: 26, maxLength: 28 });
+  const base64url = fc.string({
+    unit: fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.split('')),
+    minLength: 26,
+    maxLength: 28,
+  });
 
   it('signs exactly as keygrip does and finds the same key index, for any keys and data', () => {
     fc.assert(
-      fc.property(fc.array(secret, { minLength: 1, maxLength: 4 }), fc.string({ maxLength: 120 }), fc.nat(3), (keys, data, k) => {
-        const ours = new KeygripKeyRing(keys);
-        const theirs = new Keygrip(keys as string[]);
-        assert.equal(ours.sign(data), theirs.sign(data));
-        const signer = keys[k % keys.length] as string;
-        const signature = new Keygrip([signer]).sign(data);
-        assert.equal(ours.index(data, signature), theirs.index(data, signature));
-      }),
+      fc.property(
+        fc.array(secret, { minLength: 1, maxLength: 4 }),
+        fc.string({ maxLength: 120 }),
+        fc.nat(3),
+        (keys, data, k) => {
+          const ours = new KeygripKeyRing(keys);
+          const theirs = new Keygrip(keys as string[]);
+          assert.equal(ours.sign(data), theirs.sign(data));
+          const signer = keys[k % keys.length] as string;
+          const signature = new Keygrip([signer]).sign(data);
+          assert.equal(ours.index(data, signature), theirs.index(data, signature));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
 
   it('rejects what keygrip rejects: any other text, of any length, canonical or not', () => {
     fc.assert(
-      fc.property(fc.array(secret, { minLength: 1, maxLength: 3 }), fc.string({ maxLength: 60 }), fc.oneof(base64url, fc.string({ maxLength: 40 })), (keys, data, digest) => {
-        assert.equal(new KeygripKeyRing(keys).index(data, digest), new Keygrip(keys as string[]).index(data, digest));
-      }),
+      fc.property(
+        fc.array(secret, { minLength: 1, maxLength: 3 }),
+        fc.string({ maxLength: 60 }),
+        fc.oneof(base64url, fc.string({ maxLength: 40 })),
+        (keys, data, digest) => {
+          assert.equal(new KeygripKeyRing(keys).index(data, digest), new Keygrip(keys as string[]).index(data, digest));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -110,6 +131,7 @@ describe('CookieCodec', () => {
 
   it('accepts custom ids of cookie-safe characters without a dot', () => {
     assert.match('user-42_x:y', CUSTOM_ID_PATTERN);
-    for (const bad of ['a.b', 'a b', 'a;b', 'a,b', 'a"b', 'a\\b', '', 'x'.repeat(201)]) assert.doesNotMatch(bad, CUSTOM_ID_PATTERN);
+    for (const bad of ['a.b', 'a b', 'a;b', 'a,b', 'a"b', 'a\\b', '', 'x'.repeat(201)])
+      assert.doesNotMatch(bad, CUSTOM_ID_PATTERN);
   });
 });

@@ -75,7 +75,7 @@ describe('the ring from a list of secrets, against keygrip', () => {
   });
 });
 
-describe("a ring the application made (wrapped: its sign() first, its own index() only for other keys)", () => {
+describe('a ring the application made (wrapped: its sign() first, its own index() only for other keys)', () => {
   for (const { name, make, length } of USER_RINGS) {
     it(`${name}: same answers as the ring itself, its index() asked only when the newest key did not sign`, () => {
       const own = counting(make(KEYS));

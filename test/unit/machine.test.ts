@@ -18,12 +18,58 @@ const ENDINGS: RequestEndedEvent[] = [];
 for (const hasData of [false, true])
   for (const changed of [false, true])
     for (const cookieAllowed of [false, true])
-      for (const errored of [false, true]) ENDINGS.push({ type: 'request.ended', hasData, changed, cookieAllowed, errored, fits: true, secureOk: true, persistentCookie: false });
-ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: false, secureOk: true, persistentCookie: false });
-ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: true, secureOk: false, persistentCookie: false });
+      for (const errored of [false, true])
+        ENDINGS.push({
+          type: 'request.ended',
+          hasData,
+          changed,
+          cookieAllowed,
+          errored,
+          fits: true,
+          secureOk: true,
+          persistentCookie: false,
+        });
+ENDINGS.push({
+  type: 'request.ended',
+  hasData: true,
+  changed: true,
+  cookieAllowed: true,
+  errored: false,
+  fits: false,
+  secureOk: true,
+  persistentCookie: false,
+});
+ENDINGS.push({
+  type: 'request.ended',
+  hasData: true,
+  changed: true,
+  cookieAllowed: true,
+  errored: false,
+  fits: true,
+  secureOk: false,
+  persistentCookie: false,
+});
 // A persistent cookie, which rolls by default.
-ENDINGS.push({ type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: true });
-ENDINGS.push({ type: 'request.ended', hasData: true, changed: true, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: true });
+ENDINGS.push({
+  type: 'request.ended',
+  hasData: true,
+  changed: false,
+  cookieAllowed: true,
+  errored: false,
+  fits: true,
+  secureOk: true,
+  persistentCookie: true,
+});
+ENDINGS.push({
+  type: 'request.ended',
+  hasData: true,
+  changed: true,
+  cookieAllowed: true,
+  errored: false,
+  fits: true,
+  secureOk: true,
+  persistentCookie: true,
+});
 
 const EVENTS: SessionEvent[] = [
   { type: 'cookie.missing' },
@@ -51,9 +97,23 @@ const INPUTS: SessionInput[] = [];
 for (const invalidateEmptySession of [false, true])
   for (const cookieOnException of [false, true])
     for (const deserializedFailsNew of [false, true])
-      for (const continueOnRedisError of [false, true]) INPUTS.push({ invalidateEmptySession, cookieOnException, deserializedFailsNew, continueOnRedisError, rolling: null });
+      for (const continueOnRedisError of [false, true])
+        INPUTS.push({
+          invalidateEmptySession,
+          cookieOnException,
+          deserializedFailsNew,
+          continueOnRedisError,
+          rolling: null,
+        });
 // `rolling` forced on and off, at the other options' defaults.
-for (const rolling of [true, false]) INPUTS.push({ invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false, rolling });
+for (const rolling of [true, false])
+  INPUTS.push({
+    invalidateEmptySession: true,
+    cookieOnException: true,
+    deserializedFailsNew: false,
+    continueOnRedisError: false,
+    rolling,
+  });
 
 type Snap = SnapshotFrom<typeof sessionMachine>;
 
@@ -64,7 +124,10 @@ function flatValue(value: unknown): string {
 }
 
 /** Run events on both runtimes, comparing after every step. */
-function compare(input: SessionInput, events: readonly SessionEvent[]): { value: string; output: SessionOutput | undefined } {
+function compare(
+  input: SessionInput,
+  events: readonly SessionEvent[],
+): { value: string; output: SessionOutput | undefined } {
   const actor = createActor(sessionMachine, { input }).start();
   const run = new MachineRun(input);
   for (const event of events) {
@@ -82,14 +145,34 @@ function compare(input: SessionInput, events: readonly SessionEvent[]): { value:
 
 describe('compiled machine', () => {
   it('has one leaf per atomic and final state of the chart', () => {
-    assert.deepEqual(
-      sessionTable.leaves.map((l) => l.path).sort(),
-      [
-        'creating', 'deleting', 'destroyed', 'discarded', 'failed', 'gone', 'invalid.clean', 'invalid.dirty', 'loaded.clean', 'loaded.dirty', 'loaded.invalidated',
-        'loaded.regenerated', 'loaded.replaced', 'loading', 'moving', 'new.clean', 'new.dirty', 'offline.clean', 'offline.dirty', 'patching', 'persisted', 'refreshed',
-        'rejected', 'replacing', 'unloaded', 'untouched',
-      ],
-    );
+    assert.deepEqual(sessionTable.leaves.map((l) => l.path).sort(), [
+      'creating',
+      'deleting',
+      'destroyed',
+      'discarded',
+      'failed',
+      'gone',
+      'invalid.clean',
+      'invalid.dirty',
+      'loaded.clean',
+      'loaded.dirty',
+      'loaded.invalidated',
+      'loaded.regenerated',
+      'loaded.replaced',
+      'loading',
+      'moving',
+      'new.clean',
+      'new.dirty',
+      'offline.clean',
+      'offline.dirty',
+      'patching',
+      'persisted',
+      'refreshed',
+      'rejected',
+      'replacing',
+      'unloaded',
+      'untouched',
+    ]);
   });
 
   it('equals the XState actor on every shortest path, for every option combination', () => {
@@ -97,35 +180,59 @@ describe('compiled machine', () => {
     const finals = new Set<string>();
     for (const input of INPUTS) {
       for (const path of getShortestPaths(sessionMachine, { input, events: EVENTS })) {
-        const { value } = compare(input, path.steps.slice(1).map((s) => s.event as SessionEvent));
+        const { value } = compare(
+          input,
+          path.steps.slice(1).map((s) => s.event as SessionEvent),
+        );
         if ((path.state as Snap).status === 'done') finals.add(value);
         paths++;
       }
     }
     assert.ok(paths > 100, `explored ${paths} paths`);
-    assert.deepEqual([...finals].sort(), ['destroyed', 'discarded', 'failed', 'gone', 'persisted', 'refreshed', 'rejected', 'untouched']);
+    assert.deepEqual([...finals].sort(), [
+      'destroyed',
+      'discarded',
+      'failed',
+      'gone',
+      'persisted',
+      'refreshed',
+      'rejected',
+      'untouched',
+    ]);
   });
 
   it('equals the XState actor on every simple path to a final state (default options)', () => {
-    const input = INPUTS.find((i) => i.invalidateEmptySession && i.cookieOnException && !i.deserializedFailsNew && i.continueOnRedisError) as SessionInput;
+    const input = INPUTS.find(
+      (i) => i.invalidateEmptySession && i.cookieOnException && !i.deserializedFailsNew && i.continueOnRedisError,
+    ) as SessionInput;
     // Simple paths multiply with every event kind: the handler's endings here are those of a
     // response that did not fail (the shortest paths and the random sequences cover the rest).
     // Rolling (a persistent cookie) is left to those too: each of its endings doubles the paths.
-    const events = EVENTS.filter((e) => e.type !== 'request.ended' || (!e.errored && e.fits && e.secureOk && !e.persistentCookie));
+    const events = EVENTS.filter(
+      (e) => e.type !== 'request.ended' || (!e.errored && e.fits && e.secureOk && !e.persistentCookie),
+    );
     const paths = getSimplePaths(sessionMachine, {
       input,
       events,
       toState: (s) => s.status === 'done',
     });
     assert.ok(paths.length > 50, `explored ${paths.length} simple paths`);
-    for (const path of paths) compare(input, path.steps.slice(1).map((s) => s.event as SessionEvent));
+    for (const path of paths)
+      compare(
+        input,
+        path.steps.slice(1).map((s) => s.event as SessionEvent),
+      );
   });
 
   it('equals the XState actor on random event sequences', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...INPUTS), fc.array(fc.constantFrom(...EVENTS), { maxLength: 12 }), (input, events) => {
-        compare(input, events);
-      }),
+      fc.property(
+        fc.constantFrom(...INPUTS),
+        fc.array(fc.constantFrom(...EVENTS), { maxLength: 12 }),
+        (input, events) => {
+          compare(input, events);
+        },
+      ),
       { numRuns: 3000 },
     );
   });
@@ -136,18 +243,43 @@ describe('compiled machine', () => {
     assert.throws(() => compileMachine(withEntry as AnyStateMachine), /entry\/exit/);
     const parallel = s.createMachine({ type: 'parallel', states: { a: {}, b: {} } });
     assert.throws(() => compileMachine(parallel as AnyStateMachine), /parallel/);
-    const unknownGuard = setup({ guards: { nope: () => true } }).createMachine({ initial: 'a', states: { a: { on: { go: { guard: 'nope', target: 'a' } } } } });
+    const unknownGuard = setup({ guards: { nope: () => true } }).createMachine({
+      initial: 'a',
+      states: { a: { on: { go: { guard: 'nope', target: 'a' } } } },
+    });
     assert.throws(() => compileMachine(unknownGuard as AnyStateMachine), /unknown guard "nope"/);
   });
 });
 
-const DEFAULTS: SessionInput = { invalidateEmptySession: true, cookieOnException: true, deserializedFailsNew: false, continueOnRedisError: false, rolling: null };
+const DEFAULTS: SessionInput = {
+  invalidateEmptySession: true,
+  cookieOnException: true,
+  deserializedFailsNew: false,
+  continueOnRedisError: false,
+  rolling: null,
+};
 const end = (e: Partial<RequestEndedEvent>): RequestEndedEvent => ({
-  type: 'request.ended', hasData: true, changed: false, cookieAllowed: true, errored: false, fits: true, secureOk: true, persistentCookie: false, ...e,
+  type: 'request.ended',
+  hasData: true,
+  changed: false,
+  cookieAllowed: true,
+  errored: false,
+  fits: true,
+  secureOk: true,
+  persistentCookie: false,
+  ...e,
 });
-const loaded = (refreshed = true, keyIndex = 0): SessionEvent[] => [{ type: 'cookie.verified', keyIndex }, { type: 'load.found', refreshed }];
+const loaded = (refreshed = true, keyIndex = 0): SessionEvent[] => [
+  { type: 'cookie.verified', keyIndex },
+  { type: 'load.found', refreshed },
+];
 const answer = (a: 'stored' | 'ended' | 'gone' | 'tooLarge' | 'failed'): SessionEvent => ({ type: `write.${a}` });
-const out = (redis: SessionOutput['redis'], cookie: SessionOutput['cookie'], failure: SessionOutput['failure'] = null, status: SessionOutput['status'] = 0): SessionOutput => ({ redis, cookie, failure, status });
+const out = (
+  redis: SessionOutput['redis'],
+  cookie: SessionOutput['cookie'],
+  failure: SessionOutput['failure'] = null,
+  status: SessionOutput['status'] = 0,
+): SessionOutput => ({ redis, cookie, failure, status });
 
 /** Final state and output for a story, run on both runtimes. */
 function story(events: SessionEvent[], input: SessionInput = DEFAULTS): [string, SessionOutput | undefined] {
@@ -158,7 +290,10 @@ function story(events: SessionEvent[], input: SessionInput = DEFAULTS): [string,
 describe('final decisions', () => {
   describe('no cookie', () => {
     it('stores nothing for an untouched session', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ hasData: false })]), ['untouched', out('none', 'none')]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ hasData: false })]), [
+        'untouched',
+        out('none', 'none'),
+      ]);
     });
     it('creates a session that holds data, and sets its cookie once Redis stored it', () => {
       const events: SessionEvent[] = [{ type: 'cookie.missing' }, { type: 'data.written' }, end({ changed: true })];
@@ -166,35 +301,62 @@ describe('final decisions', () => {
       assert.deepEqual(story([...events, answer('stored')]), ['persisted', out('create', 'set')]);
     });
     it('sets no cookie when the create failed (503)', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({}), answer('failed')]), ['failed', out('create', 'none', 'storeFailed', 503)]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({}), answer('failed')]), [
+        'failed',
+        out('create', 'none', 'storeFailed', 503),
+      ]);
     });
     it('refuses data whose cookie may not be sent (never an orphan key), and says so', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ cookieAllowed: false })]), ['rejected', out('none', 'none', 'cookieRefused')]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ cookieAllowed: false })]), [
+        'rejected',
+        out('none', 'none', 'cookieRefused'),
+      ]);
     });
     it('refuses data on an error response without cookieOnException', () => {
       const input = { ...DEFAULTS, cookieOnException: false };
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true })], input), ['rejected', out('none', 'none', 'cookieRefused')]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true })], input), [
+        'rejected',
+        out('none', 'none', 'cookieRefused'),
+      ]);
     });
     it('creates on an error response with cookieOnException', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true }), answer('stored')]), ['persisted', out('create', 'set')]);
+      assert.deepEqual(
+        story([{ type: 'cookie.missing' }, { type: 'data.written' }, end({ errored: true }), answer('stored')]),
+        ['persisted', out('create', 'set')],
+      );
     });
     it('refuses a session over maxSize before any write (500)', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ fits: false })]), ['rejected', out('none', 'none', 'tooLarge', 500)]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ fits: false })]), [
+        'rejected',
+        out('none', 'none', 'tooLarge', 500),
+      ]);
     });
     it('refuses a Secure cookie on plain HTTP before any write (500)', () => {
-      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ secureOk: false })]), ['rejected', out('none', 'none', 'insecureCookie', 500)]);
+      assert.deepEqual(story([{ type: 'cookie.missing' }, end({ secureOk: false })]), [
+        'rejected',
+        out('none', 'none', 'insecureCookie', 500),
+      ]);
     });
   });
 
   describe('invalid cookie', () => {
     it('clears the cookie when nothing replaces it', () => {
-      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false })]), ['untouched', out('none', 'clear')]);
+      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false })]), [
+        'untouched',
+        out('none', 'clear'),
+      ]);
     });
     it('sends no cookie header at all when cookies are refused', () => {
-      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false, cookieAllowed: false })]), ['untouched', out('none', 'none')]);
+      assert.deepEqual(story([{ type: 'cookie.invalid' }, end({ hasData: false, cookieAllowed: false })]), [
+        'untouched',
+        out('none', 'none'),
+      ]);
     });
     it('replaces it with a new session that holds data', () => {
-      assert.deepEqual(story([{ type: 'cookie.invalid' }, { type: 'data.written' }, end({}), answer('stored')]), ['persisted', out('create', 'set')]);
+      assert.deepEqual(story([{ type: 'cookie.invalid' }, { type: 'data.written' }, end({}), answer('stored')]), [
+        'persisted',
+        out('create', 'set'),
+      ]);
     });
   });
 
@@ -206,16 +368,28 @@ describe('final decisions', () => {
       assert.deepEqual(story([...loaded(false), end({})]), ['untouched', out('none', 'none')]);
     });
     it('patches changed data', () => {
-      assert.deepEqual(story([...loaded(), { type: 'data.written' }, end({ changed: true }), answer('stored')]), ['persisted', out('patch', 'none')]);
+      assert.deepEqual(story([...loaded(), { type: 'data.written' }, end({ changed: true }), answer('stored')]), [
+        'persisted',
+        out('patch', 'none'),
+      ]);
     });
     it('patches nested changes found at the end even without a top-level write', () => {
-      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('stored')]), ['persisted', out('patch', 'none')]);
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('stored')]), [
+        'persisted',
+        out('patch', 'none'),
+      ]);
     });
     it('reports a patch that found the session ended or moved meanwhile, leaving the cookie alone', () => {
-      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('gone')]), ['gone', out('patch', 'none', 'gone')]);
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('gone')]), [
+        'gone',
+        out('patch', 'none', 'gone'),
+      ]);
     });
     it('fails a patch the stored total makes too large (500)', () => {
-      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('tooLarge')]), ['rejected', out('none', 'none', 'tooLarge', 500)]);
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('tooLarge')]), [
+        'rejected',
+        out('none', 'none', 'tooLarge', 500),
+      ]);
     });
     it('re-signs a cookie verified with an older key', () => {
       assert.deepEqual(story([...loaded(true, 1), end({})]), ['refreshed', out('none', 'set')]);
@@ -224,7 +398,10 @@ describe('final decisions', () => {
       assert.deepEqual(story([...loaded(), { type: 'session.recookied' }, end({})]), ['refreshed', out('none', 'set')]);
     });
     it('refuses to re-send a Secure cookie on plain HTTP', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.recookied' }, end({ secureOk: false })]), ['rejected', out('none', 'none', 'insecureCookie', 500)]);
+      assert.deepEqual(story([...loaded(), { type: 'session.recookied' }, end({ secureOk: false })]), [
+        'rejected',
+        out('none', 'none', 'insecureCookie', 500),
+      ]);
     });
     it('an emptied session is patched; the script deletes it when nothing is left', () => {
       const events = [...loaded(), end({ hasData: false, changed: true })];
@@ -234,40 +411,76 @@ describe('final decisions', () => {
     });
     it('keeps an emptied session without invalidateEmptySession', () => {
       const input = { ...DEFAULTS, invalidateEmptySession: false };
-      assert.deepEqual(story([...loaded(), end({ hasData: false, changed: true }), answer('stored')], input), ['persisted', out('patch', 'none')]);
+      assert.deepEqual(story([...loaded(), end({ hasData: false, changed: true }), answer('stored')], input), [
+        'persisted',
+        out('patch', 'none'),
+      ]);
     });
     it('ends the session on invalidate()', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false }), answer('ended')]), ['destroyed', out('delete', 'clear')]);
+      assert.deepEqual(
+        story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false }), answer('ended')]),
+        ['destroyed', out('delete', 'clear')],
+      );
     });
     it('a logout clears the cookie even when Redis failed it', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false }), answer('failed')]), ['failed', out('delete', 'clear', 'storeFailed', 503)]);
+      assert.deepEqual(
+        story([...loaded(), { type: 'session.invalidated' }, end({ hasData: false }), answer('failed')]),
+        ['failed', out('delete', 'clear', 'storeFailed', 503)],
+      );
     });
     it('replaces on invalidate() then write', () => {
       assert.deepEqual(
-        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ changed: true }), answer('stored')]),
+        story([
+          ...loaded(),
+          { type: 'session.invalidated' },
+          { type: 'data.written' },
+          end({ changed: true }),
+          answer('stored'),
+        ]),
         ['persisted', out('replace', 'set')],
       );
     });
     it('only ends the session on invalidate() then write when the new cookie may not be sent, and says so', () => {
       assert.deepEqual(
-        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ cookieAllowed: false }), answer('ended')]),
+        story([
+          ...loaded(),
+          { type: 'session.invalidated' },
+          { type: 'data.written' },
+          end({ cookieAllowed: false }),
+          answer('ended'),
+        ]),
         ['destroyed', out('delete', 'none', 'cookieRefused')],
       );
     });
     it('only ends the session when it was replaced, then emptied', () => {
       assert.deepEqual(
-        story([...loaded(), { type: 'session.invalidated' }, { type: 'data.written' }, end({ hasData: false, changed: true }), answer('ended')]),
+        story([
+          ...loaded(),
+          { type: 'session.invalidated' },
+          { type: 'data.written' },
+          end({ hasData: false, changed: true }),
+          answer('ended'),
+        ]),
         ['destroyed', out('delete', 'clear')],
       );
     });
     it('moves on regenerate()', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({}), answer('stored')]), ['persisted', out('move', 'set')]);
+      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({}), answer('stored')]), [
+        'persisted',
+        out('move', 'set'),
+      ]);
     });
     it('regenerated then emptied: the move deletes what is left empty', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({ hasData: false, changed: true }), answer('ended')]), ['destroyed', out('move', 'clear')]);
+      assert.deepEqual(
+        story([...loaded(), { type: 'session.regenerated' }, end({ hasData: false, changed: true }), answer('ended')]),
+        ['destroyed', out('move', 'clear')],
+      );
     });
     it('a regenerate that found the session logged out meanwhile sets no cookie', () => {
-      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({}), answer('gone')]), ['gone', out('move', 'none', 'gone')]);
+      assert.deepEqual(story([...loaded(), { type: 'session.regenerated' }, end({}), answer('gone')]), [
+        'gone',
+        out('move', 'none', 'gone'),
+      ]);
     });
     it('writes nothing under the old id when regenerate() cannot send the new cookie, and says so', () => {
       assert.deepEqual(
@@ -281,28 +494,52 @@ describe('final decisions', () => {
       );
     });
     it('treats a missing, expired or legacy key as an invalid cookie', () => {
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.stale' }, end({ hasData: false })]), ['untouched', out('none', 'clear')]);
+      assert.deepEqual(
+        story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.stale' }, end({ hasData: false })]),
+        ['untouched', out('none', 'clear')],
+      );
     });
     it('fails the request on an undecodable payload by default (500)', () => {
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }]), ['failed', out('none', 'none', 'undecodable', 500)]);
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }]), [
+        'failed',
+        out('none', 'none', 'undecodable', 500),
+      ]);
     });
     it('fails the request when Redis fails the load (onRedisError throw: 503)', () => {
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.failed' }]), ['failed', out('none', 'none', 'storeFailed', 503)]);
+      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.failed' }]), [
+        'failed',
+        out('none', 'none', 'storeFailed', 503),
+      ]);
     });
-    it("serves an unstored session, keeping the cookie, when Redis fails the load (onRedisError continue)", () => {
+    it('serves an unstored session, keeping the cookie, when Redis fails the load (onRedisError continue)', () => {
       const input = { ...DEFAULTS, continueOnRedisError: true };
       assert.deepEqual(
-        story([{ type: 'cookie.verified', keyIndex: 1 }, { type: 'load.failed' }, { type: 'data.written' }, { type: 'session.recookied' }, end({ changed: true })], input),
+        story(
+          [
+            { type: 'cookie.verified', keyIndex: 1 },
+            { type: 'load.failed' },
+            { type: 'data.written' },
+            { type: 'session.recookied' },
+            end({ changed: true }),
+          ],
+          input,
+        ),
         ['discarded', out('none', 'none')],
       );
     });
     it('reports a failed write without failing the request with onRedisError continue', () => {
       const input = { ...DEFAULTS, continueOnRedisError: true };
-      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('failed')], input), ['failed', out('patch', 'none', 'storeFailed', 0)]);
+      assert.deepEqual(story([...loaded(), end({ changed: true }), answer('failed')], input), [
+        'failed',
+        out('patch', 'none', 'storeFailed', 0),
+      ]);
     });
     it('starts fresh on an undecodable payload with deserializedFailsNew', () => {
       const input = { ...DEFAULTS, deserializedFailsNew: true };
-      assert.deepEqual(story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }, end({ hasData: false })], input), ['untouched', out('none', 'clear')]);
+      assert.deepEqual(
+        story([{ type: 'cookie.verified', keyIndex: 0 }, { type: 'load.undecodable' }, end({ hasData: false })], input),
+        ['untouched', out('none', 'clear')],
+      );
     });
   });
 });

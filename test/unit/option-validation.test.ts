@@ -22,7 +22,11 @@ describe('option validation', () => {
     ['an unknown option', { tiemout: 5 }, /unknown option "tiemout"/],
     ['timeout that is not a whole number', { timeout: 1.5 }, /option "timeout" must be a whole number/],
     ['a negative timeout', { timeout: -1 }, /option "timeout"/],
-    ['timeoutTrigger >= timeout', { timeout: 100, timeoutTrigger: 100 }, /option "timeoutTrigger" must be less than timeout \(100\)/],
+    [
+      'timeoutTrigger >= timeout',
+      { timeout: 100, timeoutTrigger: 100 },
+      /option "timeoutTrigger" must be less than timeout \(100\)/,
+    ],
     ['timeoutTrigger without timeout', { timeout: 0, timeoutTrigger: 10 }, /option "timeoutTrigger"/],
     ['setRedisTtl not a boolean', { setRedisTtl: 'yes' }, /option "setRedisTtl" must be a boolean/],
     ['detectChanges not a boolean', { detectChanges: 1 }, /option "detectChanges"/],
@@ -57,13 +61,19 @@ describe('option validation', () => {
   ];
   for (const [what, options, message] of cases) {
     it(`rejects ${what}`, () => {
-      assert.throws(() => koaRedisSession(options as SessionOptions), (err: Error) => err instanceof TypeError && message.test(err.message));
+      assert.throws(
+        () => koaRedisSession(options as SessionOptions),
+        (err: Error) => err instanceof TypeError && message.test(err.message),
+      );
     });
   }
 
   it('rejects an app without keys at creation when the app is given', () => {
     const app = new Koa();
-    assert.throws(() => koaRedisSession({ redis: { lazyConnect: true, port: closedPort } }, app), /no signing keys; set option "keys" or app.keys/);
+    assert.throws(
+      () => koaRedisSession({ redis: { lazyConnect: true, port: closedPort } }, app),
+      /no signing keys; set option "keys" or app.keys/,
+    );
   });
 
   it('fails the first request with the same message when no keys exist at all', async (t) => {

@@ -25,7 +25,11 @@ function readmeOptions(): Row[] {
   assert.ok(section, 'README.md has a "## Options" section');
   const rows: Row[] = [];
   for (const line of section.split('\n')) {
-    const cells = line.trim().match(/^\|(.*)\|$/)?.[1]?.split(/(?<!\\)\|/).map((cell) => cell.trim());
+    const cells = line
+      .trim()
+      .match(/^\|(.*)\|$/)?.[1]
+      ?.split(/(?<!\\)\|/)
+      .map((cell) => cell.trim());
     const name = cells?.[0]?.match(/^`([^`]+)`$/)?.[1];
     if (cells === undefined || name === undefined) {
       if (rows.length > 0 && cells === undefined) break; // the table has ended
@@ -48,8 +52,12 @@ function codeSpans(cell: string): string[] {
 }
 
 /** A table's entries that have a literal default. */
-function withDefaults(table: Record<string, { doc: string; default?: string | number | boolean | null }>): Array<[string, string | number | boolean | null]> {
-  return Object.entries(table).flatMap(([name, definition]) => (Object.hasOwn(definition, 'default') ? [[name, definition.default as string | number | boolean | null]] : []));
+function withDefaults(
+  table: Record<string, { doc: string; default?: string | number | boolean | null }>,
+): Array<[string, string | number | boolean | null]> {
+  return Object.entries(table).flatMap(([name, definition]) =>
+    Object.hasOwn(definition, 'default') ? [[name, definition.default as string | number | boolean | null]] : [],
+  );
 }
 
 describe('the options table', () => {
@@ -60,14 +68,20 @@ describe('the options table', () => {
     const readme = new Set(rows.map((row) => row.name));
     const defined = new Set<string>(OPTION_NAMES);
     assert.deepEqual(
-      { 'in the README only': [...readme].filter((name) => !defined.has(name)), 'defined only (src/options.ts, OPTIONS)': [...defined].filter((name) => !readme.has(name)) },
+      {
+        'in the README only': [...readme].filter((name) => !defined.has(name)),
+        'defined only (src/options.ts, OPTIONS)': [...defined].filter((name) => !readme.has(name)),
+      },
       { 'in the README only': [], 'defined only (src/options.ts, OPTIONS)': [] },
     );
     assert.equal(rows.length, readme.size, 'no option is listed twice');
   });
 
   it('the README lists them in the order of their definitions', () => {
-    assert.deepEqual(rows.map((row) => row.name), [...OPTION_NAMES]);
+    assert.deepEqual(
+      rows.map((row) => row.name),
+      [...OPTION_NAMES],
+    );
   });
 
   it('each literal default is the one the README shows', () => {
@@ -76,7 +90,10 @@ describe('the options table', () => {
     for (const [name, value] of defaults) {
       const row = byName.get(name);
       if (row === undefined) continue; // reported by the test of names
-      assert.ok(codeSpans(row.defaultCell).includes(written(value)), `README default of \`${name}\` shows \`${written(value)}\`: ${row.defaultCell}`);
+      assert.ok(
+        codeSpans(row.defaultCell).includes(written(value)),
+        `README default of \`${name}\` shows \`${written(value)}\`: ${row.defaultCell}`,
+      );
     }
   });
 
@@ -85,15 +102,23 @@ describe('the options table', () => {
     assert.ok(row, 'the README lists `cookie`');
     const shown = codeSpans(row.defaultCell).join(' ');
     for (const [name, value] of withDefaults(COOKIE_ATTRIBUTES)) {
-      assert.ok(shown.includes(`${name}: ${written(value)}`), `README default of \`cookie\` shows ${name}: ${written(value)}: ${row.defaultCell}`);
+      assert.ok(
+        shown.includes(`${name}: ${written(value)}`),
+        `README default of \`cookie\` shows ${name}: ${written(value)}: ${row.defaultCell}`,
+      );
     }
     const named = new Set(codeSpans(row.meaning));
-    for (const name of Object.keys(COOKIE_ATTRIBUTES)) assert.ok(named.has(name), `README names the cookie attribute \`${name}\``);
+    for (const name of Object.keys(COOKIE_ATTRIBUTES))
+      assert.ok(named.has(name), `README names the cookie attribute \`${name}\``);
   });
 
   it('a literal default is what applies when the option is left out', () => {
     const resolved = resolveOptions({}) as unknown as Record<string, unknown>;
-    assert.deepEqual(Object.keys(resolved).filter((key) => key !== 'idPattern'), [...OPTION_NAMES], 'every option is resolved');
+    assert.deepEqual(
+      Object.keys(resolved).filter((key) => key !== 'idPattern'),
+      [...OPTION_NAMES],
+      'every option is resolved',
+    );
     for (const [name, value] of withDefaults(OPTIONS)) assert.equal(resolved[name], value, name);
     assert.deepEqual(resolveOptions({}).cookie, Object.fromEntries(withDefaults(COOKIE_ATTRIBUTES)));
   });
@@ -107,13 +132,33 @@ describe('the options table', () => {
 
 describe('the seconds rule', () => {
   // Accepted or refused alike by the `timeout` option and by ctx.session.adjustTimeout().
-  const values: unknown[] = [1, 60, 1200, 2 ** 31 - 1, 0, null, -0, -1, 1.5, 2 ** 31, Number.NaN, Number.POSITIVE_INFINITY, '60', true, {}];
+  const values: unknown[] = [
+    1,
+    60,
+    1200,
+    2 ** 31 - 1,
+    0,
+    null,
+    -0,
+    -1,
+    1.5,
+    2 ** 31,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    '60',
+    true,
+    {},
+  ];
 
   it('the timeout option takes exactly what toTimeout() takes', () => {
     for (const value of values) {
       const expected = toTimeout(value);
       if (expected === undefined) {
-        assert.throws(() => resolveOptions({ timeout: value as number }), /option "timeout" must be a whole number of seconds above 0, or 0\/null for never/, String(value));
+        assert.throws(
+          () => resolveOptions({ timeout: value as number }),
+          /option "timeout" must be a whole number of seconds above 0, or 0\/null for never/,
+          String(value),
+        );
       } else {
         assert.equal(resolveOptions({ timeout: value as number }).timeout, expected, String(value));
       }
@@ -153,7 +198,10 @@ describe('the seconds rule', () => {
       }
       if ('error' in option) {
         assert.ok(result && 'error' in result, `adjustTimeout(${String(value)}) is refused`);
-        assert.match(result.error, /^ctx\.session\.adjustTimeout\(seconds\): seconds must be a whole number of seconds, or 0\/null for never; got /);
+        assert.match(
+          result.error,
+          /^ctx\.session\.adjustTimeout\(seconds\): seconds must be a whole number of seconds, or 0\/null for never; got /,
+        );
       } else {
         assert.deepEqual(result, option, `adjustTimeout(${String(value)})`);
       }

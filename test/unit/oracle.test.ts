@@ -41,7 +41,13 @@ const ANSWERS: Record<Command, Answer[]> = {
   delete: ['ended', 'failed'],
 };
 
-const done = (final: string, redis: SessionOutput['redis'], cookie: SessionOutput['cookie'], failure: SessionOutput['failure'] = null, status: SessionOutput['status'] = 0): Expected => ({
+const done = (
+  final: string,
+  redis: SessionOutput['redis'],
+  cookie: SessionOutput['cookie'],
+  failure: SessionOutput['failure'] = null,
+  status: SessionOutput['status'] = 0,
+): Expected => ({
   final,
   output: { redis, cookie, failure, status },
 });
@@ -55,7 +61,8 @@ function reference(s: Situation, o: SessionInput, e: RequestEndedEvent, answer?:
   const maySet = e.cookieAllowed && (!e.errored || o.cookieOnException); // pyramid's cookie_on_exception
   const mayClear = e.cookieAllowed;
   const storeFailed = o.continueOnRedisError ? 0 : 503;
-  const write = (command: Command, then: Record<Answer, () => Expected>): Expected | Command => (answer === undefined ? command : then[answer]());
+  const write = (command: Command, then: Record<Answer, () => Expected>): Expected | Command =>
+    answer === undefined ? command : then[answer]();
   const never = (): Expected => {
     throw new Error('an answer this command never gets');
   };
@@ -150,8 +157,18 @@ const SITUATIONS: Situation[] = [
   { name: 'no cookie, data written', kind: 'new', events: [{ type: 'cookie.missing' }, W] },
   { name: 'badly signed cookie', kind: 'invalid', events: [{ type: 'cookie.invalid' }, W] },
   { name: 'key missing', kind: 'invalid', events: [verified(0), { type: 'load.stale' }] },
-  { name: 'undecodable, deserializedFailsNew', kind: 'invalid', events: [verified(0), { type: 'load.undecodable' }, W], needs: { deserializedFailsNew: true } },
-  { name: 'Redis away at the load', kind: 'offline', events: [verified(1), { type: 'load.failed' }, W, RECOOKIE], needs: { continueOnRedisError: true } },
+  {
+    name: 'undecodable, deserializedFailsNew',
+    kind: 'invalid',
+    events: [verified(0), { type: 'load.undecodable' }, W],
+    needs: { deserializedFailsNew: true },
+  },
+  {
+    name: 'Redis away at the load',
+    kind: 'offline',
+    events: [verified(1), { type: 'load.failed' }, W, RECOOKIE],
+    needs: { continueOnRedisError: true },
+  },
   { name: 'new session, invalidate() then data', kind: 'new', events: [{ type: 'cookie.missing' }, W, INV, W] },
 ];
 for (const refreshed of [false, true]) {
@@ -181,7 +198,14 @@ for (const invalidateEmptySession of [false, true])
   for (const cookieOnException of [false, true])
     for (const deserializedFailsNew of [false, true])
       for (const continueOnRedisError of [false, true])
-        for (const rolling of [null, true, false]) INPUTS.push({ invalidateEmptySession, cookieOnException, deserializedFailsNew, continueOnRedisError, rolling });
+        for (const rolling of [null, true, false])
+          INPUTS.push({
+            invalidateEmptySession,
+            cookieOnException,
+            deserializedFailsNew,
+            continueOnRedisError,
+            rolling,
+          });
 
 const ENDINGS: RequestEndedEvent[] = [];
 for (const hasData of [false, true])
@@ -190,23 +214,46 @@ for (const hasData of [false, true])
       for (const errored of [false, true])
         for (const fits of [false, true])
           for (const secureOk of [false, true])
-            for (const persistentCookie of [false, true]) ENDINGS.push({ type: 'request.ended', hasData, changed, cookieAllowed, errored, fits, secureOk, persistentCookie });
+            for (const persistentCookie of [false, true])
+              ENDINGS.push({
+                type: 'request.ended',
+                hasData,
+                changed,
+                cookieAllowed,
+                errored,
+                fits,
+                secureOk,
+                persistentCookie,
+              });
 
 /** Both runtimes on one story: the final state (or where they wait) and the output. */
-function runBoth(input: SessionInput, events: readonly SessionEvent[], xstate: boolean): { value: string; output: SessionOutput | undefined } {
+function runBoth(
+  input: SessionInput,
+  events: readonly SessionEvent[],
+  xstate: boolean,
+): { value: string; output: SessionOutput | undefined } {
   const run = new MachineRun(input);
   for (const event of events) run.send(event);
   if (xstate) {
     const actor = createActor(sessionMachine, { input }).start();
     for (const event of events) actor.send(event);
     const snapshot = actor.getSnapshot();
-    assert.equal(typeof snapshot.value === 'string' ? snapshot.value : JSON.stringify(snapshot.value), run.value.includes('.') ? JSON.stringify(snapshot.value) : run.value);
+    assert.equal(
+      typeof snapshot.value === 'string' ? snapshot.value : JSON.stringify(snapshot.value),
+      run.value.includes('.') ? JSON.stringify(snapshot.value) : run.value,
+    );
     assert.deepEqual(snapshot.output, run.output);
   }
   return { value: run.value, output: run.output };
 }
 
-const WAITING: Record<Command, string> = { create: 'creating', patch: 'patching', move: 'moving', replace: 'replacing', delete: 'deleting' };
+const WAITING: Record<Command, string> = {
+  create: 'creating',
+  patch: 'patching',
+  move: 'moving',
+  replace: 'replacing',
+  delete: 'deleting',
+};
 
 describe('the machine against an independent decision table', () => {
   it('every situation × option combination × request ending × write answer: both runtimes decide as the table does', () => {
@@ -240,7 +287,16 @@ describe('the machine against an independent decision table', () => {
       }
     }
     assert.ok(checked > 50_000, `checked ${checked} stories`);
-    assert.deepEqual([...finals].sort(), ['destroyed', 'discarded', 'failed', 'gone', 'persisted', 'refreshed', 'rejected', 'untouched']);
+    assert.deepEqual([...finals].sort(), [
+      'destroyed',
+      'discarded',
+      'failed',
+      'gone',
+      'persisted',
+      'refreshed',
+      'rejected',
+      'untouched',
+    ]);
   });
 
   it('an answer that does not apply to the write is ignored: the machine keeps waiting', () => {

@@ -15,7 +15,13 @@ const roundTrip = (v: unknown) => decodeValue(encodeValue(v));
 describe('sessionSerializer', () => {
   const faithful: Array<[string, unknown]> = [
     ['a Date', new Date('2026-11-25T12:00:00.000Z')],
-    ['a Map with object keys', new Map<unknown, unknown>([[{ a: 1 }, 'x'], ['k', new Set([1])]])],
+    [
+      'a Map with object keys',
+      new Map<unknown, unknown>([
+        [{ a: 1 }, 'x'],
+        ['k', new Set([1])],
+      ]),
+    ],
     ['a Set', new Set(['a', 1, null])],
     ['a BigInt', 12345678901234567890123n],
     ['NaN, Infinity, -Infinity and -0', [Number.NaN, Infinity, -Infinity, -0]],
@@ -31,7 +37,8 @@ describe('sessionSerializer', () => {
   }
 
   it('reads holes of a sparse array as undefined', () => {
-    assert.deepEqual(roundTrip([1, , 3]), [1, undefined, 3]); // eslint-disable-line no-sparse-arrays
+    // biome-ignore lint/suspicious/noSparseArray: a hole is what this checks
+    assert.deepEqual(roundTrip([1, , 3]), [1, undefined, 3]);
   });
 
   it('gives a null-prototype object back as a plain object', () => {
@@ -45,12 +52,15 @@ describe('sessionSerializer', () => {
 
   it('stores plain JSON data exactly as JSON.stringify does (property)', () => {
     fc.assert(
-      fc.property(fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"')), (value) => {
-        const text = encodeValue(value);
-        // Tags appear only for what JSON would change (here: -0); everything else is JSON as is.
-        if (!text.includes('"$t"')) assert.equal(text, JSON.stringify(value));
-        assert.deepEqual(decodeValue(text), value);
-      }),
+      fc.property(
+        fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"')),
+        (value) => {
+          const text = encodeValue(value);
+          // Tags appear only for what JSON would change (here: -0); everything else is JSON as is.
+          if (!text.includes('"$t"')) assert.equal(text, JSON.stringify(value));
+          assert.deepEqual(decodeValue(text), value);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -59,9 +69,20 @@ describe('sessionSerializer', () => {
     const { tree } = fc.letrec<{ tree: unknown }>((tie) => ({
       tree: fc.oneof(
         { depthSize: 'small' },
-        fc.oneof(fc.string(), fc.double(), fc.bigInt(), fc.boolean(), fc.constant(null), fc.date({ noInvalidDate: true })),
+        fc.oneof(
+          fc.string(),
+          fc.double(),
+          fc.bigInt(),
+          fc.boolean(),
+          fc.constant(null),
+          fc.date({ noInvalidDate: true }),
+        ),
         fc.array(fc.oneof(tie('tree'), fc.constant(undefined)), { maxLength: 4 }),
-        fc.dictionary(fc.string().filter((k) => k !== '__proto__'), tie('tree'), { maxKeys: 4, noNullPrototype: true }),
+        fc.dictionary(
+          fc.string().filter((k) => k !== '__proto__'),
+          tie('tree'),
+          { maxKeys: 4, noNullPrototype: true },
+        ),
         fc.array(fc.tuple(tie('tree'), tie('tree')), { maxLength: 3 }).map((e) => new Map(e)),
         fc.array(tie('tree'), { maxLength: 3 }).map((a) => new Set(a)),
       ),
@@ -80,21 +101,40 @@ describe('sessionSerializer', () => {
   const refused: Array<[string, () => unknown, RegExp]> = [
     ['a function', () => ({ cb: () => 1 }), /^ctx\.session\.cart\.cb cannot be stored in the session: a function/],
     ['a symbol', () => [Symbol('s')], /^ctx\.session\.cart\[0\] cannot be stored in the session: a symbol/],
-    ['a class instance', () => ({ p: new Point() }), /^ctx\.session\.cart\.p cannot be stored in the session: an instance of Point/],
+    [
+      'a class instance',
+      () => ({ p: new Point() }),
+      /^ctx\.session\.cart\.p cannot be stored in the session: an instance of Point/,
+    ],
     ['a RegExp', () => /x/, /an instance of RegExp/],
     ['a Buffer', () => Buffer.from('x'), /an instance of Buffer/],
     ['an Error', () => new Error('x'), /an instance of Error/],
-    ['a cycle', () => {
-      const a: Record<string, unknown> = { b: {} };
-      (a.b as Record<string, unknown>).a = a;
-      return a;
-    }, /^ctx\.session\.cart\.b\.a cannot be stored in the session: it is circular/],
-    ['an own __proto__ key', () => JSON.parse('{"__proto__": {"x": 1}}'), /ctx\.session\.cart\.__proto__ cannot be stored/],
-    ['a constructor key holding a prototype', () => ({ constructor: { prototype: 1 } }), /ctx\.session\.cart\.constructor cannot be stored/],
+    [
+      'a cycle',
+      () => {
+        const a: Record<string, unknown> = { b: {} };
+        (a.b as Record<string, unknown>).a = a;
+        return a;
+      },
+      /^ctx\.session\.cart\.b\.a cannot be stored in the session: it is circular/,
+    ],
+    [
+      'an own __proto__ key',
+      () => JSON.parse('{"__proto__": {"x": 1}}'),
+      /ctx\.session\.cart\.__proto__ cannot be stored/,
+    ],
+    [
+      'a constructor key holding a prototype',
+      () => ({ constructor: { prototype: 1 } }),
+      /ctx\.session\.cart\.constructor cannot be stored/,
+    ],
   ];
   for (const [what, make, message] of refused) {
     it(`refuses ${what} with a TypeError naming the path`, () => {
-      assert.throws(() => encodeValue(make(), 'ctx.session.cart'), (err: Error) => err instanceof TypeError && message.test(err.message));
+      assert.throws(
+        () => encodeValue(make(), 'ctx.session.cart'),
+        (err: Error) => err instanceof TypeError && message.test(err.message),
+      );
     });
   }
 
@@ -111,7 +151,10 @@ describe('sessionSerializer', () => {
 
   describe('decoding never reaches a prototype', () => {
     it('drops __proto__ keys at any depth', () => {
-      const back = decodeValue('{"a":{"__proto__":{"polluted":true}},"__proto__":{"polluted":true}}') as Record<string, Record<string, unknown>>;
+      const back = decodeValue('{"a":{"__proto__":{"polluted":true}},"__proto__":{"polluted":true}}') as Record<
+        string,
+        Record<string, unknown>
+      >;
       assert.equal(Object.hasOwn(back, '__proto__'), false);
       assert.equal(Object.hasOwn(back.a as object, '__proto__'), false);
       assert.equal(({} as Record<string, unknown>).polluted, undefined);
