@@ -11,6 +11,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Context } from 'koa';
 import { CUSTOM_ID_PATTERN, DEFAULT_ID_PATTERN, defaultGenId, toKeyRing, type KeyRing } from './cookie.js';
 import type { InvalidSessionError } from './errors.js';
+import { RESERVED_MEMBERS } from './session-proxy.js';
 import type { SessionTrace } from './trace.js';
 import type { Serializer } from './payload.js';
 import { sessionSerializer } from './values.js';
@@ -85,6 +86,13 @@ export interface SessionOptions {
   serializer?: Serializer;
   /** Session id generator. @default 32 random bytes, base64url */
   genId?: () => string;
+  /** A data key (e.g. `'userId'`): sessions holding a value under it are indexed per user, in the
+   *  same command as their write, for `middleware.sessions` (README, "A user's sessions").
+   *  @default none (no index) */
+  userKey?: string;
+  /** `(ctx) => object` (e.g. the user agent): stored with a session when its `userKey` is first set
+   *  (at login), and listed as its `info` by `middleware.sessions.list()`. @default none */
+  sessionInfo?: (ctx: Context) => Record<string, unknown>;
   /** Largest session, in bytes of stored fields; a larger one fails the request with a
    *  `SessionSizeError` and nothing is written. @default 65536 */
   maxSize?: number;
@@ -446,6 +454,23 @@ export const OPTIONS = {
     doc: 'session id generator',
     // None: 32 random bytes, base64url (src/cookie.ts).
     resolve: (value): (() => string) => func<() => string>(value, 'genId') ?? defaultGenId,
+  },
+  userKey: {
+    doc: 'a data key: sessions holding it are indexed per user, for middleware.sessions',
+    resolve: (value): string | null => {
+      if (value === undefined) return null;
+      if (typeof value !== 'string' || value === '' || value === '__proto__' || RESERVED_MEMBERS.has(value))
+        fail('userKey', 'a data key name (not empty, not a reserved member of ctx.session)', value);
+      return value;
+    },
+  },
+  sessionInfo: {
+    doc: '(ctx) => object stored with a session when userKey is first set',
+    resolve: (value, earlier) => {
+      const info = func<(ctx: Context) => Record<string, unknown>>(value, 'sessionInfo');
+      if (info !== undefined && earlier.userKey === null) fail('sessionInfo', 'used with the option userKey', value);
+      return info;
+    },
   },
   maxSize: {
     doc: 'largest session, in bytes of stored fields',

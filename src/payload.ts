@@ -11,6 +11,8 @@
  *   l   this session's own cookie lifetime in milliseconds, 0 for a browser-session cookie; absent =
  *       the `cookie` options' (`ctx.session.maxAge`, `rememberFor()`): every cookie sent for the
  *       session carries it, whatever sends it (README, "Cookie lifetimes")
+ *   h   the session's handle, `i` what `sessionInfo` described: a session in a user's index only
+ *       (the `userKey` option; src/store/lua/include/users.lua)
  *   o   each writer's last operation (src/store/lua/include/op.lua)
  *
  * One field per top-level data key is what lets a write send only the keys that changed, merged in
@@ -33,6 +35,10 @@ export const CSRF_FIELD = 'k';
 /** The session's own cookie lifetime's field. */
 export const LIFETIME_FIELD = 'l';
 
+/** The handle's field, and the field of what `sessionInfo` described (a session in a user's index). */
+export const HANDLE_FIELD = 'h';
+export const INFO_FIELD = 'i';
+
 /** Encodes one session value to a string and back. `stringify` gets a path naming the value for
  *  its error messages (e.g. `ctx.session.cart`). The default is `sessionSerializer` (src/values.ts). */
 export interface Serializer {
@@ -51,6 +57,8 @@ export interface Meta {
   /** The session's own cookie lifetime in ms; null = a browser-session cookie; undefined = none
    *  stored (the `cookie` options decide). */
   cookieLifetime: number | null | undefined;
+  /** The session's handle, when it is in a user's index. */
+  handle: string | null;
 }
 
 const MESSAGE_PREFIX = randomBytes(6).toString('base64url');
@@ -122,6 +130,7 @@ export function decodeFields(
   const raw = new Map<string, string>();
   const frames = new Map<string, { frames: string[]; legacy: boolean }>();
   let cookieLifetime: number | null | undefined;
+  let handle: string | null = null;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const field = fields[i] as string;
     const value = fields[i + 1] as string;
@@ -161,7 +170,9 @@ export function decodeFields(
       const ms = Number(value);
       // Anything but a positive number of milliseconds is a browser-session cookie.
       cookieLifetime = Number.isFinite(ms) && ms > 0 ? ms : null;
+    } else if (field === HANDLE_FIELD) {
+      handle = value;
     }
   }
-  return { created, timeout, cookieLifetime, data, extras, raw, frames };
+  return { created, timeout, cookieLifetime, handle, data, extras, raw, frames };
 }

@@ -27,6 +27,7 @@ export const RESERVED_MEMBERS: ReadonlySet<string> = new Set([
   'maxAge',
   'populated',
   'save',
+  'handle',
 ]);
 
 /** Gives `csrfProtect()` the state behind a `ctx.session` Proxy; not reachable from data. */
@@ -74,6 +75,7 @@ const VALUE_MEMBERS: ReadonlyMap<string, (s: SessionState) => unknown> = new Map
   ['timeout', (s) => s.timeout],
   ['maxAge', (s) => s.maxAge],
   ['populated', (s) => s.populated()],
+  ['handle', (s) => s.handle],
 ]);
 
 /** One handler shared by every session: traps read the state from their target. */

@@ -8,6 +8,7 @@
  * to the loaded one is no change: assigning it sends no write.
  */
 import { randomBytes } from 'node:crypto';
+import type { Context } from 'koa';
 import { inspect, types } from 'node:util';
 import type { KeyRing } from './cookie.js';
 import type { MachineRun } from './fsm.js';
@@ -16,6 +17,8 @@ import {
   CSRF_FIELD,
   DATA_PREFIX,
   FLASH_PREFIX,
+  HANDLE_FIELD,
+  INFO_FIELD,
   LIFETIME_FIELD,
   frame,
   type LoadedPayload,
@@ -100,11 +103,19 @@ export interface SessionSettings {
   serializer: Serializer;
   detectChanges: boolean;
   timeout: number | null;
-  /** A fresh id for a session; `lineage` is the id it replaces or moves (the store's `drawId`). */
-  drawId: (lineage: string | null) => string;
+  /** A fresh id for a session; `lineage` is the id it replaces or moves, `user` the user key's value
+   *  as stored when the session holds one (the store's `drawId`). */
+  drawId: (lineage: string | null, user: string | null) => string;
+  /** Whether a session under `id` is outside the Cluster slot of `user`'s index (the store's
+   *  `outsideUserSlot`): giving it that user then moves it, as `regenerate()` does. */
+  outsideUserSlot: (id: string, user: string) => boolean;
   /** The cookie lifetime of the `cookie` options, as `maxAge` reads it: milliseconds, 'session', or
    *  undefined when `cookie.expires` fixes a date. */
   defaultLifetime: number | 'session' | undefined;
+  /** The `userKey` option: the data key a user's index follows, or null. */
+  userKey: string | null;
+  /** The `sessionInfo` option. */
+  sessionInfo: ((ctx: Context) => Record<string, unknown>) | undefined;
 }
 
 /** What a CSRF token signs: the id and the salt, in a form no cookie signature (`name=id`) takes. */
@@ -193,6 +204,11 @@ export class SessionState implements WriteSource {
   /** `storedSize()`, kept with `#allFields`: the fits check and the create both ask. */
   #size: number | null = null;
   #bound: Record<string, unknown> | null = null;
+  /** The handle as loaded (a session in a user's index), and the one drawn for a write that puts
+   *  the session in a user's index (or another user's). */
+  #handle: string | null;
+  #newHandle: string | null = null;
+  #info: string | null = null;
 
   constructor(
     readonly settings: SessionSettings,
@@ -202,8 +218,11 @@ export class SessionState implements WriteSource {
     loaded: LoadedPayload | null,
     /** The signing keys of this request's app: a CSRF token is their HMAC of the id and the salt. */
     readonly keys: KeyRing,
+    /** The request (what `sessionInfo` describes). */
+    readonly ctx: Context,
   ) {
     this.storedId = id;
+    this.#handle = loaded?.handle ?? null;
     if (loaded) {
       this.data = loaded.data;
       this.extras = loaded.extras;
@@ -313,6 +332,7 @@ export class SessionState implements WriteSource {
     this.#check(DATA_PREFIX + key, value); // refuse what cannot be stored at the assignment itself
     this.data[key] = value;
     this.#touch(DATA_PREFIX + key);
+    if (key === this.settings.userKey) this.#followUser();
   }
 
   remove(key: string): void {
@@ -410,6 +430,13 @@ export class SessionState implements WriteSource {
       }
     }
     if (this.cookieLifetime !== undefined) out.push(LIFETIME_FIELD, this.#lifetimeText());
+    // Stored whole (create, replace), the session is new: in a user's index under a new handle.
+    const { userKey } = this.settings;
+    if (userKey !== null && userKey in this.data) {
+      out.push(HANDLE_FIELD, this.newHandle());
+      const info = this.info();
+      if (info !== '') out.push(INFO_FIELD, info);
+    }
     return (this.#allFields = out);
   }
 
@@ -444,11 +471,62 @@ export class SessionState implements WriteSource {
     return (this.#size = size);
   }
 
+  /** The user key's value as stored, when the session holds one (and the option is set). */
+  #user(): string | null {
+    const { userKey } = this.settings;
+    if (userKey === null || !(userKey in this.data)) return null;
+    return this.#encode(DATA_PREFIX + userKey, this.data[userKey]);
+  }
+
+  /** A fresh id: on Cluster, in the slot of the user's index when the session holds a user. */
+  #draw(): string {
+    return this.settings.drawId(this.storedId, this.#user());
+  }
+
+  /**
+   * The user key was assigned: on Cluster a session whose id is outside that user's slot moves into
+   * it, as `regenerate()` moves it (a login: one command more there, README, "A user's sessions");
+   * an id already drawn for it elsewhere is drawn again.
+   */
+  #followUser(): void {
+    const user = this.#user();
+    if (user === null) return;
+    const id = this.nextId ?? (this.isNew ? null : this.storedId);
+    if (id === null || !this.settings.outsideUserSlot(id, user)) return;
+    if (this.isNew) this.nextId = null;
+    else this.regenerate();
+  }
+
+  /** The handle a write stores when it puts the session in a user's index, or in another user's
+   *  (drawn once: `ctx.session.handle` shows it before the write). 96 random bits: a name, not a key. */
+  newHandle(): string {
+    return (this.#newHandle ??= randomBytes(12).toString('base64url'));
+  }
+
+  /** What the `sessionInfo` option describes of this request, encoded ('' without the option). */
+  info(): string {
+    if (this.#info !== null) return this.#info;
+    const describe = this.settings.sessionInfo;
+    return (this.#info = describe === undefined ? '' : this.#encode(INFO_FIELD, describe(this.ctx) ?? {}));
+  }
+
+  /** `ctx.session.handle`: the session's name in its user's list, null while it is in none (or new
+   *  and not yet holding the user key). */
+  get handle(): string | null {
+    const { userKey } = this.settings;
+    if (userKey === null || !(userKey in this.data)) return null;
+    if (!this.isNew && this.#handle !== null) {
+      const raw = this.raw.get(DATA_PREFIX + userKey);
+      if (raw !== undefined && raw === this.#encode(DATA_PREFIX + userKey, this.data[userKey])) return this.#handle;
+    }
+    return this.newHandle(); // this request puts it in the user's index
+  }
+
   /** The id a create, move or replace stores under: the one already drawn (regenerate(), or a CSRF
    *  token made for it), then fresh ones after a collision. */
   drawId(attempt: number): string {
     if (attempt === 0 && this.nextId !== null) return this.nextId;
-    return this.settings.drawId(this.storedId);
+    return this.#draw();
   }
 
   // -- members --------------------------------------------------------------------------------
@@ -468,6 +546,8 @@ export class SessionState implements WriteSource {
     this.timeoutChanged = false;
     this.cookieLifetime = undefined;
     this.lifetimeChanged = false;
+    this.#handle = null;
+    this.#newHandle = null;
     this.#written = false;
     this.#changes = null;
     this.#flash = null;
@@ -478,7 +558,7 @@ export class SessionState implements WriteSource {
   }
 
   regenerate(): void {
-    if (!this.isNew) this.nextId = this.settings.drawId(this.storedId);
+    if (!this.isNew) this.nextId = this.#draw();
     this.run.send({ type: 'session.regenerated' });
   }
 
@@ -551,9 +631,7 @@ export class SessionState implements WriteSource {
 
   #csrfToken(): string {
     // The id this request leaves the session under: drawn now for a session not stored yet.
-    const id = this.isNew
-      ? (this.nextId ??= this.settings.drawId(this.storedId))
-      : (this.nextId ?? (this.storedId as string));
+    const id = this.isNew ? (this.nextId ??= this.#draw()) : (this.nextId ?? (this.storedId as string));
     return this.keys.sign(csrfData(id, this.#salt()));
   }
 
@@ -647,6 +725,7 @@ export class SessionState implements WriteSource {
         this.#touch(DATA_PREFIX + key);
       }
     }
+    if (this.settings.userKey !== null && this.settings.userKey in value) this.#followUser();
   }
 
   /** Bound member functions, made once per session on first use. */

@@ -216,8 +216,8 @@ describe('detectChanges', () => {
       ['load', 'patch'],
     );
     // key, now, TTL flag, maxSize, timeout intent, prune flag, flash count, pair count, op id,
-    // absoluteTimeout, pairs
-    assert.deepEqual(wire[1]?.args.slice(10, 14), [':cart', '{"n":2}', ':b', '2']);
+    // absoluteTimeout, the user key's field, index, handle and info (no userKey: ''), pairs
+    assert.deepEqual(wire[1]?.args.slice(14, 18), [':cart', '{"n":2}', ':b', '2']);
     assert.deepEqual(await storedData(f.redis, key), { cart: { n: 2 }, b: 2 });
   });
 
@@ -232,13 +232,16 @@ describe('detectChanges', () => {
     );
     const args = wire[1]?.args ?? [];
     // key, now, TTL flag, maxSize, no timeout intent, prune flag, no flash, one pair, the op id,
-    // then only b. The expiry is not sent: the script takes it from the stored timeout.
+    // absoluteTimeout, no user index (four ''), then only b. The expiry is not sent: the script takes it from the stored timeout.
     assert.match(
       args[8] ?? '',
       /^[\w-]{8}[0-9a-z]{1,6}$/,
       "the op id: the store's 8-character prefix and a base-36 counter",
     );
-    assert.deepEqual([...args.slice(2, 8), ...args.slice(9)], ['1', '65536', '', '1', '0', '1', '-1', ':b', '{"y":3}']);
+    assert.deepEqual(
+      [...args.slice(2, 8), ...args.slice(9)],
+      ['1', '65536', '', '1', '0', '1', '-1', '', '', '', '', ':b', '{"y":3}'],
+    );
   });
 });
 

@@ -161,6 +161,7 @@ describe("the stored value (src/store/layout.ts and the scripts' cmsgpack agree)
       invalidateEmptySession: true,
       genId: () => 'x',
       idPattern: /^x$/,
+      userKey: null,
     });
     const key = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).filter((k) => k !== '__proto__');
     await fc.assert(

@@ -4,19 +4,20 @@
  * new final state). Scripts are registered with ioredis `defineCommand`, which sends `EVAL` the first
  * time on each connection and `EVALSHA` after that: one command either way.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
 import { RawDeserializationError, SessionStoreError } from '../errors.js';
-import { decodeFields, type LoadedPayload, type Serializer } from '../payload.js';
+import { DATA_PREFIX, decodeFields, HANDLE_FIELD, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
 import { FORMAT_VERSION, header, packSession, type StoredSession, unpackSession } from './layout.js';
-import { endLua, loadLua, patchLua, rotateLua } from './scripts.generated.js';
+import { createLua, endLua, handoffLua, loadLua, patchLua, rotateLua, userLua } from './scripts.generated.js';
 
 /** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
  *  whose reply keeps bulk strings as Buffers). Versioned names: a script whose arguments or reply
  *  change gets a new name, so two versions of this package can share one client. */
 interface SessionCommands {
-  ksmLoadV6Buffer(
+  ksmLoadV7Buffer(
     key: string,
     now: number,
     trigger: number,
@@ -27,14 +28,28 @@ interface SessionCommands {
   ): Promise<[number, number?, Buffer?]>;
   // Arguments go as arrays (ioredis flattens them): spreading 100 000 fields into a call would
   // overflow the JavaScript stack.
-  ksmPatchV4(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
-  ksmRotateV4(
+  ksmPatchV5(key: string, intent: ReadonlyArray<string | number>): Promise<number>;
+  ksmRotateV5(
     oldKey: string,
     newKey: string,
     mode: 'move' | 'replace',
     ...args: Array<string | number | Buffer | ReadonlyArray<string | number>>
   ): Promise<number>;
-  ksmEndV2(key: string): Promise<number>;
+  ksmEndV3(key: string, mode: '' | 'tombstone'): Promise<number | string>;
+  ksmHandoffV1Buffer(
+    key: string,
+    newKey: string,
+    intent: ReadonlyArray<string | number>,
+  ): Promise<[number, Buffer?, number?]>;
+  ksmCreateV1(key: string, ...args: Array<string | number | Buffer>): Promise<number>;
+  ksmUserV1(index: string, mode: 'list', now: number, absolute: number, handle: string): Promise<string[]>;
+  ksmUserV1(
+    index: string,
+    mode: 'revoke' | 'revokeAll',
+    now: number,
+    absolute: number,
+    handle: string,
+  ): Promise<number>;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -72,6 +87,10 @@ export interface WriteSource {
   intent(): WriteIntent;
   /** The id a create, move or replace stores under: a fresh draw on each call after a collision. */
   drawId(attempt: number): string;
+  /** The handle a write that puts the session in a user's index stores (the `userKey` option). */
+  newHandle(): string;
+  /** What the `sessionInfo` option describes, encoded ('' for nothing): stored at the same time. */
+  info(): string;
 }
 
 export interface WriteIntent {
@@ -106,6 +125,18 @@ export interface StoreSettings {
   invalidateEmptySession: boolean;
   genId: () => string;
   idPattern: RegExp;
+  /** The `userKey` option: the data key a user's index follows (include/users.lua), or null. */
+  userKey: string | null;
+}
+
+/** One live session of a user, as the index script lists it. */
+export interface IndexedSession {
+  readonly handle: string;
+  readonly created: number;
+  readonly timeout: number | null;
+  readonly expires: number | null;
+  /** What `sessionInfo` described, encoded; '' for nothing. */
+  readonly info: string;
 }
 
 /** Characters of an id that form its Redis Cluster hash tag (48 bits at the default alphabet). */
@@ -133,6 +164,8 @@ export class SessionStore {
   /** The client's own `commandTimeout` (ioredis), when it bounds commands at least as tightly as
    *  ours: then no second timer per command. Clients this package creates are always set so. */
   readonly #clientTimeout: number | null;
+  /** The field of the `userKey` option (`:userId`), or '' for none: what the scripts take. */
+  readonly #userField: string;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(name, script);
@@ -154,6 +187,65 @@ export class SessionStore {
     }
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
     this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
+    this.#userField = settings.userKey === null ? '' : DATA_PREFIX + settings.userKey;
+  }
+
+  /**
+   * The key of a user's index, from the user key's value as stored (its encoding): a SHA-256 of it,
+   * so key names never show user ids (the sessions' values hold them, as any data). On Cluster the
+   * hash's first characters are its hash tag: the user's sessions are drawn into that slot (drawId).
+   */
+  userIndex(text: string): string {
+    const hash = createHash('sha256').update(text).digest('base64url').slice(0, 27);
+    if (!this.#tagged) return `${this.#settings.prefix}user:${hash}`;
+    return `${this.#settings.prefix}user:{${hash.slice(0, TAG_LENGTH)}}${hash.slice(TAG_LENGTH)}`;
+  }
+
+  /** Whether, on Cluster, a session stored under `id` is outside the slot of the index of `user` (the
+   *  user key's value as stored): then giving it that user moves it (docs/design.md, "A user's
+   *  sessions"). Never on one server, nor with a prefix that holds its own hash tag. */
+  outsideUserSlot(id: string, user: string): boolean {
+    return this.#tagged && calculateSlot(this.key(id)) !== calculateSlot(this.userIndex(user));
+  }
+
+  /** Hash tags by the Cluster slot they hash to, found as needed: random 8-character tags are drawn
+   *  until one lands in the slot asked for (16 384 slots: a few thousand CRC16s, once per slot and
+   *  process), and each one drawn is kept for its own slot. A tag tells only the slot: 14 bits of a
+   *  hash of the user, never the user. */
+  readonly #slotTags: Array<string | undefined> = [];
+  #tagFor(slot: number): string {
+    for (let tries = 0; this.#slotTags[slot] === undefined && tries < 1000; tries++) {
+      const bytes = randomBytes(6 * 256).toString('base64url');
+      for (let i = 0; i < bytes.length; i += TAG_LENGTH) {
+        const tag = bytes.slice(i, i + TAG_LENGTH);
+        this.#slotTags[calculateSlot(tag)] ??= tag;
+      }
+    }
+    const tag = this.#slotTags[slot];
+    if (tag === undefined) throw new Error(`session store: no hash tag found for Cluster slot ${slot}`);
+    return tag;
+  }
+
+  /** A user's live sessions (user.lua, which prunes the index on the way). */
+  async listUser(index: string, now: number): Promise<IndexedSession[]> {
+    const reply = await this.#send('user', null, () => this.#redis.ksmUserV1(index, 'list', now, this.#absolute, ''));
+    const out: IndexedSession[] = [];
+    for (let i = 0; i + 4 < reply.length; i += 5) {
+      const number = (text: string): number | null => (text === '' ? null : Number.parseInt(text, 36));
+      out.push({
+        handle: reply[i] as string,
+        created: number(reply[i + 1] as string) as number,
+        timeout: number(reply[i + 2] as string),
+        expires: number(reply[i + 3] as string),
+        info: reply[i + 4] as string,
+      });
+    }
+    return out;
+  }
+
+  /** End one of a user's sessions by its handle, or all but one ('' for none): how many ended. */
+  async revokeUser(index: string, now: number, mode: 'revoke' | 'revokeAll', handle: string): Promise<number> {
+    return this.#send('user', null, () => this.#redis.ksmUserV1(index, mode, now, this.#absolute, handle));
   }
 
   /** The Redis key of a session id. */
@@ -166,9 +258,11 @@ export class SessionStore {
    * A fresh id, checked against the id format. `lineage` is the id of the session it replaces or
    * moves (null for a new session): on Cluster the new id starts with the lineage's hash tag,
    * followed by a whole fresh id, so the tag (random, and already in the old cookie) takes nothing
-   * from the new id's own 256 bits.
+   * from the new id's own 256 bits. `user`, the user key's value as stored when the session holds
+   * one, puts the id in its user index's slot instead (a tag of that slot: #tagFor), so that every
+   * write keeps the index in its own script.
    */
-  drawId(lineage: string | null): string {
+  drawId(lineage: string | null, user: string | null = null): string {
     const fresh = this.#settings.genId();
     if (
       typeof fresh !== 'string' ||
@@ -179,8 +273,10 @@ export class SessionStore {
         `koaRedisSession: genId returned ${JSON.stringify(fresh)}; ids must match ${this.#settings.idPattern} (cookie-safe, no ".")${this.#tagged ? ` and have at least ${TAG_LENGTH} characters on Redis Cluster` : ''}`,
       );
     }
-    if (!this.#tagged || lineage === null) return fresh;
-    const id = lineage.slice(0, TAG_LENGTH) + fresh;
+    if (!this.#tagged || (lineage === null && user === null)) return fresh;
+    const tag =
+      user !== null ? this.#tagFor(calculateSlot(this.userIndex(user))) : (lineage as string).slice(0, TAG_LENGTH);
+    const id = tag + fresh;
     if (!this.#settings.idPattern.test(id))
       throw new TypeError(
         `koaRedisSession: the id ${JSON.stringify(id)} drawn for a regenerate does not match ${this.#settings.idPattern}`,
@@ -299,7 +395,7 @@ export class SessionStore {
    *  Throws `RawDeserializationError` when a value cannot be decoded. */
   async load(id: string, now: number): Promise<LoadResult> {
     const reply = await this.#send('load', id, () =>
-      this.#redis.ksmLoadV6Buffer(
+      this.#redis.ksmLoadV7Buffer(
         this.key(id),
         now,
         this.#trigger,
@@ -341,30 +437,49 @@ export class SessionStore {
       case 'create':
         return this.#underFreshId(source, (id) => {
           const op = this.#nextOp();
-          const { ttl, value } = this.#whole(source, now, op);
-          return this.#send('create', null, () => this.#create(this.key(id), ttl, op, value));
+          const whole = this.#whole(source, now, op);
+          return this.#send('create', null, () => this.#create(this.key(id), whole, op, now));
         });
       case 'replace': {
         const oldId = source.storedId as string;
-        return this.#underFreshId(source, (id) => {
+        return this.#underFreshId(source, async (id) => {
           const op = this.#nextOp();
-          const { ttl, value } = this.#whole(source, now, op);
+          const whole = this.#whole(source, now, op);
+          const { ttl, value, index, handle } = whole;
+          if (this.#crossSlot(oldId, id)) {
+            // A login on Cluster into its user's slot: two slots, two commands (README, "A user's sessions").
+            await this.end(oldId);
+            return this.#send('replace', oldId, () => this.#create(this.key(id), whole, op, now));
+          }
           return this.#send('replace', oldId, () =>
-            this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'replace', ttl, op, value),
+            this.#redis.ksmRotateV5(
+              this.key(oldId),
+              this.key(id),
+              'replace',
+              ttl,
+              op,
+              value,
+              index,
+              handle,
+              this.#ttlFlag,
+              now,
+              this.#absolute,
+            ),
           );
         });
       }
       case 'patch': {
         const id = source.storedId as string;
         const intent = this.#intent(source, now);
-        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV4(this.key(id), intent)), id);
+        return answer(await this.#send('patch', id, () => this.#redis.ksmPatchV5(this.key(id), intent)), id);
       }
       case 'move': {
         const oldId = source.storedId as string;
         return this.#underFreshId(source, (id) => {
           const intent = this.#intent(source, now);
+          if (this.#crossSlot(oldId, id)) return this.#handoff(oldId, id, intent, now);
           return this.#send('move', oldId, () =>
-            this.#redis.ksmRotateV4(this.key(oldId), this.key(id), 'move', intent),
+            this.#redis.ksmRotateV5(this.key(oldId), this.key(id), 'move', intent),
           );
         });
       }
@@ -381,7 +496,55 @@ export class SessionStore {
   /** End a session (and every id it was moved to), outside a request's machine: what a session whose
    *  cookie never reached the browser is undone with. */
   async end(id: string): Promise<void> {
-    await this.#send('delete', id, () => this.#redis.ksmEndV2(this.key(id)));
+    const elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(this.key(id), ''));
+    // A login was moving the session into another Cluster slot meanwhile (handoff.lua): end it there.
+    if (typeof elsewhere === 'string')
+      await this.#send('delete', id, () => this.#redis.ksmEndV3(elsewhere, 'tombstone'));
+  }
+
+  /** Whether a move or replace from `oldId` to `id` spans two Cluster slots (a login into its user's). */
+  #crossSlot(oldId: string, id: string): boolean {
+    return this.#tagged && calculateSlot(this.key(oldId)) !== calculateSlot(this.key(id));
+  }
+
+  /**
+   * A move into another Cluster slot, in two commands (handoff.lua, then create.lua): the intent
+   * applied to the stored session, which leaves a marker at the old key, then the result stored at
+   * the new key and named in its user's index. A logout of the old id in between ends it anyway.
+   */
+  async #handoff(oldId: string, id: string, intent: Array<string | number>, now: number): Promise<number> {
+    const [code, value, ttl] = await this.#send('move', oldId, () =>
+      this.#redis.ksmHandoffV1Buffer(this.key(oldId), this.key(id), intent),
+    );
+    // 3: a replay whose first run's reply was lost: the value went with it, the session is lost.
+    if (code !== 1) return code === 3 ? -1 : code;
+    // The intent's operation id, index and handle (#intent's order).
+    const op = intent[7] as string;
+    const whole: Whole = {
+      ttl: ttl as number,
+      value: value as Buffer,
+      index: intent[10] as string,
+      handle: intent[11] as string,
+    };
+    const done = await this.#send('move', oldId, () =>
+      whole.index === ''
+        ? this.#create(this.key(id), whole, op, now)
+        : this.#redis.ksmCreateV1(
+            this.key(id),
+            whole.ttl,
+            op,
+            whole.value,
+            whole.index,
+            whole.handle,
+            this.#ttlFlag,
+            now,
+            this.#absolute,
+          ),
+    );
+    if (done !== 0) return done;
+    // The new id was taken (a genId that repeats itself): the marker must not lead a logout there.
+    await this.#send('move', oldId, () => this.#redis.del(this.key(oldId)));
+    return -1;
   }
 
   /**
@@ -389,8 +552,15 @@ export class SessionStore {
    * is nothing stored to decide against). 1 created; 0 the id is taken (draw another). When the key
    * exists, one `GET` tells a collision from this same create resent after a lost reply (the value
    * records its operation, src/store/lua/include/op.lua): a path only a fault or a broken genId takes.
+   * A session in a user's index from its first write is created by create.lua instead, which names
+   * it in the index in the same command.
    */
-  async #create(key: string, ttl: number, op: string, value: Buffer): Promise<number> {
+  async #create(key: string, whole: Whole, op: string, now: number): Promise<number> {
+    const { ttl, value } = whole;
+    if (whole.index !== '') {
+      const { index, handle } = whole;
+      return this.#redis.ksmCreateV1(key, ttl, op, value, index, handle, this.#ttlFlag, now, this.#absolute);
+    }
     const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');
     if (done === 'OK') return 1;
     const stored = await this.#redis.getBuffer(key);
@@ -402,6 +572,19 @@ export class SessionStore {
     const { set, del, flash, flashQueues } = source.intent();
     const timeout = source.timeoutChanged ? String(source.timeout ?? 0) : '';
     const s = this.#settings;
+    // The user index of the value this write gives the user key (a login), with the handle and
+    // info a session entering an index keeps.
+    let index = '';
+    let handle = '';
+    let info = '';
+    if (this.#userField !== '') {
+      for (let i = 0; i + 1 < set.length; i += 2) {
+        if (set[i] !== this.#userField) continue;
+        index = this.userIndex(set[i + 1] as string);
+        handle = source.newHandle();
+        info = source.info();
+      }
+    }
     return [
       now,
       this.#ttlFlag,
@@ -412,20 +595,38 @@ export class SessionStore {
       set.length / 2,
       this.#nextOp(),
       this.#absolute,
+      this.#userField,
+      index,
+      handle,
+      info,
       ...flash,
       ...set,
       ...del,
     ];
   }
 
-  /** A whole session as create and replace store it (src/store/layout.ts), recording `op`. */
-  #whole(source: WriteSource, now: number, op: string): { ttl: number; value: Buffer } {
+  /** A whole session as create and replace store it (src/store/layout.ts), recording `op`; with its
+   *  user index and handle when it holds the user key ('' for none). */
+  #whole(source: WriteSource, now: number, op: string): Whole {
     const t = source.timeout;
     // The expiry: idle timeout from now, never past the absolute timeout from creation.
     let x = t !== null ? now + t : null;
     if (this.#absolute >= 0 && (x === null || source.created + this.#absolute < x)) x = source.created + this.#absolute;
-    const value = packSession(header(source.created, t, x), [...source.allFields(), 'o', `${op}=1`]);
-    return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, value };
+    const fields = source.allFields();
+    let index = '';
+    let handle = '';
+    if (this.#userField !== '') {
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        if (fields[i] === this.#userField) index = this.userIndex(fields[i + 1] as string);
+        else if (fields[i] === HANDLE_FIELD) handle = fields[i + 1] as string;
+      }
+    }
+    const value = packSession(header(source.created, t, x, index === '' ? undefined : index), [
+      ...fields,
+      'o',
+      `${op}=1`,
+    ]);
+    return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, value, index, handle };
   }
 
   /**
@@ -449,6 +650,14 @@ interface Corkable {
   uncork(): void;
 }
 
+/** A whole session to store: its TTL (0: none), its value, and its user index and handle ('' for none). */
+interface Whole {
+  readonly ttl: number;
+  readonly value: Buffer;
+  readonly index: string;
+  readonly handle: string;
+}
+
 /** Cork the socket of a client (one server, or one Cluster node) that is ready to write, and note it. */
 function cork(client: Redis, into: Corkable[]): void {
   const stream = client.stream;
@@ -460,10 +669,13 @@ function cork(client: Redis, into: Corkable[]): void {
 /** The scripts, by the names they are defined under on the client (what ioredis'
  *  `autoPipeliningIgnoredCommands` would list). */
 const SCRIPTS = {
-  ksmLoadV6: { numberOfKeys: 1, lua: loadLua },
-  ksmPatchV4: { numberOfKeys: 1, lua: patchLua },
-  ksmRotateV4: { numberOfKeys: 2, lua: rotateLua },
-  ksmEndV2: { numberOfKeys: 1, lua: endLua },
+  ksmLoadV7: { numberOfKeys: 1, lua: loadLua },
+  ksmPatchV5: { numberOfKeys: 1, lua: patchLua },
+  ksmRotateV5: { numberOfKeys: 2, lua: rotateLua },
+  ksmEndV3: { numberOfKeys: 1, lua: endLua },
+  ksmCreateV1: { numberOfKeys: 1, lua: createLua },
+  ksmHandoffV1: { numberOfKeys: 1, lua: handoffLua },
+  ksmUserV1: { numberOfKeys: 1, lua: userLua },
 } as const;
 const SCRIPT_NAMES = Object.keys(SCRIPTS);
 

@@ -25,6 +25,8 @@ export interface StoredSession {
   readonly timeout: number | null;
   /** The expiry, epoch seconds, as stored (a load that refreshed it read the one before). */
   readonly expires: number | null;
+  /** The key of the user index the session is in, or null. */
+  readonly index: string | null;
   readonly fields: string[];
 }
 
@@ -47,9 +49,11 @@ export function entrySize(field: string, value: string): number {
   return stringHead(f) + f + stringHead(v) + v;
 }
 
-/** The header of a session stored now. */
-export function header(created: number, timeout: number | null, expires: number | null): string {
-  return `${FORMAT_VERSION.toString(36)} ${created.toString(36)} ${timeout?.toString(36) ?? ''} ${expires?.toString(36) ?? ''} `;
+/** The header of a session stored now; `index`, the key of the user index it is in (the `userKey`
+ *  option), follows it as `~<length in base 36> <key>` (layout.lua, indexOf). */
+export function header(created: number, timeout: number | null, expires: number | null, index?: string): string {
+  const head = `${FORMAT_VERSION.toString(36)} ${created.toString(36)} ${timeout?.toString(36) ?? ''} ${expires?.toString(36) ?? ''} `;
+  return index === undefined ? head : `${head}~${Buffer.byteLength(index).toString(36)} ${index}`;
 }
 
 /** A whole session value: `head`, then the field, value pairs packed as one MessagePack map. */
@@ -58,7 +62,7 @@ export function packSession(head: string, fields: readonly string[]): Buffer {
   let size = Buffer.byteLength(head) + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
   for (const text of fields) size += Buffer.byteLength(text) + 5;
   const out = Buffer.allocUnsafe(size);
-  let at = out.write(head, 0, 'latin1');
+  let at = out.write(head, 0, 'utf8');
   if (count < 16) out[at++] = 0x80 | count;
   else if (count < 0x10000) {
     out[at] = 0xde;
@@ -120,7 +124,16 @@ export function unpackSession(value: Buffer | undefined): StoredSession {
   if (version === null || created === null) return malformed();
   const timeout = headerNumber(value, (bounds[1] as number) + 1, bounds[2] as number);
   const expires = headerNumber(value, (bounds[2] as number) + 1, bounds[3] as number);
-  return { version, created, timeout, expires, fields: readMap(value, at) };
+  let index: string | null = null;
+  if (value[at] === 0x7e) {
+    const space = value.indexOf(0x20, at);
+    if (space < 0 || space - at > 12) return malformed();
+    const length = headerNumber(value, at + 1, space);
+    if (length === null || space + 1 + length > value.length) return malformed();
+    index = value.toString('utf8', space + 1, space + 1 + length);
+    at = space + 1 + length;
+  }
+  return { version, created, timeout, expires, index, fields: readMap(value, at) };
 }
 
 /** The field, value pairs of the MessagePack map that starts at `at` and ends `value`. */

@@ -5,13 +5,22 @@
  */
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { endLua, loadLua, patchLua, rotateLua } from '../../src/store/scripts.generated.js';
+import {
+  createLua,
+  endLua,
+  handoffLua,
+  loadLua,
+  patchLua,
+  rotateLua,
+  userLua,
+} from '../../src/store/scripts.generated.js';
 
 export interface WireCommand {
   /** MONITOR's timestamp (seconds.microseconds): orders commands seen by different servers. */
   readonly time: number;
   /** Command name, lower case; a script call is named after its script: load, patch, end;
-   *  rotate.lua after its mode: move or replace. A `SET … NX` is a create. */
+   *  rotate.lua after its mode: move or replace. A `SET … NX` is a create, and so is create.lua (a
+   *  session in a user's index from its first write); user.lua is user. */
   readonly op: string;
   readonly args: readonly string[];
   /** The key the command addresses (the first key). */
@@ -21,9 +30,15 @@ export interface WireCommand {
 }
 
 const SCRIPTS = new Map<string, string>(
-  Object.entries({ load: loadLua, patch: patchLua, rotate: rotateLua, end: endLua }).flatMap(([name, lua]) => [
-    [createHash('sha1').update(lua).digest('hex'), name],
-  ]),
+  Object.entries({
+    load: loadLua,
+    patch: patchLua,
+    rotate: rotateLua,
+    end: endLua,
+    create: createLua,
+    user: userLua,
+    handoff: handoffLua,
+  }).flatMap(([name, lua]) => [[createHash('sha1').update(lua).digest('hex'), name]]),
 );
 
 function describe(time: number, args: string[], lua: boolean): WireCommand {

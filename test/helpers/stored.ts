@@ -6,7 +6,8 @@ import type { Cluster, Redis } from 'ioredis';
 import { FORMAT_VERSION, entrySize, header, packSession, readMap, unpackSession } from '../../src/store/layout.js';
 
 /**
- * The stored session as a flat record: the header as `v`, `c`, `t`, `x` (absent when empty) and
+ * The stored session as a flat record: the header as `v`, `c`, `t`, `x` (absent when empty), the
+ * user index key as `u` (absent when none) and
  * every field of the map by name (`:key`, `f:queue`, `k`, `l`, `o`). A marker a regenerate left is
  * `{ m, o }`; nothing stored is `{}`. Anything else throws.
  */
@@ -23,6 +24,7 @@ export async function stored(redis: Redis | Cluster, key: string): Promise<Recor
     out.c = String(session.created);
     if (session.timeout !== null) out.t = String(session.timeout);
     if (session.expires !== null) out.x = String(session.expires);
+    if (session.index !== null) out.u = session.index;
     fields = session.fields;
   }
   for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i] as string] = fields[i + 1] as string;

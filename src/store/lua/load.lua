@@ -22,10 +22,13 @@
 --                               the move (out of memory); value is the session as stored
 --                               (include/layout.lua), one bulk string for the client to decode
 --
+-- A session in a user's index (the `userKey` option) stretches the index's TTL with its own.
+--
 -- Atomic so that the expiry check, the removal of a dead key and the refresh cannot interleave with
 -- another request's write: an expired session is never resurrected, and no second command is
 -- needed to remove it (fixing pyramid's B8, which left such keys behind).
 --@include layout.lua
+--@include users.lua
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local value = fetch(key)
@@ -33,7 +36,7 @@ if value == false then return {3} end
 if value == nil then return {0} end
 local vs, cs, ts, xs, at = string.match(value, HEADER)
 if not vs then
-  if marker(value) then return {0} end
+  if value == TOMBSTONE or marker(value) then return {0} end
   redis.call('DEL', key)
   return {3}
 end
@@ -74,6 +77,9 @@ if t and t > 0 then
       refreshed = 2
     else
       if ARGV[3] == '1' then redis.call('EXPIRE', key, target - now) end
+      -- A session in a user's index keeps the index alive as long as itself.
+      local ix = indexOf(value, at)
+      if ix then stretch(ix, target - now, ARGV[3]) end
       refreshed = 1
     end
   end

@@ -11,8 +11,9 @@
 -- Atomic, and only what changed: two requests that change different keys of one session both
 -- survive, whatever their interleaving; the same key: last writer wins (docs/design.md,
 -- "Concurrency"). A session ended meanwhile stays ended: a write never resurrects it.
---@include op.lua
 --@include layout.lua
+--@include op.lua
+--@include users.lua
 --@include apply.lua
 local plan, code = prepare(KEYS[1], 0)
 if not plan then return code end

@@ -1,5 +1,5 @@
 -- rotate.lua: a session under a new id, the old id ended, in one command: regenerate() ("move"), or
--- invalidate() followed by new data ("replace").
+-- invalidate() followed by new data ("replace"). A user's index follows (include/users.lua).
 --
 -- KEYS[1]  the old session key
 -- KEYS[2]  the new session key, never overwritten (on Cluster it shares the old key's hash tag)
@@ -8,7 +8,9 @@
 --          at the old id leads a logout that loaded it to the new one
 --          "replace": the old session ends with every id it was moved to, and a new one is stored:
 --          ARGV[2] its TTL in seconds (0: none), ARGV[3] the operation id (include/op.lua),
---          ARGV[4] the value (include/layout.lua), which records that operation
+--          ARGV[4] the value (include/layout.lua), which records that operation; ARGV[5] its
+--          user index key, or "" (include/users.lua), ARGV[6] its handle, ARGV[7] "1" to keep Redis
+--          TTLs, ARGV[8] now, ARGV[9] absoluteTimeout or -1
 --
 -- Returns  1 done; 0 the new key already existed (nothing changed: the caller draws another id);
 --          "move" only: 2 moved and left empty, so deleted; -1 the old session no longer exists
@@ -17,24 +19,12 @@
 -- Atomic so that no request ever sees both keys or neither: the old id dies exactly when the new
 -- one is born (session fixation defence at login). The move applies the intent to the stored
 -- session, not this request's copy of it, so what concurrent requests wrote meanwhile is kept.
---@include op.lua
 --@include layout.lua
+--@include op.lua
+--@include users.lua
 --@include apply.lua
 --@include chain.lua
 local old, new = KEYS[1], KEYS[2]
-
--- The answer when `new` is taken: what this same operation answered when it ran before (a replay
--- after a lost reply), else 0 (an id collision: draw another).
-local function taken(op)
-  local value = redis.pcall('GET', new)
-  if type(value) ~= 'string' then return 0 end
-  local m = marker(value)
-  if m then return replayed(m.o, op, true) or 0 end
-  local _, _, _, _, at = string.match(value, HEADER)
-  local map = at and unpacked(string.sub(value, at))
-  if not map then return 0 end
-  return replayed(map.o, op, true) or 0
-end
 
 if ARGV[1] == 'move' then
   local plan, code = prepare(old, 1)
@@ -49,8 +39,7 @@ if ARGV[1] == 'move' then
   end
   return done
 end
-if redis.call('EXISTS', new) == 1 then return taken(ARGV[3]) end
+if redis.call('EXISTS', new) == 1 then return taken(new, ARGV[3]) end
 endChain(old)
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then redis.call('SET', new, ARGV[4], 'EX', ttl) else redis.call('SET', new, ARGV[4]) end
+place(new, tonumber(ARGV[2]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
 return 1

@@ -1,4 +1,4 @@
--- apply.lua (included after op.lua and layout.lua): apply one request's intent to a stored session,
+-- apply.lua (included after op.lua, layout.lua and users.lua): apply one request's intent to a stored session,
 -- as patch.lua and rotate.lua's move both do. Decided here, against what is stored, not from the
 -- request's copy (docs/design.md, "Concurrency"):
 --   * the size limit on the stored fields (include/layout.lua, measure): growth past maxSize is
@@ -14,6 +14,11 @@
 --   b+6 q, flash queues changed   b+7 n, fields to set   b+8 the operation id (include/op.lua)
 --   b+9 absoluteTimeout in seconds, or -1 for none: no expiry past the stored creation plus that,
 --       and a session past it is gone (load.lua ends it the same way)
+--   b+10 the `userKey` option's field (":userId"), or "" for none: a user's index follows the
+--        session's value there (include/users.lua)
+--   b+11 the index key of the value this intent sets in that field ("" when it sets none)
+--   b+12 a fresh handle, b+13 what `sessionInfo` describes: what a session first indexed (or
+--        indexed under another user) keeps as `h` and `i`
 --   then per flash queue: its field, the frames to append, k, and the k loaded frames it popped
 --   (each frame carries a message id of its own, so a pop takes exactly the messages it loaded),
 --   then n field, value pairs, then the fields to delete.
@@ -29,7 +34,8 @@ local function prepare(key, b)
   if moved then return nil, replayed(moved.o, op) or -1 end -- moved by a regenerate
   local vs, cs, ts, _, at = string.match(value, HEADER)
   if not vs then return nil, -1 end
-  local body = string.sub(value, at)
+  local ix, from = indexOf(value, at)
+  local body = string.sub(value, from)
   local map = unpacked(body)
   if not map then return nil, -1 end -- corrupt: no session a write could apply to
   local done = replayed(map.o, op)
@@ -43,7 +49,7 @@ local function prepare(key, b)
   end
   local before = measure(body, map.o)
   local q, n = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
-  local at = b + 10
+  local at = b + 14
   for _ = 1, q do
     local field, appended, k = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
     local text = map[field] or ''
@@ -60,15 +66,26 @@ local function prepare(key, b)
   local delAt = at + 2 * n
   for i = at, delAt - 1, 2 do map[ARGV[i]] = ARGV[i + 1] end
   for i = delAt, #ARGV do map[ARGV[i]] = nil end
+  -- The user index follows the user key's value: none, the same, or another user's.
+  local handle, nix = map.h, ix
+  local userField = ARGV[b + 10]
+  if userField ~= '' then
+    if map[userField] == nil then nix = nil elseif ARGV[b + 11] ~= '' then nix = ARGV[b + 11] end
+    if nix ~= ix then
+      map.h = nix and ARGV[b + 12] or nil
+      map.i = nix and ARGV[b + 13] ~= '' and ARGV[b + 13] or nil
+    end
+  end
+  local index = { from = ix, handle = handle, to = nix }
   if ARGV[b + 5] == '1' then
     local empty = true
     for field in pairs(map) do
-      if field ~= 'o' and field ~= 'l' then
+      if field ~= 'o' and field ~= 'l' and field ~= 'h' and field ~= 'i' then
         empty = false
         break
       end
     end
-    if empty then return { empty = true } end
+    if empty then return { empty = true, index = index, stored = key } end
   end
   local intent = ARGV[b + 4]
   if intent == '0' then ts = '' elseif intent ~= '' then ts = b36(tonumber(intent)) end
@@ -81,13 +98,38 @@ local function prepare(key, b)
   if t and t > 0 then x = now + t end
   if deadline and (not x or deadline < x) then x = deadline end
   local xs = x and b36(x) or ''
-  return { value = vs .. ' ' .. cs .. ' ' .. ts .. ' ' .. xs .. ' ' .. packed, ttl = x and x - now, persist = intent == '0', t = t }
+  return {
+    value = vs .. ' ' .. cs .. ' ' .. ts .. ' ' .. xs .. ' ' .. indexPart(nix) .. packed,
+    ttl = x and x - now,
+    persist = intent == '0',
+    t = t,
+    index = index,
+    stored = key,
+  }
+end
+
+-- The user index after the plan is written to `key` (nil: deleted): the old entry goes when the
+-- session leaves that index or moves, the new one names `key`.
+local function reindex(key, b, plan)
+  local index = plan.index
+  if not index then return end
+  local moved = key ~= plan.stored
+  if index.from and (index.from ~= index.to or moved or not plan.value) then delist(index.from, index.handle) end
+  if not plan.value or not index.to then return end
+  local ttl = plan.ttl and math.max(1, plan.ttl)
+  if index.to ~= index.from or moved then
+    local handle = index.to ~= index.from and ARGV[b + 12] or index.handle
+    enlist(index.to, handle, key, ttl, ARGV[b + 2], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 9]))
+  elseif ttl or plan.persist then
+    stretch(index.to, ttl, ARGV[b + 2]) -- the write moved the session's expiry
+  end
 end
 
 -- Writes the plan to `key`. Returns 1 stored, or 2 the session was left empty and is deleted.
 local function commit(key, b, plan)
   if plan.empty then
     redis.call('DEL', key)
+    reindex(key, b, plan)
     return 2
   end
   if ARGV[b + 2] ~= '1' then
@@ -99,5 +141,6 @@ local function commit(key, b, plan)
   else
     redis.call('SET', key, plan.value, 'KEEPTTL')
   end
+  reindex(key, b, plan)
   return 1
 end

@@ -7,10 +7,19 @@
 -- The header's numbers are written in base 36 (digits, then lower-case letters): an epoch second
 -- takes 6 characters instead of 10, and in a small session every byte counts (bench/README.md).
 --
+-- A session indexed under a user (the `userKey` option) has its user index's key right after the
+-- header, as "~<length in base 36> <key>", before the map: the load finds it without decoding the
+-- map, to keep the index alive as long as the session (include/users.lua).
+--
 -- A marker a regenerate leaves at the old id is "m " .. a map { m = the key the session moved to,
 -- o = the move's operation }. A hash is a session of the previous layout (a field per key), which
 -- migrate() rewrites in place.
 local HEADER = '^(%w+) (%w+) (%w*) (%w*) ()'
+
+-- A tombstone: what end.lua leaves, on Redis Cluster, at the key a handoff (handoff.lua) was moving a
+-- session to, so that the handoff's second half (create.lua) does not store it after a logout. It
+-- leads nowhere, as a marker does.
+local TOMBSTONE = 'e '
 local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
 
 -- Whether `n` is a whole number from 0 to 2^53, the only numbers a header holds.
@@ -38,6 +47,22 @@ local function rebase(text)
   local n = tonumber(text)
   if not whole(n) then return nil end
   return b36(n)
+end
+
+-- The user index key of a session value whose header ends at `at`, or nil, and where its map starts.
+-- A '~' not followed by a length is left for the map's decoding to refuse (no map starts with '~').
+local function indexOf(value, at)
+  if string.byte(value, at) ~= 126 then return nil, at end
+  local len, from = string.match(value, '^~(%w+) ()', at)
+  len = len and tonumber(len, 36)
+  if not len or from + len > #value + 1 then return nil, at end
+  return string.sub(value, from, from + len - 1), from + len
+end
+
+-- The index segment of a session value for user index key `ix` ('' for none).
+local function indexPart(ix)
+  if not ix then return '' end
+  return '~' .. b36(#ix) .. ' ' .. ix
 end
 
 -- The value at `key` when it is a hash of the previous layout, rewritten in this one (its TTL kept):

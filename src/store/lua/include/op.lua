@@ -1,4 +1,4 @@
--- op.lua (included): make a write safe to run twice. When the connection drops after Redis ran a
+-- op.lua (included after layout.lua): make a write safe to run twice. When the connection drops after Redis ran a
 -- script but before its reply arrived, ioredis sends the script again (autoResendUnfulfilledCommands).
 -- Each write carries its own operation id; the session remembers operations as `<op>=<code>` in its
 -- field `o` (a marker in its own), and a replay answers the recorded code instead of acting again (a
@@ -41,4 +41,20 @@ local function record(ops, op, code)
     if string.sub(entry, 1, 8) ~= prefix and #entries < 16 then entries[#entries + 1] = entry end
   end
   return table.concat(entries, ' ')
+end
+
+-- The answer of a write whose new key `key` is taken: what this same operation `op` answered when it
+-- ran before (a replay after a lost reply: the value there records it), else 0 (an id collision:
+-- the caller draws another id).
+local function taken(key, op)
+  local value = redis.pcall('GET', key)
+  if type(value) ~= 'string' then return 0 end
+  local m = marker(value)
+  if m then return replayed(m.o, op, true) or 0 end
+  local _, _, _, _, at = string.match(value, HEADER)
+  if not at then return 0 end
+  local _, from = indexOf(value, at)
+  local map = unpacked(string.sub(value, from))
+  if not map then return 0 end
+  return replayed(map.o, op, true) or 0
 end

@@ -1,0 +1,296 @@
+/**
+ * A user's sessions (README, "A user's sessions"): the `userKey` option's index, kept by the same
+ * command as each write, and `middleware.sessions` list / revoke / revokeAll; on one private
+ * redis-server and on a private 3-master Redis Cluster, where a login moves the session into its
+ * user's slot.
+ *
+ * Run: node --import tsx --test test/users.test.ts
+ */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { Context } from 'koa';
+import { Cluster, Redis } from 'ioredis';
+import type { SessionOptions } from '../src/index.js';
+import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, type TestApp } from './helpers/app.js';
+import { closeOpened } from './helpers/cleanup.js';
+import { Monitor, MultiMonitor, type WireCommand } from './helpers/monitor.js';
+import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
+import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { sessionKey } from './helpers/keys.js';
+import { stored } from './helpers/stored.js';
+import './helpers/unhandled.js';
+
+interface Backend {
+  readonly name: string;
+  readonly cluster: boolean;
+  /** The client the middleware uses, and the tests look through. */
+  redis: Redis | Cluster;
+  /** Every key stored, on every master. */
+  keys(): Promise<string[]>;
+  request<T>(send: () => PromiseLike<T>): Promise<{ res: T; wire: WireCommand[] }>;
+}
+
+let server: RedisServer;
+let cluster: RedisCluster;
+let monitor: Monitor;
+let monitors: MultiMonitor;
+const single: Backend = {
+  name: 'one redis-server',
+  cluster: false,
+  redis: undefined as unknown as Redis,
+  keys: () => single.redis.keys('*'),
+  request: (send) => monitor.request(send),
+};
+const clustered: Backend = {
+  name: 'Redis Cluster (3 masters)',
+  cluster: true,
+  redis: undefined as unknown as Cluster,
+  keys: async () => (await Promise.all((clustered.redis as Cluster).nodes('master').map((n) => n.keys('*')))).flat(),
+  request: (send) => monitors.request(send),
+};
+
+before(async () => {
+  server = await startRedis();
+  single.redis = new Redis(server.url);
+  monitor = await Monitor.start(server.url);
+  cluster = await startCluster(3, 0);
+  const c = new Cluster(cluster.startupNodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+  c.on('error', () => undefined);
+  clustered.redis = c;
+  await c.ping();
+  await Promise.all(c.nodes('master').map((n) => n.ping()));
+  monitors = await MultiMonitor.start((await cluster.masters()).map((p) => `redis://127.0.0.1:${p}`));
+});
+afterEach(async () => {
+  await closeOpened();
+  await single.redis.flushall();
+  await Promise.all((clustered.redis as Cluster).nodes('master').map((n) => n.flushall()));
+});
+after(async () => {
+  await closeOpened();
+  await monitor?.stop();
+  await monitors?.stop();
+  single.redis?.disconnect();
+  clustered.redis?.disconnect();
+  await server?.stop();
+  await cluster?.stop();
+});
+
+for (const b of [single, clustered]) {
+  describe(`userKey on ${b.name}: a user index kept by each write, in the same command`, () => {
+    /** The routes every test uses: login as ?user=, a write, a read, logout, regenerate. */
+    function app(options: SessionOptions = {}): TestApp {
+      return makeApp(
+        3,
+        {
+          redis: b.redis,
+          userKey: 'userId',
+          sessionInfo: (ctx: Context) => ({ agent: ctx.query.agent ?? null, path: ctx.path }),
+          ...options,
+        },
+        async (ctx) => {
+          const s = ctx.session;
+          switch (ctx.path) {
+            case '/anon':
+              s.cart = ['apple'];
+              return 'ok';
+            case '/login':
+              s.regenerate();
+              s.userId = Number(ctx.query.user);
+              return s.handle;
+            case '/login-in-place':
+              s.userId = Number(ctx.query.user);
+              return s.handle;
+            case '/write':
+              s.views = ((s.views as number) ?? 0) + 1;
+              return s.handle ?? 'none';
+            case '/read':
+              return `${String(s.userId ?? 'anonymous')} ${s.handle ?? 'none'}`;
+            case '/logout':
+              s.invalidate();
+              return 'bye';
+            case '/forget-user':
+              delete s.userId;
+              return 'forgot';
+            case '/regenerate':
+              s.regenerate();
+              return s.handle;
+            default:
+              return 'ok';
+          }
+        },
+      );
+    }
+
+    /** Rewrite a stored session's expiry (its header's fourth number), the rest and the TTL kept. */
+    async function setExpiry(key: string, expires: number): Promise<void> {
+      const value = (await b.redis.getBuffer(key)) as Buffer;
+      const head = value.toString('latin1').split(' ', 4);
+      const rest = value.subarray(head.join(' ').length);
+      head[3] = expires.toString(36);
+      await b.redis.set(key, Buffer.concat([Buffer.from(head.join(' '), 'latin1'), rest]), 'KEEPTTL');
+    }
+
+    /** The index key of user 7 (a test reads what is stored, by the key a session's header names). */
+    async function indexOf(cookieOwnerKey: string): Promise<string> {
+      const u = (await stored(b.redis, cookieOwnerKey)).u;
+      assert.ok(u, `${cookieOwnerKey} is in a user's index`);
+      return u;
+    }
+
+    it('three browsers log in as one user: list shows three, with their info; revokeAll except this one leaves one', async () => {
+      const a = app();
+      const jars: Array<{ cookie: string; id: string; handle: string }> = [];
+      for (const agent of ['firefox', 'chromium', 'webkit']) {
+        const res = await a.get(`/login?user=7&agent=${agent}`);
+        const { cookie, id } = expectCookieSet(res);
+        jars.push({ cookie, id, handle: res.text });
+      }
+      const listed = await a.session.sessions.list(7);
+      assert.equal(listed.length, 3);
+      assert.deepEqual(listed.map((s) => s.handle).sort(), jars.map((j) => j.handle).sort());
+      assert.deepEqual(listed.map((s) => (s.info as { agent: string }).agent).sort(), [
+        'chromium',
+        'firefox',
+        'webkit',
+      ]);
+      for (const s of listed) {
+        assert.equal(typeof s.created, 'number');
+        assert.ok(s.expires !== null && s.expires > s.created);
+        assert.equal(s.lastActive, (s.expires as number) - 1200);
+      }
+      assert.deepEqual(await a.session.sessions.list(8), [], 'another user has none');
+      assert.deepEqual(await a.session.sessions.list('7'), [], "'7' is another user than 7");
+
+      const [keep, ...others] = jars as [(typeof jars)[0], ...typeof jars];
+      assert.equal((await a.get('/read', keep.cookie)).text, `7 ${keep.handle}`, 'ctx.session.handle names it');
+      assert.equal(await a.session.sessions.revokeAll(7, { except: keep.handle }), 2);
+      assert.deepEqual(
+        (await a.session.sessions.list(7)).map((s) => s.handle),
+        [keep.handle],
+      );
+      for (const other of others) {
+        const res = await a.get('/read', other.cookie);
+        assert.equal(res.text, 'anonymous none', 'a revoked session is a fresh one');
+        expectCookieCleared(res);
+        assert.deepEqual(await stored(b.redis, sessionKey(other.id, b.cluster)), {});
+      }
+      assert.equal((await a.get('/read', keep.cookie)).text, `7 ${keep.handle}`);
+      assert.equal(await a.session.sessions.revoke(7, keep.handle), 1);
+      assert.equal(await a.session.sessions.revoke(7, keep.handle), 0, 'once');
+      assert.equal((await a.get('/read', keep.cookie)).text, 'anonymous none');
+      assert.deepEqual(await b.keys(), [], 'no index left behind');
+    });
+
+    it('a read-only request of an indexed session costs one command, and keeps the index alive with the session', async () => {
+      const a = app({ timeout: 600 });
+      const { cookie, id } = expectCookieSet(await a.get('/login?user=3'));
+      const index = await indexOf(sessionKey(id, b.cluster));
+      await a.ready();
+      // The stored expiry as if the session were last used 100 s ago: a read moves it.
+      await setExpiry(sessionKey(id, b.cluster), Math.floor(Date.now() / 1000) + 500);
+      await b.redis.expire(index, 30);
+      const { wire } = await b.request(() => a.get('/read', cookie));
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        ['load'],
+      );
+      assert.ok((await b.redis.ttl(index)) > 500, 'the refresh stretched the index with the session');
+      const { wire: writes } = await b.request(() => a.get('/write', cookie));
+      assert.deepEqual(
+        writes.map((c) => c.op),
+        ['load', 'patch'],
+      );
+    });
+
+    it('login in place (no regenerate), a new session logging in, and the index follows regenerate, logout and a user change', async () => {
+      const a = app();
+      // A session that exists before login: the write that sets the user key indexes it. On one
+      // server in place (a patch); on Cluster it moves into its user's slot: two commands, a new id.
+      let anon = expectCookieSet(await a.get('/anon'));
+      const { res: login, wire } = await b.request(() => a.get('/login-in-place?user=5', anon.cookie));
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        b.cluster ? ['load', 'handoff', 'create'] : ['load', 'patch'],
+      );
+      if (b.cluster) {
+        const old = anon;
+        anon = expectCookieSet(login);
+        assert.notEqual(anon.id, old.id);
+        assert.equal((await a.get('/read', old.cookie)).text, 'anonymous none', 'the old id leads nowhere');
+      } else expectNoCookie(login);
+      assert.equal((await a.get('/read', anon.cookie)).text, `5 ${login.text}`);
+      const index5 = await indexOf(sessionKey(anon.id, b.cluster));
+      assert.equal((await a.session.sessions.list(5)).length, 1);
+      // A new session that logs in: one create, indexed.
+      const { res: fresh, wire: created } = await b.request(() => a.get('/login-in-place?user=5'));
+      assert.deepEqual(
+        created.map((c) => c.op),
+        ['create'],
+      );
+      const second = expectCookieSet(fresh);
+      assert.equal((await a.session.sessions.list(5)).length, 2);
+      // regenerate(): the entry follows the session to its new key, the handle stays.
+      const before = (await a.get('/read', second.cookie)).text;
+      let moved = expectCookieSet(await a.get('/regenerate', second.cookie));
+      assert.notEqual(moved.id, second.id);
+      assert.equal((await a.get('/read', moved.cookie)).text, before, 'same user, same handle');
+      assert.deepEqual(
+        (await b.redis.hvals(index5)).sort(),
+        [sessionKey(anon.id, b.cluster), sessionKey(moved.id, b.cluster)].sort(),
+      );
+      // Logged in as another user: out of 5's index, into 6's, under a new handle.
+      const six = await a.get('/login-in-place?user=6', moved.cookie);
+      if (b.cluster) moved = expectCookieSet(six);
+      assert.deepEqual(await b.redis.hvals(index5), [sessionKey(anon.id, b.cluster)]);
+      assert.equal((await a.session.sessions.list(6)).length, 1);
+      assert.equal((await a.get('/read', moved.cookie)).text, `6 ${six.text}`);
+      assert.notEqual(six.text, before.split(' ')[1], 'a new handle');
+      // The user key removed: out of every index, the session kept.
+      assert.equal((await a.get('/forget-user', moved.cookie)).text, 'forgot');
+      assert.deepEqual(await a.session.sessions.list(6), []);
+      assert.equal((await a.get('/read', moved.cookie)).text, 'anonymous none');
+      // Logout ends the session and its entry.
+      expectCookieCleared(await a.get('/logout', anon.cookie));
+      assert.deepEqual(await a.session.sessions.list(5), []);
+      assert.deepEqual(await b.redis.exists(index5), 0, 'an empty index is removed');
+    });
+
+    it('sessions that ended without a script seeing it (expired, evicted) are pruned by the next list, revoke or login', async () => {
+      const a = app();
+      const one = expectCookieSet(await a.get('/login?user=9'));
+      const two = expectCookieSet(await a.get('/login?user=9'));
+      const index = await indexOf(sessionKey(one.id, b.cluster));
+      await b.redis.del(sessionKey(one.id, b.cluster)); // as a TTL or an eviction would
+      assert.equal(await b.redis.hlen(index), 2);
+      assert.equal((await a.session.sessions.list(9)).length, 1);
+      assert.equal(await b.redis.hlen(index), 1, 'list pruned it');
+      await b.redis.del(sessionKey(two.id, b.cluster));
+      expectCookieSet(await a.get('/login?user=9'));
+      assert.equal(await b.redis.hlen(index), 1, 'a login pruned the other');
+      assert.equal(await a.session.sessions.revokeAll(9), 1);
+      assert.deepEqual(await b.keys(), []);
+    });
+
+    it('LRU mode (setRedisTtl off): a session past its stored expiry is not listed, and is pruned', async () => {
+      const a = app({ setRedisTtl: false, timeout: 60 });
+      const { id } = expectCookieSet(await a.get('/login?user=4'));
+      const index = await indexOf(sessionKey(id, b.cluster));
+      assert.equal(await b.redis.ttl(index), -1, 'no TTL in LRU mode');
+      await setExpiry(sessionKey(id, b.cluster), Math.floor(Date.now() / 1000) - 5); // past, as stored
+      assert.deepEqual(await a.session.sessions.list(4), []);
+      assert.equal(await b.redis.exists(index), 0);
+    });
+
+    it('needs the option: sessions.* without userKey, and bad arguments, are TypeErrors', async () => {
+      const plain = makeApp(3, { redis: b.redis }, () => 'ok');
+      await assert.rejects(plain.session.sessions.list(1), /needs the option "userKey"/);
+      const a = app();
+      await assert.rejects(a.session.sessions.list(null), /userId must be/);
+      await assert.rejects(a.session.sessions.revoke(1, '' as string), /handle must be/);
+      assert.throws(() => makeApp(3, { redis: b.redis, userKey: 'id' }, () => 'ok'), /userKey/);
+      assert.throws(() => makeApp(3, { redis: b.redis, sessionInfo: () => ({}) }, () => 'ok'), /sessionInfo/);
+      expectNoCookie(await a.get('/read'));
+    });
+  });
+}
