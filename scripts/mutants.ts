@@ -70,6 +70,7 @@ const T = {
   races: 'test/races.test.ts',
   lifetimes: 'test/lifetimes.test.ts',
   layout: 'test/layout.test.ts',
+  users: 'test/users.test.ts',
 } as const;
 
 const CHART = 'machines/session.machine.ts';
@@ -80,6 +81,7 @@ const LAYOUT = 'src/store/lua/include/layout.lua';
 const ROTATE = 'src/store/lua/rotate.lua';
 const APPLY = 'src/store/lua/include/apply.lua';
 const CHAIN = 'src/store/lua/include/chain.lua';
+const USERS = 'src/store/lua/include/users.lua';
 
 const one = (file: string, find: string, replace: string): Edit[] => [{ file, find, replace }];
 
@@ -503,6 +505,31 @@ const MUTANTS: readonly Mutant[] = [
       'for i = delAt + 1, #ARGV do map[ARGV[i]] = nil end',
     ),
     tests: [T.contract],
+  },
+  // -- a user's sessions (docs/design.md, "A user's sessions") -----------------------------------
+  {
+    name: 'refresh-leaves-index',
+    bug: "the load's refresh does not stretch the user index: the index expires before a session kept alive by reads",
+    edits: one(LOAD, 'if ix then stretch(ix, target - now, ARGV[3]) end', ''),
+    tests: [T.users],
+  },
+  {
+    name: 'logout-leaves-entry',
+    bug: 'ending a session leaves its entry in the user index (list shows a logged-out device)',
+    edits: one(CHAIN, '      if not m then delistValue(value) end\n', ''),
+    tests: [T.users],
+  },
+  {
+    name: 'move-keeps-old-entry',
+    bug: "a regenerate does not re-point the index entry: revoke ends the old id's marker, not the session",
+    edits: one(APPLY, '  if index.to ~= index.from or moved then', '  if index.to ~= index.from then'),
+    tests: [T.users],
+  },
+  {
+    name: 'list-shows-dead',
+    bug: "list does not check the entry's session: expired and deleted sessions are listed",
+    edits: one(USERS, '    if session then live[#live + 1]', '    if true then live[#live + 1]'),
+    tests: [T.users],
   },
 ];
 
