@@ -133,8 +133,13 @@ describe("the stored value (src/store/layout.ts and the scripts' cmsgpack agree)
       created: 7,
       timeout: null,
       expires: null,
+      index: null,
       fields: [],
     });
+    // A session in a user's index: the index key after the header, read back (layout.lua, indexOf).
+    const indexed = unpackSession(packSession(header(7, 60, 67, 'sess:user:é x'), [':a', '1']));
+    assert.equal(indexed.index, 'sess:user:é x');
+    assert.deepEqual(indexed.fields, [':a', '1']);
   });
 
   it("counts a field's size as the scripts do (the packed map, its header and `o` aside)", async () => {
