@@ -2,8 +2,9 @@
  * `sessionChart()`: a development page that draws the session machine and shows, live, what
  * requests did with it: a count on every transition taken, and the last requests with their status,
  * session tag, final state, Redis commands and answer and cookie action; a click on a request
- * highlights its path, and the list filters by session, final state and status. Self-contained (the chart is pre-rendered SVG, the
- * script is inline): it works offline and asks nothing of any other host.
+ * highlights its path, and the list filters by session, final state and status. Self-contained (the
+ * chart is pre-rendered SVG, the script is inline): it works offline and asks nothing of any other
+ * host.
  *
  *   import { sessionChart } from 'koa-session-machine/chart';
  *   app.use(sessionChart({ session }));   // then open /_session
@@ -62,9 +63,13 @@ const page = () => `<!doctype html>
   #chart g.edge.selected path { stroke: #1c7ed6; stroke-width: 5; }
   #chart g.edge.selected polygon { fill: #1c7ed6; stroke: #1c7ed6; }
   #chart g.edge.selected text { fill: #1c7ed6; font-weight: bold; }
-  #chart g.node.selected ellipse, #chart g.node.selected path, #chart g.node.selected polygon { stroke: #1c7ed6; stroke-width: 3; }
+  #chart g.node.selected ellipse, #chart g.node.selected path,
+  #chart g.node.selected polygon { stroke: #1c7ed6; stroke-width: 3; }
   table { border-collapse: collapse; margin-top: 12px; }
-  td, th { border-bottom: 1px solid #eee; padding: 3px 10px; text-align: left; font-family: ui-monospace, monospace; font-size: 12px; }
+  td, th {
+    border-bottom: 1px solid #eee; padding: 3px 10px; text-align: left;
+    font-family: ui-monospace, monospace; font-size: 12px;
+  }
   tbody tr { cursor: pointer; }
   tbody tr:hover { background: #f1f3f5; }
   tbody tr.selected { background: #d0ebff; }
@@ -79,10 +84,14 @@ const page = () => `<!doctype html>
   <label>status <input id="f-status" type="text" placeholder="e.g. 403 or 5"></label>
   <label><input id="pause" type="checkbox"> pause</label>
   <button id="clear" type="button">clear</button>
-  <span>zoom <button id="zoom-out" type="button">−</button> <span id="zoom">100%</span> <button id="zoom-in" type="button">+</button> <button id="fit" type="button">fit</button></span>
+  <span>zoom <button id="zoom-out" type="button">−</button> <span id="zoom">100%</span>
+    <button id="zoom-in" type="button">+</button> <button id="fit" type="button">fit</button></span>
 </div>
 <div id="chart">${sessionSvg.replace(/^[\s\S]*?(<svg)/, '$1')}</div>
-<table><thead><tr><th>time</th><th>request</th><th>status</th><th>session</th><th>final state</th><th>redis → answer</th><th>cookie</th><th>ms</th></tr></thead><tbody id="recent"></tbody></table>
+<table><thead><tr>
+  <th>time</th><th>request</th><th>status</th><th>session</th>
+  <th>final state</th><th>redis → answer</th><th>cookie</th><th>ms</th>
+</tr></thead><tbody id="recent"></tbody></table>
 <script>
 // Relative to where the page was served, so it also works mounted under a prefix (koa-mount).
 const BASE = location.pathname.replace(/[/]+$/, '');
@@ -109,7 +118,10 @@ $('chart').addEventListener('wheel', (e) => {
   zoom(scale * (e.deltaY < 0 ? 1.1 : 1 / 1.1));
 }, { passive: false });
 let drag = null;
-$('chart').addEventListener('mousedown', (e) => { drag = { x: e.clientX, y: e.clientY, left: $('chart').scrollLeft, top: $('chart').scrollTop }; $('chart').classList.add('dragging'); });
+$('chart').addEventListener('mousedown', (e) => {
+  drag = { x: e.clientX, y: e.clientY, left: $('chart').scrollLeft, top: $('chart').scrollTop };
+  $('chart').classList.add('dragging');
+});
 window.addEventListener('mouseup', () => { drag = null; $('chart').classList.remove('dragging'); });
 window.addEventListener('mousemove', (e) => {
   if (!drag) return;
@@ -120,7 +132,8 @@ function shown(r) {
   const tag = $('f-session').value.trim();
   const final = $('f-final').value;
   const status = $('f-status').value.trim();
-  return (!tag || (r.session || '').includes(tag)) && (!final || r.final === final) && (!status || String(r.status).startsWith(status));
+  return (!tag || (r.session || '').includes(tag)) && (!final || r.final === final) &&
+    (!status || String(r.status).startsWith(status));
 }
 function highlight(r) {
   for (const g of document.querySelectorAll('#chart g.selected')) g.classList.remove('selected');
@@ -156,7 +169,9 @@ function render() {
     }
     count.textContent = '× ' + n;
   }
-  for (const g of document.querySelectorAll('#chart g.taken')) if (!(g.id in data.counts)) { g.classList.remove('taken'); g.querySelector('text.count')?.remove(); }
+  for (const g of document.querySelectorAll('#chart g.taken')) {
+    if (!(g.id in data.counts)) { g.classList.remove('taken'); g.querySelector('text.count')?.remove(); }
+  }
   for (const g of document.querySelectorAll('#chart g.final-hit')) g.classList.remove('final-hit');
   for (const state of Object.keys(data.finals)) document.getElementById('state:' + state)?.classList.add('final-hit');
   const finals = $('f-final');
@@ -165,9 +180,17 @@ function render() {
   }
   const rows = data.recent.filter(shown);
   $('recent').innerHTML = rows.map((r) =>
-    '<tr data-n="' + r.n + '"' + (r.n === selected ? ' class="selected"' : '') + '><td>' + esc(r.time) + '</td><td>' + esc(r.method + ' ' + r.path) + '</td><td' + (r.status >= 400 ? ' class="bad"' : '') + '>' + r.status +
-    '</td><td>' + esc(r.session || '–') + '</td><td' + (r.failure ? ' class="bad"' : '') + '>' + esc(r.final + (r.failure ? ' (' + r.failure + ')' : '')) + '</td><td>' +
-    esc((r.redis.join(', ') || 'none') + (r.write === 'none' ? '' : ' → ' + r.write) + (r.blocked ? ' (no cookie: ' + r.blocked + ')' : '')) + '</td><td>' + esc(r.cookie) + '</td><td>' + r.ms.toFixed(2) + '</td></tr>').join('');
+    '<tr data-n="' + r.n + '"' + (r.n === selected ? ' class="selected"' : '') + '>' +
+    '<td>' + esc(r.time) + '</td>' +
+    '<td>' + esc(r.method + ' ' + r.path) + '</td>' +
+    '<td' + (r.status >= 400 ? ' class="bad"' : '') + '>' + r.status + '</td>' +
+    '<td>' + esc(r.session || '–') + '</td>' +
+    '<td' + (r.failure ? ' class="bad"' : '') + '>' +
+      esc(r.final + (r.failure ? ' (' + r.failure + ')' : '')) + '</td>' +
+    '<td>' + esc((r.redis.join(', ') || 'none') + (r.write === 'none' ? '' : ' → ' + r.write) +
+      (r.blocked ? ' (no cookie: ' + r.blocked + ')' : '')) + '</td>' +
+    '<td>' + esc(r.cookie) + '</td>' +
+    '<td>' + r.ms.toFixed(2) + '</td></tr>').join('');
 }
 $('recent').addEventListener('click', (e) => {
   const tr = e.target.closest('tr');
@@ -203,13 +226,15 @@ export function sessionChart(options: SessionChartOptions): Middleware {
   }
   if (process.env.NODE_ENV === 'production' && !options.allowInProduction) {
     throw new TypeError(
-      'sessionChart: a development page (it shows session internals); set allowInProduction to mount it when NODE_ENV is production',
+      'sessionChart: a development page (it shows session internals); ' +
+        'set allowInProduction to mount it when NODE_ENV is production',
     );
   }
   const path = options.path ?? '/_session';
   if (typeof path !== 'string' || !/^\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/.test(path)) {
     throw new TypeError(
-      `sessionChart: option "path" must be an absolute URL path such as "/_session" (not "/" and no trailing "/"), got ${JSON.stringify(path)}`,
+      'sessionChart: option "path" must be an absolute URL path such as "/_session" ' +
+        `(not "/" and no trailing "/"), got ${JSON.stringify(path)}`,
     );
   }
   const keep = options.recent ?? 50;

@@ -161,9 +161,9 @@ export function toDot(machine: AnyStateMachine = sessionMachine): string {
         lines.push(`${indent}}`);
       } else {
         const shape = child.type === 'final' ? ', shape=doublecircle, style=""' : '';
-        lines.push(
-          `${indent}${quote(nodeId(child))} [label=${quote(child.type === 'final' ? `${child.key}\n${finalCommands(child, edges)}` : child.key)}, id=${quote(`state:${child.path.join('.')}`)}${shape}];`,
-        );
+        const label = child.type === 'final' ? `${child.key}\n${finalCommands(child, edges)}` : child.key;
+        const id = `state:${child.path.join('.')}`;
+        lines.push(`${indent}${quote(nodeId(child))} [label=${quote(label)}, id=${quote(id)}${shape}];`);
       }
     }
   };
@@ -174,9 +174,8 @@ export function toDot(machine: AnyStateMachine = sessionMachine): string {
       edge.to.type === 'compound' && !isWithin(edge.from, edge.to)
         ? `, lhead=${quote(`cluster_${nodeId(edge.to)}`)}`
         : '';
-    lines.push(
-      `  ${quote(anchor(edge.from))} -> ${quote(anchor(edge.to))} [label=${quote(edge.label)}, id=${quote(edge.id)}${tail}${head}];`,
-    );
+    const attributes = `label=${quote(edge.label)}, id=${quote(edge.id)}${tail}${head}`;
+    lines.push(`  ${quote(anchor(edge.from))} -> ${quote(anchor(edge.to))} [${attributes}];`);
   }
   lines.push('}');
   return `${lines.join('\n')}\n`;

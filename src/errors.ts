@@ -98,9 +98,13 @@ export class RawDeserializationError extends Error {
     cause: unknown,
   ) {
     // The id stays out of the message (it is a credential, and messages end up in logs).
+    const what =
+      key === ''
+        ? 'the stored session cannot be unpacked'
+        : `the stored value of key "${key}" cannot be decoded by the serializer`;
     super(
-      `session payload: ${key === '' ? 'the stored session cannot be unpacked' : `the stored value of key "${key}" cannot be decoded by the serializer`} ` +
-        `(${cause instanceof Error ? cause.message : String(cause)}); set deserializedFailsNew to start a fresh session instead`,
+      `session payload: ${what} (${cause instanceof Error ? cause.message : String(cause)}); ` +
+        'set deserializedFailsNew to start a fresh session instead',
       { cause },
     );
   }
@@ -120,7 +124,8 @@ export class SessionSizeError extends RangeError {
   ) {
     super(
       size === null
-        ? `session data would pass the maxSize option (${maxSize} bytes) with this request's changes added to what is stored; nothing was written`
+        ? `session data would pass the maxSize option (${maxSize} bytes) with this request's changes added to ` +
+            'what is stored; nothing was written'
         : `session data is ${size} bytes, over the maxSize option (${maxSize} bytes); nothing was written`,
     );
   }

@@ -22,7 +22,7 @@ const PREFIX = 'example:sess:';
 const idOf = (value: string) => value.slice(0, value.lastIndexOf('.'));
 
 /** The stored session, header and fields (test/helpers/stored.ts), without `x`, the payload expiry
- *  every load slides (README "Storage"). */
+ *  every load slides (docs/design.md, "Storage"). */
 async function storedHash(key: string): Promise<Record<string, string>> {
   const { x, ...rest } = await storedSession(f.redis, key);
   assert.ok(x, `${key} has an expiry`);
