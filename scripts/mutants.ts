@@ -218,7 +218,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'regenerated-id-loses-tag',
     bug: "drawId ignores the lineage: a regenerated id does not share the old id's Cluster hash tag",
-    edits: one(COMMANDS, 'const id = lineage.slice(0, TAG_LENGTH) + fresh;', 'const id = fresh;'),
+    edits: one(COMMANDS, 'const id = tag + fresh;', 'const id = fresh;'),
     tests: [T.races],
   },
   {
@@ -384,8 +384,8 @@ const MUTANTS: readonly Mutant[] = [
   },
   {
     name: 'create-collision-taken-for-replay',
-    bug: "a create that finds its id taken answers 'stored' without checking the stored value records its own operation",
-    edits: one(COMMANDS, 'return stored !== null && recordedOp(stored, op) ? 1 : 0;', 'return 1;'),
+    bug: "a create that finds its id taken answers 'stored' without checking the stored value is its own",
+    edits: one(COMMANDS, 'return stored?.equals(value) ? 1 : 0;', 'return 1;'),
     tests: [T.options],
   },
   {

@@ -437,14 +437,14 @@ export class SessionStore {
       case 'create':
         return this.#underFreshId(source, (id) => {
           const op = this.#nextOp();
-          const whole = this.#whole(source, now, op);
+          const whole = this.#whole(source, now, op, true);
           return this.#send('create', null, () => this.#create(this.key(id), whole, op, now));
         });
       case 'replace': {
         const oldId = source.storedId as string;
         return this.#underFreshId(source, async (id) => {
           const op = this.#nextOp();
-          const whole = this.#whole(source, now, op);
+          const whole = this.#whole(source, now, op, false);
           const { ttl, value, index, handle } = whole;
           if (this.#crossSlot(oldId, id)) {
             // A login on Cluster into its user's slot: two slots, two commands (README, "A user's sessions").
@@ -550,8 +550,12 @@ export class SessionStore {
   /**
    * A create: one plain `SET … NX`, the whole session packed here (no script: the value is new, there
    * is nothing stored to decide against). 1 created; 0 the id is taken (draw another). When the key
-   * exists, one `GET` tells a collision from this same create resent after a lost reply (the value
-   * records its operation, src/store/lua/include/op.lua): a path only a fault or a broken genId takes.
+   * exists, one `GET` tells a collision from this same create resent after a lost reply: a path only
+   * a fault or a broken genId takes. A resent create finds its own value byte for byte (nothing else
+   * can have touched it: no cookie names the id before this reply), so the value records no operation
+   * (`o`, 15 bytes that put a small session in a larger allocator class: bench/README.md); only a
+   * genId that repeats an id and a session identical to the byte (same second, same data) would pass
+   * for a replay, and then share what is already the same.
    * A session in a user's index from its first write is created by create.lua instead, which names
    * it in the index in the same command.
    */
@@ -564,7 +568,7 @@ export class SessionStore {
     const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');
     if (done === 'OK') return 1;
     const stored = await this.#redis.getBuffer(key);
-    return stored !== null && recordedOp(stored, op) ? 1 : 0;
+    return stored?.equals(value) ? 1 : 0;
   }
 
   /** A patch's or move's arguments: the intent include/apply.lua reads. */
@@ -605,9 +609,9 @@ export class SessionStore {
     ];
   }
 
-  /** A whole session as create and replace store it (src/store/layout.ts), recording `op`; with its
-   *  user index and handle when it holds the user key ('' for none). */
-  #whole(source: WriteSource, now: number, op: string): Whole {
+  /** A whole session as create and replace store it (src/store/layout.ts), recording `op` (but for a
+   *  `plain` create: #create); with its user index and handle when it holds the user key ('' for none). */
+  #whole(source: WriteSource, now: number, op: string, plain: boolean): Whole {
     const t = source.timeout;
     // The expiry: idle timeout from now, never past the absolute timeout from creation.
     let x = t !== null ? now + t : null;
@@ -621,11 +625,8 @@ export class SessionStore {
         else if (fields[i] === HANDLE_FIELD) handle = fields[i + 1] as string;
       }
     }
-    const value = packSession(header(source.created, t, x, index === '' ? undefined : index), [
-      ...fields,
-      'o',
-      `${op}=1`,
-    ]);
+    const head = header(source.created, t, x, index === '' ? undefined : index);
+    const value = packSession(head, plain && index === '' ? fields : [...fields, 'o', `${op}=1`]);
     return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, value, index, handle };
   }
 
@@ -702,21 +703,6 @@ function hashTag(key: string): string | null {
   if (open < 0) return null;
   const close = key.indexOf('}', open + 1);
   return close < 0 || close === open + 1 ? null : key.slice(open + 1, close);
-}
-
-/** Whether a stored session value records `op` as done (its writer's last operation, answered 1). */
-function recordedOp(value: Buffer, op: string): boolean {
-  let stored: StoredSession;
-  try {
-    stored = unpackSession(value);
-  } catch {
-    return false; // not a session of this format: a collision
-  }
-  const { fields } = stored;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === 'o') return ` ${fields[i + 1] as string} `.includes(` ${op}=1 `);
-  }
-  return false;
 }
 
 /** A script's reply code as the machine's answer: 1 stored, 2 ended (left empty), -1 gone, -2 too
