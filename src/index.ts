@@ -7,7 +7,7 @@ import type { Session, SessionData } from './session.js';
 
 export { koaRedisSession };
 export default koaRedisSession;
-export type { SessionMiddleware } from './middleware.js';
+export type { SessionMiddleware, UserSessions, SessionListing } from './middleware.js';
 export type { SessionTrace } from './trace.js';
 export { csrfProtect, type CsrfOptions } from './csrf.js';
 export type { SessionOptions, SessionCookieOptions } from './options.js';
