@@ -8,13 +8,18 @@
  * - regenerate() at login (a new id: no session fixation); invalidate() at logout.
  * - "Remember me" is rememberFor(30 days): the session lasts 30 idle days in a 30-day cookie; without
  *   it the cookie ends with the browser and the session after 20 idle minutes (the `timeout` default).
+ * - "Your sessions" (README, "A user's sessions"): with `userKey: 'user'` every session holding a
+ *   signed-in user is indexed under that user, with what `sessionInfo` noted at login (the browser's
+ *   user agent and IP). The page lists them, marks this device by `ctx.session.handle`, and ends any
+ *   other one (`revoke`), or all the others (`revokeAll` except this one): their next request finds
+ *   no session.
  * - Every value written into the page is HTML-escaped.
  */
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
 import { bodyParser } from '@koa/bodyparser';
 import { Redis } from 'ioredis';
-import { csrfProtect, koaRedisSession, type SessionMiddleware } from 'koa-session-machine';
+import { csrfProtect, koaRedisSession, type SessionListing, type SessionMiddleware } from 'koa-session-machine';
 import { escapeHtml } from './support/html.js';
 import { isMain, listen } from './support/main.js';
 import { redisForExample } from './support/redis.js';
@@ -68,6 +73,46 @@ ${error ? `<p role="alert">${escapeHtml(error)}</p>\n` : ''}${form(
 <p>Demo accounts: ada / lovelace, grace / hopper.</p>`;
 }
 
+/** An epoch-seconds time (what `sessions.list()` gives) as UTC text; null is "never". */
+function when(seconds: number | null): string {
+  if (seconds === null) return 'never';
+  const iso = new Date(seconds * 1000).toISOString();
+  return `<time datetime="${iso}">${iso.slice(0, 16).replace('T', ' ')} UTC</time>`;
+}
+
+/** The "Your sessions" page: one row per session of the user, this one marked, the others each with
+ *  a "Revoke" form; "Log out everywhere else" when there are others. */
+function sessionsPage(ctx: Koa.Context, user: string, sessions: SessionListing[]): string {
+  const rows = sessions.map((s) => {
+    const agent = typeof s.info?.agent === 'string' && s.info.agent ? s.info.agent : 'unknown browser';
+    const ip = typeof s.info?.ip === 'string' ? s.info.ip : '';
+    const action =
+      s.handle === ctx.session.handle
+        ? '<b>This device</b>'
+        : form(
+            ctx,
+            '/sessions/revoke',
+            `<input type="hidden" name="handle" value="${escapeHtml(s.handle)}">\n`,
+            'Revoke',
+          );
+    return `<tr>
+<td>${escapeHtml(agent)}</td><td>${escapeHtml(ip)}</td>
+<td>${when(s.created)}</td><td>${when(s.lastActive)}</td><td>${when(s.expires)}</td>
+<td>${action}</td>
+</tr>`;
+  });
+  const others = sessions.some((s) => s.handle !== ctx.session.handle);
+  return `<h1>Your sessions</h1>
+<p>Signed in as <b>${escapeHtml(user)}</b>. <a href="/">Home</a></p>
+<table>
+<thead><tr><th>Browser</th><th>IP</th><th>Signed in</th><th>Last active</th><th>Expires</th><th></th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody>
+</table>
+${others ? form(ctx, '/sessions/revoke-others', '', 'Log out everywhere else') : ''}`;
+}
+
 function field(body: unknown, name: string): string {
   const value = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[name] : undefined;
   return typeof value === 'string' ? value : '';
@@ -77,6 +122,9 @@ const ALLOWED = new Map([
   ['/', 'GET, HEAD'],
   ['/login', 'GET, HEAD, POST'],
   ['/logout', 'POST'],
+  ['/sessions', 'GET, HEAD'],
+  ['/sessions/revoke', 'POST'],
+  ['/sessions/revoke-others', 'POST'],
 ]);
 
 export function createApp(redisUrl: string): { app: Koa; session: SessionMiddleware } {
@@ -84,8 +132,15 @@ export function createApp(redisUrl: string): { app: Koa; session: SessionMiddlew
   // Signing keys, newest first; in production they come from your secret store, never the source.
   // Behind a TLS-terminating proxy, set app.proxy = true: the cookie then gets `Secure`.
   app.keys = ['newest-secret', 'older-secret'];
-  // A prefix of its own: on a Redis you already use, the example's keys never mix with yours.
-  const session = koaRedisSession({ redis: new Redis(redisUrl), prefix: 'example:sess:' });
+  const session = koaRedisSession({
+    redis: new Redis(redisUrl),
+    // A prefix of its own: on a Redis you already use, the example's keys never mix with yours.
+    prefix: 'example:sess:',
+    // The data key that names the signed-in user: sessions holding it are listed per user.
+    userKey: 'user',
+    // Noted at login, shown on "Your sessions". Behind a proxy, set app.proxy = true for the client's IP.
+    sessionInfo: (ctx) => ({ agent: ctx.get('User-Agent'), ip: ctx.ip }),
+  });
   app.use(session);
   app.use(bodyParser({ enableTypes: ['form'] }));
   app.use(csrfProtect()); // after the session and the body parser: it reads ctx.request.body._csrf
@@ -100,8 +155,31 @@ export function createApp(redisUrl: string): { app: Koa; session: SessionMiddlew
           ctx.session.timeout === REMEMBER_SECONDS ? 'remembered for 30 days' : 'until you close the browser';
         return page(
           ctx,
-          `<p>Signed in as <b>${escapeHtml(user)}</b>, ${until}.</p>\n${form(ctx, '/logout', '', 'Sign out')}`,
+          `<p>Signed in as <b>${escapeHtml(user)}</b>, ${until}.</p>
+<p><a href="/sessions">Your sessions</a></p>
+${form(ctx, '/logout', '', 'Sign out')}`,
         );
+      }
+      case 'GET /sessions': {
+        const user = ctx.session.user as string | undefined;
+        if (!user) return ctx.redirect('/login');
+        const sessions = await session.sessions.list(user); // one command, on the user's index
+        sessions.sort((a, b) => b.created - a.created); // the newest first
+        return page(ctx, sessionsPage(ctx, user, sessions));
+      }
+      case 'POST /sessions/revoke': {
+        // The signed-in user's own index only: the handle of anyone else's session ends nothing.
+        const user = ctx.session.user as string | undefined;
+        const handle = field(ctx.request.body, 'handle');
+        if (user && handle) await session.sessions.revoke(user, handle);
+        ctx.status = 303;
+        return ctx.redirect('/sessions');
+      }
+      case 'POST /sessions/revoke-others': {
+        const user = ctx.session.user as string | undefined;
+        if (user) await session.sessions.revokeAll(user, { except: ctx.session.handle });
+        ctx.status = 303;
+        return ctx.redirect('/sessions');
       }
       case 'GET /login':
         return page(ctx, loginPage(ctx)); // creates the session that the form's token belongs to

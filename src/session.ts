@@ -44,6 +44,9 @@ export interface SessionMembers {
   readonly isNew: boolean;
   /** When the session was created, epoch seconds. */
   readonly created: number;
+  /** The session's name in its user's list (`middleware.sessions`, option `userKey`): null while it
+   *  holds no user, or without the option. Opaque and stable; never the id. */
+  readonly handle: string | null;
   /** This session's idle timeout in seconds, or null for never. */
   readonly timeout: number | null;
   /** Drop the data and the stored session. Writing afterwards starts a new session under a new id,

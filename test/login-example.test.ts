@@ -1,14 +1,16 @@
 /**
  * examples/login.ts (what `npm start` runs) in headless Chromium, as a person would use it: the
  * forms, the CSRF token they carry (README "`ctx.session`", csrfProtect), the id changed at login,
- * "remember me" in the browser's own cookie jar, logout by POST only, escaped output; and with
- * supertest, that the example keeps its keys under its own prefix.
+ * "remember me" in the browser's own cookie jar, logout by POST only, escaped output, and "Your
+ * sessions" (README, "A user's sessions") seen from three browsers signed in as one user; and with
+ * supertest, that the example keeps its keys under its own prefix. Screenshots go to test-output/.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { Browser, BrowserContext, Cookie, Page } from 'playwright-core';
+import type { Browser, BrowserContext, BrowserContextOptions, Cookie, Page } from 'playwright-core';
 import { launchChromium } from './helpers/browser.js';
 import request from 'supertest';
 import { createApp, REMEMBER_SECONDS } from '../examples/login.js';
@@ -49,10 +51,11 @@ describe('examples/login in a browser', () => {
   });
 
   /** A fresh browser profile: its own cookie jar. */
-  async function fresh(t: {
-    after: (fn: () => Promise<void>) => void;
-  }): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext();
+  async function fresh(
+    t: { after: (fn: () => Promise<void>) => void },
+    options: BrowserContextOptions = {},
+  ): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext(options);
     t.after(() => context.close());
     return { context, page: await context.newPage() };
   }
@@ -184,6 +187,89 @@ describe('examples/login in a browser', () => {
     assert.match(await page.locator('body').innerText(), /Signed in as ada/);
   });
 
+  it('"Your sessions": three browsers signed in as one user; revoke one, then log out everywhere else', async (t) => {
+    // Three profiles (three cookie jars), each its own user agent; the third's would be markup if
+    // the page did not escape it.
+    const agents = [
+      'Mozilla/5.0 (X11; Linux x86_64) Laptop/1.0',
+      'Mozilla/5.0 (Linux; Android 14) Phone/2.0',
+      `Tablet/3.0 <img src=x onerror="document.title='pwned'">`,
+    ] as const;
+    const laptop = await fresh(t, { userAgent: agents[0] });
+    const phone = await fresh(t, { userAgent: agents[1] });
+    const tablet = await fresh(t, { userAgent: agents[2] });
+    for (const { page } of [laptop, phone, tablet]) await signIn(page, 'ada', 'lovelace');
+    mkdirSync('test-output', { recursive: true });
+
+    /** The sessions page's rows, each as its cells' text. */
+    const rows = async (page: Page): Promise<string[][]> =>
+      page
+        .locator('tbody tr')
+        .evaluateAll((trs) =>
+          trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')),
+        );
+    const signedIn = async (page: Page): Promise<boolean> => {
+      await page.goto(`${base}/`);
+      return /Signed in as ada/.test(await page.locator('body').innerText());
+    };
+
+    // From the laptop: three sessions, with each browser's agent and IP, this one marked.
+    const { page } = laptop;
+    await page.goto(`${base}/`);
+    await Promise.all([page.waitForURL(`${base}/sessions`), page.getByRole('link', { name: 'Your sessions' }).click()]);
+    let listed = await rows(page);
+    assert.equal(listed.length, 3);
+    assert.deepEqual(listed.map((cells) => cells[0]).sort(), [...agents].sort(), 'each browser by its user agent');
+    for (const cells of listed) {
+      assert.equal(cells[1], '127.0.0.1');
+      assert.match(cells[2] ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d UTC$/, 'signed in');
+      assert.match(cells[3] ?? '', / UTC$/, 'last active');
+      assert.match(cells[4] ?? '', / UTC$/, 'expires');
+    }
+    assert.deepEqual(
+      listed.filter((cells) => cells[5] === 'This device').map((cells) => cells[0]),
+      [agents[0]],
+      'this device is the laptop',
+    );
+    assert.equal(await page.getByRole('button', { name: 'Revoke' }).count(), 2, 'a Revoke for each other one');
+    assert.equal(await page.locator('td img, script').count(), 0, "no markup of the tablet's agent made it in");
+    assert.notEqual(await page.title(), 'pwned');
+    await page.screenshot({ path: 'test-output/login-sessions.png', fullPage: true });
+
+    // The forms are POST + CSRF token as the rest: a GET, or a POST without the token, ends nothing.
+    assert.equal((await page.goto(`${base}/sessions/revoke-others`))?.status(), 405);
+    const forged = await laptop.context.request.post(`${base}/sessions/revoke-others`, { maxRedirects: 0 });
+    assert.equal(forged.status(), 403);
+    assert.equal((await app.session.sessions.list('ada')).length, 3);
+
+    // "Revoke" on the phone's row: the phone's next page load is signed out, the others are not.
+    await page.goto(`${base}/sessions`);
+    await Promise.all([
+      page.waitForResponse((res) => res.url() === `${base}/sessions` && res.request().method() === 'GET'),
+      page.getByRole('row').filter({ hasText: agents[1] }).getByRole('button', { name: 'Revoke' }).click(),
+    ]);
+    listed = await rows(page);
+    assert.deepEqual(listed.map((cells) => cells[0]).sort(), [agents[0], agents[2]].sort());
+    assert.equal(await signedIn(phone.page), false, 'the phone is signed out');
+    assert.match(await phone.page.locator('body').innerText(), /Not signed in/);
+    assert.equal(await sessionCookie(phone.context), undefined, "the phone's cookie is cleared");
+    assert.equal(await signedIn(tablet.page), true, 'the tablet is not');
+
+    // "Log out everywhere else": the tablet is signed out, the laptop still signed in and alone.
+    await page.goto(`${base}/sessions`);
+    await Promise.all([
+      page.waitForResponse((res) => res.url() === `${base}/sessions` && res.request().method() === 'GET'),
+      page.getByRole('button', { name: 'Log out everywhere else' }).click(),
+    ]);
+    listed = await rows(page);
+    assert.deepEqual(listed, [[agents[0], '127.0.0.1', ...(listed[0] ?? []).slice(2, 5), 'This device']]);
+    assert.equal(await page.getByRole('button', { name: 'Log out everywhere else' }).count(), 0, 'no one else');
+    await page.screenshot({ path: 'test-output/login-sessions-alone.png', fullPage: true });
+    assert.equal(await signedIn(tablet.page), false, 'the tablet is signed out');
+    assert.equal(await signedIn(page), true, 'the laptop is still signed in');
+    assert.equal((await app.session.sessions.list('ada')).length, 1);
+  });
+
   it('a wrong password is refused (401), and what was typed comes back escaped', async (t) => {
     const { context, page } = await fresh(t);
     const typed = `"><script>document.title='pwned'</script><b x='`;
@@ -222,7 +308,14 @@ describe('examples/login over HTTP', () => {
     const keys = await f.redis.keys('*');
     assert.ok(keys.length > 0);
     for (const key of keys) assert.ok(key.startsWith(PREFIX), key);
-    const users = await Promise.all(keys.map(async (key) => (await storedData(f.redis, key)).user));
+    // Sessions are strings; the one hash is ada's index of her sessions (userKey), under the prefix too.
+    const types = await Promise.all(keys.map((key) => f.redis.type(key)));
+    assert.deepEqual(
+      types.filter((type) => type !== 'string'),
+      ['hash'],
+    );
+    const sessions = keys.filter((_, i) => types[i] === 'string');
+    const users = await Promise.all(sessions.map(async (key) => (await storedData(f.redis, key)).user));
     assert.ok(users.includes('ada'), 'the signed-in session is one of them');
     assert.match((await agent.get('/')).text, /Signed in as <b>ada<\/b>/);
   });

@@ -18,6 +18,7 @@ app.use((ctx) => {
   ctx.session.anything = { nested: true };
   delete ctx.session.anything;
   expectType<string | null>()(ctx.session.id);
+  expectType<string | null>()(ctx.session.handle);
   expectType<unknown[]>()(ctx.session.popFlash());
   // @ts-expect-error members stay read-only
   ctx.session.id = 'x';

@@ -9,8 +9,10 @@ import {
   koaRedisSession,
   type InvalidSessionError,
   type Session,
+  type SessionListing,
   type SessionMiddleware,
   type SessionOptions,
+  type UserSessions,
 } from 'koa-session-machine';
 
 declare module 'koa-session-machine' {
@@ -56,6 +58,7 @@ app.use((ctx) => {
   expectType<boolean>()(ctx.session.isNew);
   expectType<number>()(ctx.session.created);
   expectType<number | null>()(ctx.session.timeout);
+  expectType<string | null>()(ctx.session.handle);
   expectType<void>()(ctx.session.invalidate());
   expectType<void>()(ctx.session.regenerate());
   expectType<void>()(ctx.session.changed());
@@ -83,6 +86,8 @@ app.use((ctx) => {
   ctx.session.id = 'mine';
   // @ts-expect-error isNew is read-only
   ctx.session.isNew = false;
+  // @ts-expect-error handle is read-only
+  ctx.session.handle = 'mine';
   // @ts-expect-error a member cannot be replaced
   ctx.session.invalidate = () => undefined;
   // @ts-expect-error flash queue names are strings
@@ -110,6 +115,28 @@ custom.use((ctx: ParameterizedContext<Koa.DefaultState, AppContext>) => {
   expectType<number | undefined>()(ctx.session.views);
 });
 
+// a user's sessions (option userKey): middleware.sessions
+expectType<UserSessions>()(mw.sessions);
+void (async () => {
+  const listed = await mw.sessions.list(42);
+  expectType<SessionListing[]>()(listed);
+  const one = listed[0] as SessionListing;
+  expectType<string>()(one.handle);
+  expectType<number>()(one.created);
+  expectType<number | null>()(one.lastActive);
+  expectType<number | null>()(one.expires);
+  expectType<Record<string, unknown> | null>()(one.info);
+  expectType<number>()(await mw.sessions.revoke(42, one.handle));
+  expectType<number>()(await mw.sessions.revokeAll(42, { except: null }));
+  expectType<number>()(await mw.sessions.revokeAll('ada'));
+  // @ts-expect-error a handle is a string
+  await mw.sessions.revoke(42, 1);
+  // @ts-expect-error a listing is read-only
+  one.handle = 'other';
+})();
+// @ts-expect-error the middleware's sessions are not replaced
+mw.sessions = { ...mw.sessions };
+
 // options
 const options: SessionOptions = {
   timeout: null,
@@ -121,6 +148,8 @@ const options: SessionOptions = {
   },
   allowCookies: (ctx) => !ctx.response.get('Cache-Control'),
   genId: () => 'id',
+  userKey: 'userId',
+  sessionInfo: (ctx) => ({ agent: ctx.get('User-Agent'), ip: ctx.ip }),
   maxSize: 1024,
 };
 void options;
@@ -133,6 +162,9 @@ const badSameSite: SessionOptions = { cookie: { sameSite: 'loose' } };
 void unknownOption;
 void badCookie;
 void badSameSite;
+// @ts-expect-error sessionInfo describes the request with an object
+const badInfo: SessionOptions = { userKey: 'userId', sessionInfo: (ctx) => ctx.ip };
+void badInfo;
 
 // the explicit generic form, for code that prefers a type parameter to declaration merging
 interface Cart {
