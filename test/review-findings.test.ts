@@ -111,7 +111,26 @@ describe('operation-id replay window', () => {
       const { id } = expectCookieSet(await app.get('/'));
       const key = `sess:${id}`;
       const patch = (op: string, value: string) =>
-        fx.redis.eval(patchLua, 1, key, Math.floor(Date.now() / 1000), '1', 1e6, '', '0', 0, 1, op, -1, '', '', '', '', ':a', value);
+        fx.redis.eval(
+          patchLua,
+          1,
+          key,
+          Math.floor(Date.now() / 1000),
+          '1',
+          1e6,
+          '',
+          '0',
+          0,
+          1,
+          op,
+          -1,
+          '',
+          '',
+          '',
+          '',
+          ':a',
+          value,
+        );
       assert.equal(await patch('AAAAAAAA000001', '1'), 1); // the write whose reply was lost
       for (let i = 2; i <= 5; i++) assert.equal(await patch(`BBBBBBBB00000${i}`, String(i * 10)), 1); // other processes
       assert.equal(await patch('AAAAAAAA000001', '1'), 1); // ioredis resends it on reconnect
