@@ -2,7 +2,7 @@
 -- script but before its reply arrived, ioredis sends the script again (autoResendUnfulfilledCommands).
 -- Each write carries its own operation id; the session remembers operations as `<op>=<code>` in its
 -- field `o` (a marker in its own), and a replay answers the recorded code instead of acting again (a
--- second create, a move from a marker, a flash appended twice). A write that emptied and so deleted
+-- second replace, a move from a marker, a flash appended twice). A write that emptied and so deleted
 -- the session leaves nothing to remember it by: its replay finds no session and answers "gone" (the
 -- session is ended either way; only the cookie is cleared later, by its next load).
 --
