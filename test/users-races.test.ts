@@ -1038,5 +1038,21 @@ for (const b of [single, clustered]) {
         });
       }
     });
+
+    describe('LRU mode (setRedisTtl: false)', () => {
+      it('a login (on Cluster a handoff) gives neither the session nor its index a Redis TTL', {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
+        await withApp(b, { setRedisTtl: false, timeout: 60 }, async (app) => {
+          const s = await anonymous(b, app, { cart: marker('cart') }, [7]);
+          const r = await app.act([['login', 7]], { cookie: s.cookie });
+          expectStatus(r, 200, 'the login');
+          const snap = await snapshot(b);
+          expectConsistent(b, snap, 'after the login');
+          for (const key of [...snap.sessions.keys(), ...snap.indexes.keys()])
+            assert.equal(snap.ttl.get(key), -1, `${key} has no Redis TTL in LRU mode (TTL ${snap.ttl.get(key)})`);
+        });
+      });
+    });
   });
 }
