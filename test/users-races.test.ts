@@ -882,6 +882,24 @@ for (const b of [single, clustered]) {
 // ---------------------------------------------------------------------------------------------
 // Hostile input
 
+/** Rewrite header numbers of the session at `key` (`c` created, `x` expiry), keeping the rest (the
+ *  index part too) and the TTL: what a test does instead of waiting. */
+async function rewriteHeader(b: Backend, key: string, numbers: { c?: number; x?: number }): Promise<void> {
+  const value = (await b.client.getBuffer(key)) as Buffer;
+  const spaces: number[] = [];
+  for (let i = 0; spaces.length < 4; i++) if (value[i] === 0x20) spaces.push(i);
+  const head = value
+    .subarray(0, spaces[3] as number)
+    .toString('latin1')
+    .split(' ');
+  if (numbers.c !== undefined) head[1] = numbers.c.toString(36);
+  if (numbers.x !== undefined) head[3] = numbers.x.toString(36);
+  const next = Buffer.concat([Buffer.from(head.join(' '), 'latin1'), value.subarray(spaces[3] as number)]);
+  await b.client.set(key, next, 'KEEPTTL');
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
 for (const b of [single, clustered]) {
   describe(`user index, hostile input on ${b.name}`, { timeout: TEST_TIMEOUT * 10 }, () => {
     /** Log a session in as `user` (in place: on Cluster a handoff), then a fresh browser logs in as
@@ -1053,6 +1071,56 @@ for (const b of [single, clustered]) {
             assert.equal(snap.ttl.get(key), -1, `${key} has no Redis TTL in LRU mode (TTL ${snap.ttl.get(key)})`);
         });
       });
+
+      it('a session past its stored expiry: the load that ends it takes it out of its index too', {
+        timeout: TEST_TIMEOUT,
+      }, async () => {
+        await withApp(b, { setRedisTtl: false, timeout: 60 }, async (app) => {
+          const s = await logIn(app, { userId: 7, cart: marker('cart') });
+          const other = await logIn(app, { userId: 7, cart: marker('cart') });
+          await rewriteHeader(b, sessionKey(b, s.id), { x: now() - 5 });
+          await rewriteHeader(b, sessionKey(b, other.id), { x: now() - 5 });
+          assert.deepEqual(await app.session.sessions.list(7), [], 'an expired session is not listed');
+          assert.equal((await snapshot(b)).indexes.size, 0, 'and the index is pruned');
+          await expectFresh(app, [s.cookie, other.cookie], 'expired');
+          const third = await logIn(app, { userId: 7, cart: marker('cart') });
+          await rewriteHeader(b, sessionKey(b, third.id), { x: now() - 5 });
+          await expectFresh(app, [third.cookie], 'expired, loaded before any list()');
+          const snap = await snapshot(b);
+          expectConsistent(b, snap, 'after the load ended it');
+          assert.equal(snap.indexes.size, 0, 'no index is left without a TTL in LRU mode');
+          assert.equal(await app.session.sessions.revoke(7, third.handle as string), 0);
+        });
+      });
+    });
+
+    describe('absoluteTimeout', () => {
+      for (const what of ['a load', 'a write', 'list()', 'revokeAll()'] as const) {
+        it(`a session past it is ended by ${what}, and its index with it`, { timeout: TEST_TIMEOUT }, async () => {
+          await withApp(b, { absoluteTimeout: 3600, timeout: 600 }, async (app) => {
+            const s = await logIn(app, { userId: 7, cart: marker('cart') });
+            const key = sessionKey(b, s.id);
+            assert.equal((await app.session.sessions.list(7)).length, 1);
+            // A write's own load would end it: the write's request loads first, then it is aged.
+            if (what !== 'a write') await rewriteHeader(b, key, { c: now() - 4000 });
+            if (what === 'a load') await expectFresh(app, [s.cookie], 'past its absolute timeout');
+            if (what === 'a write') {
+              const r = await race(
+                app,
+                [{ name: 'W', ops: [['set', { views: 1 }]], cookie: s.cookie }],
+                [async () => rewriteHeader(b, key, { c: now() - 4000 }), 'W'],
+              );
+              expectStatus(r.W as Reply, 200, 'the write');
+              expectNoCookie(r.W as Reply, 'the write of a session past its absolute timeout');
+            }
+            if (what === 'list()') assert.deepEqual(await app.session.sessions.list(7), []);
+            if (what === 'revokeAll()') assert.equal(await app.session.sessions.revokeAll(7), 0);
+            const snap = await snapshot(b);
+            expectConsistent(b, snap, `after ${what}`);
+            assert.equal(snap.indexes.size, 0, 'no index left');
+          });
+        });
+      }
     });
   });
 }
