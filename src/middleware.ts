@@ -356,6 +356,7 @@ export function koaRedisSession(
     notes: TraceNotes | null,
     codec: CookieCodec,
   ): Promise<void> => {
+    state.followUserAtEnd();
     const hasData = state.hasData();
     const blocked = unreachable(ctx, outcome);
     run.send({

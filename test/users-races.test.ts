@@ -900,6 +900,13 @@ async function rewriteHeader(b: Backend, key: string, numbers: { c?: number; x?:
 
 const now = () => Math.floor(Date.now() / 1000);
 
+/** Whether the indexes of two users are on one Cluster master. */
+function sameMaster(b: Backend, one: unknown, two: unknown): boolean {
+  const slots = (b.client as Cluster).slots;
+  const master = (user: unknown) => slots[calculateSlot(indexKey(b, JSON.stringify(user)))]?.[0];
+  return master(one) === master(two);
+}
+
 for (const b of [single, clustered]) {
   describe(`user index, hostile input on ${b.name}`, { timeout: TEST_TIMEOUT * 10 }, () => {
     /** Log a session in as `user` (in place: on Cluster a handoff), then a fresh browser logs in as
@@ -954,6 +961,30 @@ for (const b of [single, clustered]) {
           await withApp(b, {}, (app) => lifecycle(app, ['special', name], (SPECIAL_USERS[name] as () => unknown)()));
         });
       }
+    });
+
+    it('an object user key mutated in place (detectChanges): the session moves to the new user', {
+      timeout: TEST_TIMEOUT,
+    }, async () => {
+      await withApp(b, {}, async (app) => {
+        await repeat(5, async (rep) => {
+          const before = { id: rep, org: 'a' };
+          // On Cluster a new user whose index is on another master than the old one's.
+          let after = { id: rep, org: 'b' };
+          for (let i = 0; b.cluster && sameMaster(b, before, after); i++) after = { id: rep, org: `b${i}` };
+          const s = await logIn(app, { cart: marker('cart') });
+          const r = await app.act([['login', before]], { cookie: s.cookie });
+          expectStatus(r, 200, 'the login');
+          const cookie = r.cookie.kind === 'set' ? r.cookie.header : s.cookie;
+          const m = await app.act([['nested', 'org', after.org]], { cookie });
+          expectStatus(m, 200, 'the write that changes the user in place');
+          const finalCookie = m.cookie.kind === 'set' ? m.cookie.header : cookie;
+          expectConsistent(b, await snapshot(b), 'after the change in place');
+          assert.equal((await app.session.sessions.list(before)).length, 0, 'out of the old user');
+          assert.equal((await app.session.sessions.list(after)).length, 1, 'in the new user');
+          assert.deepEqual((await app.whoami(finalCookie)).data.userId, after);
+        });
+      });
     });
 
     describe('a prefix with spaces or non-ASCII', () => {
