@@ -800,6 +800,42 @@ for (const b of [single, clustered]) {
       }
     });
 
+    it('(c) a logout loaded before a login, and a change of user after it, lands last: it ends the session across both moves', {
+      timeout: TEST_TIMEOUT,
+    }, async () => {
+      // On Cluster each login moves the session into its user's slot: old → 7's slot → 8's slot,
+      // two markers flagged `x`; the logout must follow both.
+      await withApp(b, {}, async (app) => {
+        await repeat(REPS, async (rep) => {
+          const [seven, eight] = [2000 + 2 * rep, 2001 + 2 * rep];
+          const needle = marker('cart');
+          const s = await anonymous(b, app, { cart: needle }, [seven, eight]);
+          let cookies: Array<string | undefined> = [];
+          const r = await race(
+            app,
+            [{ name: 'O', ops: [['logout']], cookie: s.cookie }],
+            [
+              async () => {
+                const first = await app.act([['login', seven]], { cookie: s.cookie });
+                expectStatus(first, 200, `the login as ${seven}`);
+                const c1 = first.cookie.kind === 'set' ? first.cookie.header : s.cookie;
+                const second = await app.act([['login', eight]], { cookie: c1 });
+                expectStatus(second, 200, `the change to ${eight}`);
+                cookies = [c1, second.cookie.kind === 'set' ? second.cookie.header : c1];
+              },
+              'O',
+            ],
+          );
+          expectStatus(r.O as Reply, 200, 'the logout');
+          const snap = await snapshot(b);
+          expectGone(snap, needle, 'after the logout');
+          expectConsistent(b, snap, 'after the logout');
+          assert.equal(snap.indexes.size, 0, 'no index left');
+          await expectFresh(app, [s.cookie, ...cookies], 'after the logout');
+        });
+      });
+    });
+
     describe('(d) two concurrent logins of one session as two users', () => {
       const logins: Array<{ name: string; ops: (user: number) => Op[] }> = [
         { name: 'in place', ops: (user) => [['login', user]] },
