@@ -281,6 +281,7 @@ export class RequestPath {
     notes: TraceNotes | null,
     codec: CookieCodec,
   ): Promise<void> {
+    state.followUserAtEnd();
     const hasData = state.hasData();
     const blocked = this.#unreachable(ctx, outcome);
     run.send({

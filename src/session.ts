@@ -500,6 +500,18 @@ export class SessionState implements WriteSource {
     else this.regenerate();
   }
 
+  /**
+   * At the end of the request, before the machine hears of it: a user key's value that may have
+   * changed in place (an object the handler was handed, or a `save()`) is followed as an assignment
+   * is (#followUser). Its index is taken from the value as written, so on Cluster the id must be in
+   * that user's slot, or the write's script would reach into another slot.
+   */
+  followUserAtEnd(): void {
+    const { userKey } = this.settings;
+    if (userKey === null || !(userKey in this.data)) return;
+    if (this.#seen?.has(userKey) || this.forced) this.#followUser();
+  }
+
   /** The handle a write stores when it puts the session in a user's index, or in another user's
    *  (drawn once: `ctx.session.handle` shows it before the write). 96 random bits: a name, not a key. */
   newHandle(): string {

@@ -496,10 +496,13 @@ export class SessionStore {
   /** End a session (and every id it was moved to), outside a request's machine: what a session whose
    *  cookie never reached the browser is undone with. */
   async end(id: string): Promise<void> {
-    const elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(this.key(id), ''));
-    // A login was moving the session into another Cluster slot meanwhile (handoff.lua): end it there.
-    if (typeof elsewhere === 'string')
-      await this.#send('delete', id, () => this.#redis.ksmEndV3(elsewhere, 'tombstone'));
+    let elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(this.key(id), ''));
+    // A login was moving the session into another Cluster slot meanwhile (handoff.lua): end it there,
+    // and wherever a later change of user moved it on from there (each slot's end.lua answers the next).
+    for (let hops = 0; typeof elsewhere === 'string' && hops < 32; hops++) {
+      const key = elsewhere;
+      elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(key, 'tombstone'));
+    }
   }
 
   /** Whether a move or replace from `oldId` to `id` spans two Cluster slots (a login into its user's). */

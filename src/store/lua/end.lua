@@ -8,7 +8,8 @@
 --
 -- Returns  1 (the session is gone, whether this command or an earlier one ended it), or the key in
 --          another slot that a handoff was moving it to: the caller ends that one too, with
---          "tombstone" (a second command, on this rare race only)
+--          "tombstone" (a second command, on this rare race only), and so on while the answer is a
+--          key (a change of user after the login moved it on into a third slot)
 --
 -- Follows the markers a regenerate leaves, so a session moved to a new id by a concurrent request
 -- ends too: once a logout has answered, no id leads to the session (docs/design.md, "Concurrency").

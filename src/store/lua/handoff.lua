@@ -9,7 +9,8 @@
 --
 -- Returns  {1, value, ttl}  the intent applied to the stored session; the old key now holds a
 --                           marker to the new one (flagged `x`: in another slot); the caller stores
---                           `value` at the new key with `ttl` seconds (0: none) by create.lua
+--                           `value` at the new key with `ttl` seconds (0: none, as in LRU mode)
+--                           by create.lua
 --          {code}           as patch.lua answers (-1 gone, -2 too large, 2 emptied and deleted), or 3:
 --                           this same handoff ran already and its reply was lost: the value is not
 --                           kept, so the session is lost (the login answers as for a logout)
@@ -30,6 +31,7 @@ end
 if plan.empty then return {commit(old, 1, plan)} end
 local index = plan.index
 if index.from then delist(index.from, index.handle) end
-local ttl = plan.ttl and math.max(1, plan.ttl) or 0
+-- LRU mode (setRedisTtl off, ARGV[3] "0"): the session keeps no Redis TTL at its new key either.
+local ttl = (ARGV[3] == '1' and plan.ttl) and math.max(1, plan.ttl) or 0
 redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1', x = '1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
 return {1, plan.value, ttl}

@@ -22,7 +22,8 @@
 --                               the move (out of memory); value is the session as stored
 --                               (include/layout.lua), one bulk string for the client to decode
 --
--- A session in a user's index (the `userKey` option) stretches the index's TTL with its own.
+-- A session in a user's index (the `userKey` option) stretches the index's TTL with its own, and
+-- leaves the index when this script ends it.
 --
 -- Atomic so that the expiry check, the removal of a dead key and the refresh cannot interleave with
 -- another request's write: an expired session is never resurrected, and no second command is
@@ -48,6 +49,7 @@ end
 local absolute = tonumber(ARGV[5])
 local deadline = absolute >= 0 and c + absolute or nil
 if (x and now > x) or (deadline and now >= deadline) then
+  delistValue(value) -- out of its user's index: in LRU mode nothing else would remove the entry
   redis.call('DEL', key)
   return {2}
 end

@@ -44,6 +44,7 @@ local function prepare(key, b)
   local absolute = tonumber(ARGV[b + 9])
   local deadline = absolute >= 0 and tonumber(cs, 36) + absolute or nil
   if deadline and now >= deadline then
+    delistValue(value) -- out of its user's index too
     redis.call('DEL', key) -- past its absolute timeout: ended, as its next load would end it
     return nil, -1
   end

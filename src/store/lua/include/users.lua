@@ -25,7 +25,8 @@ local function stretch(ix, ttl, keepTtl)
 end
 
 -- Whether `value` (what GET read at an index entry's key) is a live session indexed in `ix` under
--- `handle`. Returns the session's header numbers and map for list, or nil.
+-- `handle`. Returns the session's header numbers and map for list, or nil, and true when the value
+-- is a session of this index past its expiry or its absolute timeout (one its load would end).
 local function member(value, ix, handle, now, absolute)
   if type(value) ~= 'string' then return nil end
   local vs, cs, ts, xs, at = string.match(value, HEADER)
@@ -33,21 +34,28 @@ local function member(value, ix, handle, now, absolute)
   local own, from = indexOf(value, at)
   if own ~= ix then return nil end
   local c, x = tonumber(cs, 36), tonumber(xs, 36)
-  if (x and now > x) or (absolute >= 0 and c and now >= c + absolute) then return nil end
+  if (x and now > x) or (absolute >= 0 and c and now >= c + absolute) then return nil, true end
   local map = unpacked(string.sub(value, from))
   if not map or map.h ~= handle then return nil end
   return { c = c, t = tonumber(ts, 36), x = x, map = map }
 end
 
--- Remove from `ix` the entries of sessions that are gone, and the index when it is left empty.
--- Returns the live entries as { handle, key, session } (see member()).
+-- Remove from `ix` the entries of sessions that are gone, and the index when it is left empty; a
+-- session past its expiry or absolute timeout is ended as its load would end it (in LRU mode, or
+-- after absoluteTimeout was lowered, no TTL would). Returns the live entries as { handle, key,
+-- session } (see member()).
 local function prune(ix, now, absolute)
   local all = redis.call('HGETALL', ix)
   local live = {}
   for i = 1, #all, 2 do
     local handle, key = all[i], all[i + 1]
-    local session = member(redis.pcall('GET', key), ix, handle, now, absolute)
-    if session then live[#live + 1] = { handle, key, session } else redis.call('HDEL', ix, handle) end
+    local session, dead = member(redis.pcall('GET', key), ix, handle, now, absolute)
+    if session then
+      live[#live + 1] = { handle, key, session }
+    else
+      redis.call('HDEL', ix, handle)
+      if dead then redis.call('DEL', key) end
+    end
   end
   if #live == 0 and #all > 0 then redis.call('DEL', ix) end
   return live
