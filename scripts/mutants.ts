@@ -264,7 +264,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'load-deletes-marker',
     bug: "the load reads a regenerate's marker as a legacy payload and deletes it: a logout that loaded before the move no longer follows it",
-    edits: one(LOAD, '  if value == TOMBSTONE or marker(value) then return {0} end\n', '  if value == TOMBSTONE then return {0} end\n'),
+    edits: one(
+      LOAD,
+      '  if value == TOMBSTONE or marker(value) then return {0} end\n',
+      '  if value == TOMBSTONE then return {0} end\n',
+    ),
     tests: [T.session, T.races],
   },
   {
@@ -300,7 +304,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'taken-accepts-older-op',
     bug: "a rotate whose fresh id is taken answers 'done' when the key holds a newer operation of the same writer",
-    edits: one('src/store/lua/include/op.lua', '  return replayed(map.o, op, true) or 0\n', '  return replayed(map.o, op) or 0\n'),
+    edits: one(
+      'src/store/lua/include/op.lua',
+      '  return replayed(map.o, op, true) or 0\n',
+      '  return replayed(map.o, op) or 0\n',
+    ),
     tests: [T.layout],
   },
 
@@ -457,7 +465,11 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'prune-ignores-data-left',
     bug: 'with invalidateEmptySession the patch deletes the session whether or not data is left (a concurrent write lost)',
-    edits: one(APPLY, "      if field ~= 'o' and field ~= 'l' and field ~= 'h' and field ~= 'i' then", '      if false then'),
+    edits: one(
+      APPLY,
+      "      if field ~= 'o' and field ~= 'l' and field ~= 'h' and field ~= 'i' then",
+      '      if false then',
+    ),
     tests: [T.contract, T.races],
   },
   {
