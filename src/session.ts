@@ -522,7 +522,15 @@ export class SessionState implements WriteSource {
   info(): string {
     if (this.#info !== null) return this.#info;
     const describe = this.settings.sessionInfo;
-    return (this.#info = describe === undefined ? '' : this.#encode(INFO_FIELD, describe(this.ctx) ?? {}));
+    if (describe === undefined) return (this.#info = '');
+    try {
+      return (this.#info = this.#encode(INFO_FIELD, describe(this.ctx) ?? {}));
+    } catch (err) {
+      throw new TypeError(
+        `koaRedisSession: option "sessionInfo" failed or described what cannot be stored: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
   }
 
   /** `ctx.session.handle`: the session's name in its user's list, null while it is in none (or new

@@ -1,5 +1,5 @@
 /**
- * The Mermaid export renders: the chart of `toMermaid()` (the one in README, "The state chart") is
+ * The Mermaid export renders: the chart of `toMermaid()` (the one in docs/design.md, "The chart") is
  * drawn by Mermaid itself in headless Chromium (Debian's chromium, driven by playwright-core), with
  * no network, and every state of the machine appears in the drawing. A screenshot is saved under
  * test-output/.

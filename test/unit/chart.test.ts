@@ -1,5 +1,5 @@
 /**
- * The chart is generated from the machine, and the README shows the current one.
+ * The chart is generated from the machine, and docs/design.md shows the current one.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -73,9 +73,9 @@ describe('toMermaid', () => {
     assert.match(chart, /loaded_regenerated --> rejected: request\.ended \[cookieBlocked\] \/ noteCookieRefused/);
   });
 
-  it('is the chart the README shows', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
-    assert.equal(block, chart, 'README chart is stale: paste the output of toMermaid()');
+  it('is the chart docs/design.md shows', () => {
+    const design = readFileSync(new URL('../../docs/design.md', import.meta.url), 'utf8');
+    const block = /```mermaid\n([\s\S]*?)```/.exec(design)?.[1];
+    assert.equal(block, chart, 'docs/design.md chart is stale: paste the output of toMermaid()');
   });
 });
