@@ -411,7 +411,7 @@ const MUTANTS: readonly Mutant[] = [
     bug: 'the move leaves no marker at the old id: a concurrent logout does not find the session',
     edits: one(
       ROTATE,
-      "    redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n",
+      "    redis.call('SET', old, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n",
       "    redis.call('DEL', old)\n",
     ),
     tests: [T.contract, T.races],
@@ -540,7 +540,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'list-shows-dead',
     bug: "list does not check the entry's session: expired and deleted sessions are listed",
-    edits: one(USERS, '    if session then live[#live + 1]', '    if true then live[#live + 1]'),
+    edits: one(USERS, '    if session then\n', '    if true then\n'),
     tests: [T.users],
   },
 ];

@@ -220,7 +220,8 @@ export class RequestPath {
           this.#report(
             ctx,
             new SessionNotStoredError(
-              'session ended again: its cookie did not reach the browser (an upstream middleware replaced the error and its headers)',
+              'session ended again: its cookie did not reach the browser ' +
+                '(an upstream middleware replaced the error and its headers)',
               id,
             ),
           ),
@@ -265,7 +266,8 @@ export class RequestPath {
       }
       case 'insecureCookie':
         return new TypeError(
-          'koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; behind a TLS proxy set app.proxy = true',
+          'koaRedisSession: option "cookie.secure" is set but this request is not HTTPS; ' +
+            'behind a TLS proxy set app.proxy = true',
         );
       default:
         return storeError;

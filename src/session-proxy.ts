@@ -59,7 +59,8 @@ export function checkKey(key: string | symbol, value: unknown): void {
   if (key === 'constructor' && value !== null && typeof value === 'object' && Object.hasOwn(value, 'prototype')) {
     // Refused at the top as at every depth: `{ ...ctx.session }` would carry it as a gadget.
     throw new TypeError(
-      'ctx.session.constructor cannot be stored in the session: a "constructor" key holding a "prototype" is refused (decoding drops it)',
+      'ctx.session.constructor cannot be stored in the session: ' +
+        'a "constructor" key holding a "prototype" is refused (decoding drops it)',
     );
   }
   if (RESERVED_MEMBERS.has(key)) {

@@ -182,7 +182,8 @@ export class SessionStore {
       (hashTag(this.key('AAAAAAAAb')) === null || hashTag(this.key('AAAAAAAAb')) !== hashTag(this.key('AAAAAAAAc')))
     ) {
       throw new TypeError(
-        `koaRedisSession: option "prefix" ${JSON.stringify(settings.prefix)} defeats Redis Cluster hash tags (an empty "{}"): a regenerate could not be one command`,
+        `koaRedisSession: option "prefix" ${JSON.stringify(settings.prefix)} defeats Redis Cluster hash tags ` +
+          '(an empty "{}"): a regenerate could not be one command',
       );
     }
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
@@ -270,7 +271,9 @@ export class SessionStore {
       (this.#tagged && fresh.length < TAG_LENGTH)
     ) {
       throw new TypeError(
-        `koaRedisSession: genId returned ${JSON.stringify(fresh)}; ids must match ${this.#settings.idPattern} (cookie-safe, no ".")${this.#tagged ? ` and have at least ${TAG_LENGTH} characters on Redis Cluster` : ''}`,
+        `koaRedisSession: genId returned ${JSON.stringify(fresh)}; ` +
+          `ids must match ${this.#settings.idPattern} (cookie-safe, no ".")` +
+          (this.#tagged ? ` and have at least ${TAG_LENGTH} characters on Redis Cluster` : ''),
       );
     }
     if (!this.#tagged || (lineage === null && user === null)) return fresh;
@@ -279,7 +282,8 @@ export class SessionStore {
     const id = tag + fresh;
     if (!this.#settings.idPattern.test(id))
       throw new TypeError(
-        `koaRedisSession: the id ${JSON.stringify(id)} drawn for a regenerate does not match ${this.#settings.idPattern}`,
+        `koaRedisSession: the id ${JSON.stringify(id)} drawn for a regenerate ` +
+          `does not match ${this.#settings.idPattern}`,
       );
     return id;
   }
@@ -350,7 +354,8 @@ export class SessionStore {
       } catch (err) {
         if (err instanceof Error && err.message === 'Command timed out') {
           throw new SessionStoreError(
-            `session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms (option commandTimeout)`,
+            `session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms ` +
+              '(option commandTimeout)',
             id,
             command,
             { cause: err },
@@ -645,7 +650,8 @@ export class SessionStore {
       if (code !== 0) return answer(code, id);
     }
     throw new Error(
-      `session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; genId does not produce unique ids`,
+      `session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; ` +
+        'genId does not produce unique ids',
     );
   }
 }
@@ -700,7 +706,8 @@ function autopipelines(redis: RedisClient): boolean {
 }
 
 /** The hash tag Redis Cluster hashes a key by (the text between its first `{` and the next `}`), or
- *  null when it hashes the whole key: https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags */
+ *  null when it hashes the whole key:
+ *  https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags */
 function hashTag(key: string): string | null {
   const open = key.indexOf('{');
   if (open < 0) return null;

@@ -1,4 +1,5 @@
--- load.lua: read one session and, when its expiry is due, move it: one round trip (docs/design.md, "What a request costs").
+-- load.lua: read one session and, when its expiry is due, move it: one round trip (docs/design.md,
+-- "What a request costs").
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  now, epoch seconds: the application's clock, as the machine's is (time arrives as data)
@@ -73,7 +74,8 @@ if t and t > 0 then
     if #stamp == #xs then
       moved = redis.pcall('SETRANGE', key, at - 2 - #xs, stamp)
     else
-      moved = redis.pcall('SET', key, vs .. ' ' .. cs .. ' ' .. ts .. ' ' .. stamp .. ' ' .. string.sub(value, at), 'KEEPTTL')
+      local rewritten = vs .. ' ' .. cs .. ' ' .. ts .. ' ' .. stamp .. ' ' .. string.sub(value, at)
+      moved = redis.pcall('SET', key, rewritten, 'KEEPTTL')
     end
     if type(moved) == 'table' and moved.err then
       refreshed = 2

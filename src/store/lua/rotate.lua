@@ -35,7 +35,8 @@ if ARGV[1] == 'move' then
     redis.call('DEL', old)
   else
     -- The marker also remembers the operation: a replay of this move finds it here.
-    redis.call('SET', old, 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' }), 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
+    local mark = 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' })
+    redis.call('SET', old, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
   end
   return done
 end

@@ -77,7 +77,8 @@ local function migrate(key)
   local meta, map = {}, {}
   for i = 1, #all, 2 do
     local f = all[i]
-    if f == 'c' or f == 't' or f == 'x' or f == 'v' or f == 's' or f == 'm' then meta[f] = all[i + 1] else map[f] = all[i + 1] end
+    local header = f == 'c' or f == 't' or f == 'x' or f == 'v' or f == 's' or f == 'm'
+    if header then meta[f] = all[i + 1] else map[f] = all[i + 1] end
   end
   local value
   local c, t, x = rebase(meta.c), rebase(meta.t), rebase(meta.x)

@@ -8,7 +8,8 @@
 --
 -- An operation id is its writer's 8-character prefix (one per store, random) and a counter in base
 -- 36 that never wraps (a counter that restarted would pass for a replay of its old operations), one
--- per attempt (a retry under a fresh id after a collision is a new operation). A writer's commands reach a session's node in order, on one connection, and a resent command
+-- per attempt (a retry under a fresh id after a collision is a new operation). A writer's commands
+-- reach a session's node in order, on one connection, and a resent command
 -- goes before any later one: so `o` keeps one entry per writer, its last operation and code, and an
 -- operation not newer than its writer's last is a replay. Other writers' operations cannot push it
 -- out. At most 16 writers are remembered (the least recent goes).
