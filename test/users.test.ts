@@ -115,6 +115,10 @@ for (const b of [single, clustered]) {
             case '/regenerate':
               s.regenerate();
               return s.handle;
+            case '/relogin':
+              s.invalidate();
+              s.userId = Number(ctx.query.user);
+              return s.handle;
             default:
               return 'ok';
           }
@@ -254,6 +258,25 @@ for (const b of [single, clustered]) {
       expectCookieCleared(await a.get('/logout', anon.cookie));
       assert.deepEqual(await a.session.sessions.list(5), []);
       assert.deepEqual(await b.redis.exists(index5), 0, 'an empty index is removed');
+    });
+
+    it('invalidate() then login in one request: the old session ends, the new one is indexed (on Cluster: end, then create in the user slot)', async () => {
+      const a = app();
+      const old = expectCookieSet(await a.get('/login?user=11'));
+      const { res, wire } = await b.request(() => a.get('/relogin?user=12', old.cookie));
+      assert.deepEqual(
+        wire.map((c) => c.op),
+        b.cluster ? ['load', 'end', 'create'] : ['load', 'replace'],
+      );
+      const fresh = expectCookieSet(res);
+      assert.notEqual(fresh.id, old.id);
+      assert.deepEqual(await a.session.sessions.list(11), [], 'the old session left its index');
+      assert.deepEqual(
+        (await a.session.sessions.list(12)).map((l) => l.handle),
+        [res.text],
+      );
+      assert.equal((await a.get('/read', old.cookie)).text, 'anonymous none');
+      assert.equal((await a.get('/read', fresh.cookie)).text, `12 ${res.text}`);
     });
 
     it('sessions that ended without a script seeing it (expired, evicted) are pruned by the next list, revoke or login', async () => {
