@@ -279,7 +279,7 @@ for (const b of [single, clustered]) {
       assert.equal((await a.get('/read', fresh.cookie)).text, `12 ${res.text}`);
     });
 
-    it('sessions that ended without a script seeing it (expired, evicted) are pruned by the next list, revoke or login', async () => {
+    it('sessions that ended without a script seeing it (expired, evicted) are pruned by the next list, revoke, login or write of that user', async () => {
       const a = app();
       const one = expectCookieSet(await a.get('/login?user=9'));
       const two = expectCookieSet(await a.get('/login?user=9'));
@@ -289,8 +289,13 @@ for (const b of [single, clustered]) {
       assert.equal((await a.session.sessions.list(9)).length, 1);
       assert.equal(await b.redis.hlen(index), 1, 'list pruned it');
       await b.redis.del(sessionKey(two.id, b.cluster));
-      expectCookieSet(await a.get('/login?user=9'));
+      const three = expectCookieSet(await a.get('/login?user=9'));
       assert.equal(await b.redis.hlen(index), 1, 'a login pruned the other');
+      const four = expectCookieSet(await a.get('/login?user=9'));
+      await b.redis.del(sessionKey(three.id, b.cluster));
+      assert.equal(await b.redis.hlen(index), 2);
+      await a.get('/write', four.cookie);
+      assert.equal(await b.redis.hlen(index), 1, "a write of the user's other session swept it");
       assert.equal(await a.session.sessions.revokeAll(9), 1);
       assert.deepEqual(await b.keys(), []);
     });

@@ -123,6 +123,7 @@ local function reindex(key, b, plan)
     enlist(index.to, handle, key, ttl, ARGV[b + 2], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 9]))
   elseif ttl or plan.persist then
     stretch(index.to, ttl, ARGV[b + 2]) -- the write moved the session's expiry
+    sweep(index.to)
   end
 end
 

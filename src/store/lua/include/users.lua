@@ -10,7 +10,7 @@
 -- The index lives at least as long as the sessions it names: its TTL is stretched whenever one of
 -- them is written or refreshed (none while one never expires; none in LRU mode, `setRedisTtl`
 -- off). Entries of sessions that ended without a script seeing it (expired, evicted) are pruned
--- whenever the index is read or an entry is added.
+-- whenever the index is read or an entry is added, and swept by any other write of the user's.
 
 -- Make the index `ix` live at least `ttl` more seconds (nil: as long as a session that never expires).
 -- `keepTtl` is the `setRedisTtl` option ("1"): in LRU mode nothing has a TTL.
@@ -59,6 +59,15 @@ local function prune(ix, now, absolute)
   end
   if #live == 0 and #all > 0 then redis.call('DEL', ix) end
   return live
+end
+
+-- Remove from `ix` the entries whose key is gone (a TTL ran out, an eviction): what any write of one
+-- of the user's sessions does, cheaply (no session is read; prune() reads them).
+local function sweep(ix)
+  local all = redis.call('HGETALL', ix)
+  for i = 1, #all, 2 do
+    if redis.call('EXISTS', all[i + 1]) == 0 then redis.call('HDEL', ix, all[i]) end
+  end
 end
 
 -- Name the session at `key` in the index `ix` under `handle`, the index living as long as it.
