@@ -25,6 +25,7 @@ import type { WriteIntent, WriteSource } from './store/commands.js';
 import { entrySize } from './store/layout.js';
 import { fieldChanges, flashChanges, type FlashChange } from './changes.js';
 import { RESERVED_MEMBERS, STATE, checkKey, checkName, sessionHandler } from './session-proxy.js';
+import { isPlainData, plainText, sessionSerializer } from './values.js';
 
 export { RESERVED_MEMBERS, STATE };
 
@@ -116,6 +117,9 @@ function csrfData(id: string, salt: string): string {
 function emptyRecord(): Record<string, unknown> {
   return Object.create(null) as Record<string, unknown>;
 }
+
+/** What a session with no stored counterpart loaded: nothing. Shared, as it is only ever read. */
+const NOTHING_LOADED: ReadonlyMap<never, never> = new Map();
 
 /** What a field is called in errors. */
 function fieldPath(field: string): string {
@@ -217,8 +221,8 @@ export class SessionState implements WriteSource {
     } else {
       this.data = emptyRecord();
       this.extras = emptyRecord();
-      this.raw = new Map();
-      this.#frames = new Map();
+      this.raw = NOTHING_LOADED;
+      this.#frames = NOTHING_LOADED;
       this.created = now;
       this.timeout = settings.timeout;
       this.cookieLifetime = undefined;
@@ -255,10 +259,14 @@ export class SessionState implements WriteSource {
 
   /** Encode a value with the serializer; any failure is a TypeError naming the field. */
   #encode(field: string, value: unknown): string {
+    const { serializer } = this.settings;
+    // The default serializer's plain data needs no path (only an error names it): its text at once.
+    const plain = serializer === sessionSerializer ? plainText(value) : undefined;
+    if (plain !== undefined) return plain;
     const path = fieldPath(field);
     let text: unknown;
     try {
-      text = this.settings.serializer.stringify(value, path);
+      text = serializer.stringify(value, path);
     } catch (err) {
       refused(path, err);
     }
@@ -270,6 +278,7 @@ export class SessionState implements WriteSource {
   /** Refuse, at the assignment, a value that could not be stored (its text is made at the end). */
   #check(field: string, value: unknown): void {
     const { serializer } = this.settings;
+    if (serializer === sessionSerializer && isPlainData(value)) return; // no path made: see #encode
     if (serializer.check === undefined) {
       this.#encode(field, value);
       return;
@@ -310,9 +319,10 @@ export class SessionState implements WriteSource {
       this.remove(key);
       return;
     }
-    this.#check(DATA_PREFIX + key, value); // refuse what cannot be stored at the assignment itself
+    const field = DATA_PREFIX + key;
+    this.#check(field, value); // refuse what cannot be stored at the assignment itself
     this.data[key] = value;
-    this.#touch(DATA_PREFIX + key);
+    this.#touch(field);
   }
 
   remove(key: string): void {
@@ -344,13 +354,13 @@ export class SessionState implements WriteSource {
   /** Whether the request changed anything a patch would send (the machine's `changed`). */
   hasChanges(): boolean {
     if (this.timeoutChanged || this.lifetimeChanged) return true;
-    const { set, del } = this.changes();
+    const { set, del } = this.#changed();
     return set.length + del.length > 0 || this.#flashOps().queues > 0;
   }
 
   /** What a patch or move sends: changed fields, removed fields and flash queue changes. */
   intent(): WriteIntent {
-    const { set, del } = this.changes();
+    const { set, del } = this.#changed(); // only read by the store: not copied
     const { ops, queues } = this.#flashOps();
     return { set, del, flash: ops, flashQueues: queues };
   }
@@ -371,11 +381,16 @@ export class SessionState implements WriteSource {
   /** The changed fields (field, value pairs) and removed fields, flash queues aside, computed once
    *  at the end. Each call returns fresh arrays. */
   changes(): { set: string[]; del: string[] } {
-    if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
+    const { set, del } = this.#changed();
+    return { set: [...set], del: [...del] };
+  }
+
+  /** `changes()`, computed once and shared: for the callers here, which only read it. */
+  #changed(): { readonly set: string[]; readonly del: string[] } {
+    if (this.#changes) return this.#changes;
     // Untouched and never handed out: nothing can have changed, not even nested values.
     if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged && !this.lifetimeChanged) {
-      this.#changes = { set: [], del: [] };
-      return { set: [], del: [] };
+      return (this.#changes = { set: [], del: [] });
     }
     const candidates = new Set<string>(this.touched);
     if (this.forced) {
@@ -391,8 +406,7 @@ export class SessionState implements WriteSource {
       this.#has(field) ? this.#encode(field, this.#value(field)) : undefined,
     );
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
-    this.#changes = { set, del };
-    return { set: [...set], del: [...del] };
+    return (this.#changes = { set, del });
   }
 
   /** Every field as field, value pairs (reusing the encodings the change computation made). */
@@ -427,7 +441,7 @@ export class SessionState implements WriteSource {
 
   /** The encodings of the fields this request's write changes, by field. */
   #writtenTexts(): Map<string, string> {
-    const { set } = this.changes();
+    const { set } = this.#changed();
     const written = new Map<string, string>();
     for (let i = 0; i + 1 < set.length; i += 2) written.set(set[i] as string, set[i + 1] as string);
     return written;
@@ -456,8 +470,8 @@ export class SessionState implements WriteSource {
   invalidate(): void {
     this.data = emptyRecord();
     this.extras = emptyRecord();
-    this.raw = new Map();
-    this.#frames = new Map();
+    this.raw = NOTHING_LOADED;
+    this.#frames = NOTHING_LOADED;
     this.touched = null;
     this.#seen = null;
     this.forced = false;
