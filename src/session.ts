@@ -22,7 +22,7 @@ import {
   type Serializer,
 } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
-import { entrySize } from './store/layout.js';
+import { entriesSize } from './store/layout.js';
 import { fieldChanges, flashChanges, type FlashChange } from './changes.js';
 import { RESERVED_MEMBERS, STATE, checkKey, checkName, sessionHandler } from './session-proxy.js';
 import { isPlainData, plainText, sessionSerializer } from './values.js';
@@ -452,10 +452,7 @@ export class SessionState implements WriteSource {
    *  same way). */
   storedSize(): number {
     if (this.#size !== null) return this.#size;
-    const fields = this.allFields();
-    let size = 0;
-    for (let i = 0; i + 1 < fields.length; i += 2) size += entrySize(fields[i] as string, fields[i + 1] as string);
-    return (this.#size = size);
+    return (this.#size = entriesSize(this.allFields()));
   }
 
   /** The id a create, move or replace stores under: the one already drawn (regenerate(), or a CSRF
