@@ -119,7 +119,7 @@ function emptyRecord(): Record<string, unknown> {
 }
 
 /** What a session with no stored counterpart loaded: nothing. Shared, as it is only ever read. */
-const NOTHING_LOADED: ReadonlyMap<never, never> = new Map();
+const NOTHING_LOADED: ReadonlyMap<string, never> = new Map<string, never>();
 
 /** What a field is called in errors. */
 function fieldPath(field: string): string {
@@ -253,8 +253,12 @@ export class SessionState implements WriteSource {
     return field.startsWith(DATA_PREFIX) ? this.data[field.slice(DATA_PREFIX.length)] : this.extras[field];
   }
 
-  #has(field: string): boolean {
-    return field.startsWith(DATA_PREFIX) ? field.slice(DATA_PREFIX.length) in this.data : field in this.extras;
+  /** A field's encoding now, or undefined when the session no longer holds it. */
+  #current(field: string): string | undefined {
+    if (!field.startsWith(DATA_PREFIX))
+      return field in this.extras ? this.#encode(field, this.extras[field]) : undefined;
+    const key = field.slice(DATA_PREFIX.length);
+    return key in this.data ? this.#encode(field, this.data[key]) : undefined;
   }
 
   /** Encode a value with the serializer; any failure is a TypeError naming the field. */
@@ -402,9 +406,7 @@ export class SessionState implements WriteSource {
       if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
     }
     for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field); // sent as appends and pops (#flashOps)
-    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) =>
-      this.#has(field) ? this.#encode(field, this.#value(field)) : undefined,
-    );
+    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) => this.#current(field));
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
     return (this.#changes = { set, del });
   }
