@@ -95,7 +95,7 @@ export function header(created: number, timeout: number | null, expires: number 
 export function packSession(head: string, fields: readonly string[]): Buffer {
   // The usual session is ASCII (plain JSON of ASCII data): the value is then one latin1 string, its
   // headers as characters, encoded by one Buffer.from, where writing each string into a Buffer on its
-  // own took three times as long (bench/README.md, "HTTP, side by side").
+  // own took two to three times as long (bench/README.md, "HTTP, side by side").
   if (allAscii(fields)) {
     let text = head + mapHeadText(fields.length / 2);
     for (const field of fields) text += stringHeadText(field.length) + field;
