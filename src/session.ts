@@ -25,9 +25,10 @@ import {
   type Serializer,
 } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
-import { entrySize } from './store/layout.js';
+import { entriesSize } from './store/layout.js';
 import { fieldChanges, flashChanges, type FlashChange } from './changes.js';
 import { RESERVED_MEMBERS, STATE, checkKey, checkName, sessionHandler } from './session-proxy.js';
+import { isPlainData, plainText, sessionSerializer } from './values.js';
 
 export { RESERVED_MEMBERS, STATE };
 
@@ -130,6 +131,9 @@ function csrfData(id: string, salt: string): string {
 function emptyRecord(): Record<string, unknown> {
   return Object.create(null) as Record<string, unknown>;
 }
+
+/** What a session with no stored counterpart loaded: nothing. Shared, as it is only ever read. */
+const NOTHING_LOADED: ReadonlyMap<string, never> = new Map<string, never>();
 
 /** What a field is called in errors. */
 function fieldPath(field: string): string {
@@ -239,8 +243,8 @@ export class SessionState implements WriteSource {
     } else {
       this.data = emptyRecord();
       this.extras = emptyRecord();
-      this.raw = new Map();
-      this.#frames = new Map();
+      this.raw = NOTHING_LOADED;
+      this.#frames = NOTHING_LOADED;
       this.created = now;
       this.timeout = settings.timeout;
       this.cookieLifetime = undefined;
@@ -271,16 +275,24 @@ export class SessionState implements WriteSource {
     return field.startsWith(DATA_PREFIX) ? this.data[field.slice(DATA_PREFIX.length)] : this.extras[field];
   }
 
-  #has(field: string): boolean {
-    return field.startsWith(DATA_PREFIX) ? field.slice(DATA_PREFIX.length) in this.data : field in this.extras;
+  /** A field's encoding now, or undefined when the session no longer holds it. */
+  #current(field: string): string | undefined {
+    if (!field.startsWith(DATA_PREFIX))
+      return field in this.extras ? this.#encode(field, this.extras[field]) : undefined;
+    const key = field.slice(DATA_PREFIX.length);
+    return key in this.data ? this.#encode(field, this.data[key]) : undefined;
   }
 
   /** Encode a value with the serializer; any failure is a TypeError naming the field. */
   #encode(field: string, value: unknown): string {
+    const { serializer } = this.settings;
+    // The default serializer's plain data needs no path (only an error names it): its text at once.
+    const plain = serializer === sessionSerializer ? plainText(value) : undefined;
+    if (plain !== undefined) return plain;
     const path = fieldPath(field);
     let text: unknown;
     try {
-      text = this.settings.serializer.stringify(value, path);
+      text = serializer.stringify(value, path);
     } catch (err) {
       refused(path, err);
     }
@@ -292,6 +304,7 @@ export class SessionState implements WriteSource {
   /** Refuse, at the assignment, a value that could not be stored (its text is made at the end). */
   #check(field: string, value: unknown): void {
     const { serializer } = this.settings;
+    if (serializer === sessionSerializer && isPlainData(value)) return; // no path made: see #encode
     if (serializer.check === undefined) {
       this.#encode(field, value);
       return;
@@ -332,9 +345,10 @@ export class SessionState implements WriteSource {
       this.remove(key);
       return;
     }
-    this.#check(DATA_PREFIX + key, value); // refuse what cannot be stored at the assignment itself
+    const field = DATA_PREFIX + key;
+    this.#check(field, value); // refuse what cannot be stored at the assignment itself
     this.data[key] = value;
-    this.#touch(DATA_PREFIX + key);
+    this.#touch(field);
     if (key === this.settings.userKey) this.#followUser();
   }
 
@@ -367,13 +381,13 @@ export class SessionState implements WriteSource {
   /** Whether the request changed anything a patch would send (the machine's `changed`). */
   hasChanges(): boolean {
     if (this.timeoutChanged || this.lifetimeChanged) return true;
-    const { set, del } = this.changes();
+    const { set, del } = this.#changed();
     return set.length + del.length > 0 || this.#flashOps().queues > 0;
   }
 
   /** What a patch or move sends: changed fields, removed fields and flash queue changes. */
   intent(): WriteIntent {
-    const { set, del } = this.changes();
+    const { set, del } = this.#changed(); // only read by the store: not copied
     const { ops, queues } = this.#flashOps();
     return { set, del, flash: ops, flashQueues: queues };
   }
@@ -394,11 +408,16 @@ export class SessionState implements WriteSource {
   /** The changed fields (field, value pairs) and removed fields, flash queues aside, computed once
    *  at the end. Each call returns fresh arrays. */
   changes(): { set: string[]; del: string[] } {
-    if (this.#changes) return { set: [...this.#changes.set], del: [...this.#changes.del] };
+    const { set, del } = this.#changed();
+    return { set: [...set], del: [...del] };
+  }
+
+  /** `changes()`, computed once and shared: for the callers here, which only read it. */
+  #changed(): { readonly set: string[]; readonly del: string[] } {
+    if (this.#changes) return this.#changes;
     // Untouched and never handed out: nothing can have changed, not even nested values.
     if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged && !this.lifetimeChanged) {
-      this.#changes = { set: [], del: [] };
-      return { set: [], del: [] };
+      return (this.#changes = { set: [], del: [] });
     }
     const candidates = new Set<string>(this.touched);
     if (this.forced) {
@@ -410,12 +429,9 @@ export class SessionState implements WriteSource {
       if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
     }
     for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field); // sent as appends and pops (#flashOps)
-    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) =>
-      this.#has(field) ? this.#encode(field, this.#value(field)) : undefined,
-    );
+    const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) => this.#current(field));
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
-    this.#changes = { set, del };
-    return { set: [...set], del: [...del] };
+    return (this.#changes = { set, del });
   }
 
   /** Every field as field, value pairs (reusing the encodings the change computation made). */
@@ -457,7 +473,7 @@ export class SessionState implements WriteSource {
 
   /** The encodings of the fields this request's write changes, by field. */
   #writtenTexts(): Map<string, string> {
-    const { set } = this.changes();
+    const { set } = this.#changed();
     const written = new Map<string, string>();
     for (let i = 0; i + 1 < set.length; i += 2) written.set(set[i] as string, set[i + 1] as string);
     return written;
@@ -468,10 +484,7 @@ export class SessionState implements WriteSource {
    *  same way). */
   storedSize(): number {
     if (this.#size !== null) return this.#size;
-    const fields = this.allFields();
-    let size = 0;
-    for (let i = 0; i + 1 < fields.length; i += 2) size += entrySize(fields[i] as string, fields[i + 1] as string);
-    return (this.#size = size);
+    return (this.#size = entriesSize(this.allFields()));
   }
 
   /** The user key's value as stored, when the session holds one (and the option is set). */
@@ -557,8 +570,8 @@ export class SessionState implements WriteSource {
   invalidate(): void {
     this.data = emptyRecord();
     this.extras = emptyRecord();
-    this.raw = new Map();
-    this.#frames = new Map();
+    this.raw = NOTHING_LOADED;
+    this.#frames = NOTHING_LOADED;
     this.touched = null;
     this.#seen = null;
     this.forced = false;
