@@ -218,7 +218,7 @@ export const COOKIE_ATTRIBUTES = {
     doc: 'cookie path',
     default: '/',
     resolve: (value): string => {
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a cookie path must not hold
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: what a cookie path must not hold
       if (typeof value !== 'string' || !value.startsWith('/') || /[;\x00-\x1f\x7f]/.test(value))
         fail('cookie.path', 'a path starting with "/"', value);
       return value;

@@ -95,7 +95,7 @@ export interface SessionMembers {
   readonly save: () => void;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: without a SessionData declaration any key holds any value, as in koa-session
+// biome-ignore lint/suspicious/noExplicitAny: no SessionData declared: any key, any value (koa-session)
 type Loose = { [key: string]: any };
 
 /** The type of `ctx.session`: the application's `SessionData` (every key optional, as a session
@@ -158,7 +158,9 @@ function checkLifetime(ms: unknown, what: string): number | null {
   if (ms === null) return null;
   if (typeof ms !== 'number' || !Number.isFinite(ms) || Math.round(ms) < 1 || ms > MAX_LIFETIME) {
     throw new TypeError(
-      `${what} must be a number of milliseconds from 1 to 2^31 seconds, or ${what.startsWith('ctx.session.maxAge') ? "'session'" : 'null'} for a browser-session cookie; got ${String(ms)}`,
+      `${what} must be a number of milliseconds from 1 to 2^31 seconds, ` +
+        `or ${what.startsWith('ctx.session.maxAge') ? "'session'" : 'null'} for a browser-session cookie; ` +
+        `got ${String(ms)}`,
     );
   }
   return Math.round(ms);
@@ -428,7 +430,8 @@ export class SessionState implements WriteSource {
       // re-encoding it is what keeps a read of one key from paying for the whole session.
       if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
     }
-    for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field); // sent as appends and pops (#flashOps)
+    // Flash queues are sent as appends and pops (#flashOps).
+    for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field);
     const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) => this.#current(field));
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
     return (this.#changes = { set, del });
@@ -540,7 +543,8 @@ export class SessionState implements WriteSource {
       return (this.#info = this.#encode(INFO_FIELD, describe(this.ctx) ?? {}));
     } catch (err) {
       throw new TypeError(
-        `koaRedisSession: option "sessionInfo" failed or described what cannot be stored: ${err instanceof Error ? err.message : String(err)}`,
+        'koaRedisSession: option "sessionInfo" failed or described what cannot be stored: ' +
+          (err instanceof Error ? err.message : String(err)),
         { cause: err },
       );
     }
@@ -651,7 +655,8 @@ export class SessionState implements WriteSource {
 
   /**
    * CSRF tokens are HMACs, with the signing keys, of the session id and a stored salt (OWASP's
-   * HMAC-based token pattern: https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html).
+   * HMAC-based token pattern:
+   * https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html).
    * Bound to the id, the token needs no write and concurrent first uses agree; a regenerate or a
    * new session gives a new one. A session not stored yet keeps an empty salt so it is stored.
    */
@@ -686,7 +691,8 @@ export class SessionState implements WriteSource {
     const timeout = toTimeout(seconds); // the `timeout` option's rule
     if (timeout === undefined) {
       throw new TypeError(
-        `ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, or 0/null for never; got ${String(seconds)}`,
+        'ctx.session.adjustTimeout(seconds): seconds must be a whole number of seconds, ' +
+          `or 0/null for never; got ${String(seconds)}`,
       );
     }
     this.timeout = timeout;

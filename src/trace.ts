@@ -119,8 +119,10 @@ export class Tracer {
     const path = steps.length ? `${steps[0]?.from} ${steps.map((s) => `-${s.event}-> ${s.to}`).join(' ')}` : run.value;
     const wrote = notes.write === 'none' ? '' : ` -> ${notes.write}`;
     const line =
-      `${ctx.method} ${ctx.path} ${status} [${session ?? 'no session'}] ${path} | redis: ${redis.join(', ') || 'none'}${wrote} | cookie: ${cookie}` +
-      `${failure ? ` | ${failure}` : ''}${notes.blocked ? ` | no cookie possible: ${notes.blocked}` : ''} | ${ms.toFixed(2)} ms`;
+      `${ctx.method} ${ctx.path} ${status} [${session ?? 'no session'}] ${path} | ` +
+      `redis: ${redis.join(', ') || 'none'}${wrote} | cookie: ${cookie}` +
+      `${failure ? ` | ${failure}` : ''}` +
+      `${notes.blocked ? ` | no cookie possible: ${notes.blocked}` : ''} | ${ms.toFixed(2)} ms`;
     const trace: SessionTrace = {
       method: ctx.method,
       path: ctx.path,

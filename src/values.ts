@@ -30,7 +30,8 @@ function describe(value: unknown): string {
 
 function refuse(path: string, why: string): never {
   throw new TypeError(
-    `${path} cannot be stored in the session: ${why}; store plain data (objects, arrays, strings, numbers, booleans, null, Date, Map, Set, BigInt)`,
+    `${path} cannot be stored in the session: ${why}; ` +
+      'store plain data (objects, arrays, strings, numbers, booleans, null, Date, Map, Set, BigInt)',
   );
 }
 

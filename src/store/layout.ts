@@ -91,7 +91,9 @@ function stringHeadText(n: number): string {
 /** The header of a session stored now; `index`, the key of the user index it is in (the `userKey`
  *  option), follows it as `~<length in base 36> <key>` (layout.lua, indexOf). */
 export function header(created: number, timeout: number | null, expires: number | null, index?: string): string {
-  const head = `${FORMAT_VERSION.toString(36)} ${created.toString(36)} ${timeout?.toString(36) ?? ''} ${expires?.toString(36) ?? ''} `;
+  const head =
+    `${FORMAT_VERSION.toString(36)} ${created.toString(36)} ` +
+    `${timeout?.toString(36) ?? ''} ${expires?.toString(36) ?? ''} `;
   return index === undefined ? head : `${head}~${Buffer.byteLength(index).toString(36)} ${index}`;
 }
 
