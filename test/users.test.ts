@@ -13,6 +13,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { SessionOptions } from '../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, type TestApp } from './helpers/app.js';
 import { closeOpened } from './helpers/cleanup.js';
+import { Gates } from './helpers/gates.js';
 import { Monitor, MultiMonitor, type WireCommand } from './helpers/monitor.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
@@ -277,6 +278,38 @@ for (const b of [single, clustered]) {
       );
       assert.equal((await a.get('/read', old.cookie)).text, 'anonymous none');
       assert.equal((await a.get('/read', fresh.cookie)).text, `12 ${res.text}`);
+    });
+
+    it('an invalidate() and new data that loaded before a login lands after it: the logged-in session ends too (20 runs)', async () => {
+      for (let run = 0; run < 20; run++) {
+        const gates = new Gates();
+        const a = makeApp(3, { redis: b.redis, userKey: 'userId' }, async (ctx) => {
+          const s = ctx.session;
+          if (ctx.path === '/anon') s.cart = ['apple'];
+          else if (ctx.path === '/login') s.userId = 21;
+          else if (ctx.path === '/replace') {
+            await gates.arrive('replace');
+            s.invalidate();
+            s.cart = ['pear'];
+          } else return `${String(s.userId ?? 'anonymous')} ${JSON.stringify(s.cart ?? null)}`;
+          return 'ok';
+        });
+        const anon = expectCookieSet(await a.get('/anon'));
+        const replacing = a.get('/replace', anon.cookie).then((res) => res);
+        await gates.reached('replace');
+        const login = await a.get('/login', anon.cookie);
+        gates.release('replace');
+        const replaced = await replacing;
+        assert.equal(replaced.status, 200);
+        const fresh = expectCookieSet(replaced);
+        assert.deepEqual(await a.session.sessions.list(21), [], 'the logged-in session was ended by the invalidate()');
+        assert.equal((await a.get('/read', anon.cookie)).text, 'anonymous null');
+        if (b.cluster) assert.equal((await a.get('/read', expectCookieSet(login).cookie)).text, 'anonymous null');
+        assert.equal((await a.get('/read', fresh.cookie)).text, 'anonymous ["pear"]');
+        await a.close();
+        await b.redis.flushall?.();
+        if (b.cluster) await Promise.all((b.redis as Cluster).nodes('master').map((n) => n.flushall()));
+      }
     });
 
     it('sessions that ended without a script seeing it (expired, evicted) are pruned by the next list, revoke, login or write of that user', async () => {

@@ -34,7 +34,7 @@ interface SessionCommands {
     newKey: string,
     mode: 'move' | 'replace',
     ...args: Array<string | number | Buffer | ReadonlyArray<string | number>>
-  ): Promise<number>;
+  ): Promise<number | string>;
   ksmEndV3(key: string, mode: '' | 'tombstone'): Promise<number | string>;
   ksmHandoffV1Buffer(
     key: string,
@@ -456,7 +456,7 @@ export class SessionStore {
             await this.end(oldId);
             return this.#send('replace', oldId, () => this.#create(this.key(id), whole, op, now));
           }
-          return this.#send('replace', oldId, () =>
+          const done = await this.#send('replace', oldId, () =>
             this.#redis.ksmRotateV5(
               this.key(oldId),
               this.key(id),
@@ -471,6 +471,10 @@ export class SessionStore {
               this.#absolute,
             ),
           );
+          if (typeof done === 'number') return done;
+          // The old session was being moved into another Cluster slot meanwhile: it ends there too.
+          await this.#endElsewhere(oldId, done);
+          return 1;
         });
       }
       case 'patch': {
@@ -483,9 +487,10 @@ export class SessionStore {
         return this.#underFreshId(source, (id) => {
           const intent = this.#intent(source, now);
           if (this.#crossSlot(oldId, id)) return this.#handoff(oldId, id, intent, now);
+          // A move answers a number (a key in another slot is a replace's answer only).
           return this.#send('move', oldId, () =>
             this.#redis.ksmRotateV5(this.key(oldId), this.key(id), 'move', intent),
-          );
+          ) as Promise<number>;
         });
       }
       case 'delete':
@@ -501,12 +506,18 @@ export class SessionStore {
   /** End a session (and every id it was moved to), outside a request's machine: what a session whose
    *  cookie never reached the browser is undone with. */
   async end(id: string): Promise<void> {
-    let elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(this.key(id), ''));
-    // A login was moving the session into another Cluster slot meanwhile (handoff.lua): end it there,
-    // and wherever a later change of user moved it on from there (each slot's end.lua answers the next).
+    const elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(this.key(id), ''));
+    if (typeof elsewhere === 'string') await this.#endElsewhere(id, elsewhere);
+  }
+
+  /** A login was moving the session into another Cluster slot meanwhile (handoff.lua): end it at
+   *  `key` there, and wherever a later change of user moved it on from there (each slot's end.lua
+   *  answers the next). */
+  async #endElsewhere(id: string, key: string): Promise<void> {
+    let elsewhere: number | string = key;
     for (let hops = 0; typeof elsewhere === 'string' && hops < 32; hops++) {
-      const key = elsewhere;
-      elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(key, 'tombstone'));
+      const next: string = elsewhere;
+      elsewhere = await this.#send('delete', id, () => this.#redis.ksmEndV3(next, 'tombstone'));
     }
   }
 

@@ -13,6 +13,8 @@
 --          TTLs, ARGV[8] now, ARGV[9] absoluteTimeout or -1
 --
 -- Returns  1 done; 0 the new key already existed (nothing changed: the caller draws another id);
+--          "replace" only: the key in another Cluster slot a login was moving the old session to
+--          (include/chain.lua): done, and the caller ends that one too (end.lua, "tombstone");
 --          "move" only: 2 moved and left empty, so deleted; -1 the old session no longer exists
 --          (logged out, expired or moved meanwhile) and is not resurrected; -2 too large
 --
@@ -41,6 +43,6 @@ if ARGV[1] == 'move' then
   return done
 end
 if redis.call('EXISTS', new) == 1 then return taken(new, ARGV[3]) end
-endChain(old)
+local elsewhere = endChain(old)
 place(new, tonumber(ARGV[2]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
-return 1
+return elsewhere or 1
