@@ -18,11 +18,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Koa from 'koa';
 import type { Context } from 'koa';
 import fc from 'fast-check';
-import { Cluster, Redis } from 'ioredis';
 import {
   csrfProtect,
   koaRedisSession,
@@ -34,9 +33,8 @@ import {
 } from '../src/index.js';
 import { KEYS } from './helpers/app.js';
 import { Gates } from './helpers/gates.js';
-import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
-import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sizeOf, stored as storedAt } from './helpers/stored.js';
+import { type Backend, useBackends } from './helpers/backends.js';
 import './helpers/unhandled.js';
 
 /** Repetitions of each case. */
@@ -48,51 +46,9 @@ const DATA_PREFIX = ':';
 const BIG = 60_000;
 
 // ---------------------------------------------------------------------------------------------
-// Backends
+// Backends (test/helpers/backends.ts)
 
-interface Backend {
-  readonly name: string;
-  readonly cluster: boolean;
-  client: Redis | Cluster;
-  /** The nodes whose keys make up the whole data set (on Cluster: every master). */
-  masters(): Redis[];
-}
-
-let server: RedisServer;
-let cluster: RedisCluster;
-const single: Backend = {
-  name: 'one redis-server',
-  cluster: false,
-  client: undefined as unknown as Redis,
-  masters: () => [single.client as Redis],
-};
-const clustered: Backend = {
-  name: 'Redis Cluster (3 masters)',
-  cluster: true,
-  client: undefined as unknown as Cluster,
-  masters: () => (clustered.client as Cluster).nodes('master'),
-};
-
-before(async () => {
-  server = await startRedis();
-  single.client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  cluster = await startCluster(3, 0);
-  const c = new Cluster(cluster.startupNodes, { redisOptions: { maxRetriesPerRequest: 1 } });
-  c.on('error', () => undefined);
-  clustered.client = c;
-  await c.ping();
-  await Promise.all(c.nodes('master').map((n) => n.ping()));
-});
-
-afterEach(async () => {
-  await Promise.all([single, clustered].flatMap((b) => (b.client ? b.masters().map((n) => n.flushall()) : [])));
-});
-
-after(async () => {
-  single.client?.disconnect();
-  clustered.client?.disconnect();
-  await Promise.all([server?.stop(), cluster?.stop()]);
-});
+const [single, clustered] = useBackends().backends;
 
 /**
  * Where the session `id` is stored. On Cluster the key carries a hash tag made of the id's first 8

@@ -22,11 +22,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import calculateSlot from 'cluster-key-slot';
 import Koa from 'koa';
 import type { Context } from 'koa';
-import { Cluster, Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import {
   koaRedisSession,
   type InvalidSessionError,
@@ -36,8 +36,7 @@ import {
 import { readMap, unpackSession } from '../src/store/layout.js';
 import { KEYS } from './helpers/app.js';
 import { Gates } from './helpers/gates.js';
-import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
-import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { type Backend, useBackends } from './helpers/backends.js';
 import './helpers/unhandled.js';
 
 /** Repetitions of each race. */
@@ -47,51 +46,9 @@ const TEST_TIMEOUT = 240_000;
 const PREFIX = 'sess:';
 
 // ---------------------------------------------------------------------------------------------
-// Backends (as test/races.test.ts)
+// Backends (test/helpers/backends.ts)
 
-interface Backend {
-  readonly name: string;
-  readonly cluster: boolean;
-  client: Redis | Cluster;
-  /** The nodes whose keys make up the whole data set (on Cluster: every master). */
-  masters(): Redis[];
-}
-
-let server: RedisServer;
-let cluster: RedisCluster;
-const single: Backend = {
-  name: 'one redis-server',
-  cluster: false,
-  client: undefined as unknown as Redis,
-  masters: () => [single.client as Redis],
-};
-const clustered: Backend = {
-  name: 'Redis Cluster (3 masters)',
-  cluster: true,
-  client: undefined as unknown as Cluster,
-  masters: () => (clustered.client as Cluster).nodes('master'),
-};
-
-before(async () => {
-  server = await startRedis();
-  single.client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  cluster = await startCluster(3, 0);
-  const c = new Cluster(cluster.startupNodes, { redisOptions: { maxRetriesPerRequest: 1 } });
-  c.on('error', () => undefined);
-  clustered.client = c;
-  await c.ping();
-  await Promise.all(c.nodes('master').map((n) => n.ping()));
-});
-
-afterEach(async () => {
-  await Promise.all([single, clustered].flatMap((b) => (b.client ? b.masters().map((n) => n.flushall()) : [])));
-});
-
-after(async () => {
-  single.client?.disconnect();
-  clustered.client?.disconnect();
-  await Promise.all([server?.stop(), cluster?.stop()]);
-});
+const [single, clustered] = useBackends().backends;
 
 // ---------------------------------------------------------------------------------------------
 // Keys, as the store names them (src/store/commands.ts)

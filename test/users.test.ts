@@ -7,84 +7,47 @@
  * Run: node --import tsx --test test/users.test.ts
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { Context } from 'koa';
-import { Cluster, Redis } from 'ioredis';
 import type { SessionOptions } from '../src/index.js';
 import { expectCookieCleared, expectCookieSet, expectNoCookie, makeApp, type TestApp } from './helpers/app.js';
 import { closeOpened } from './helpers/cleanup.js';
 import { Gates } from './helpers/gates.js';
-import { Monitor, MultiMonitor, type WireCommand } from './helpers/monitor.js';
-import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
-import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { type Backend, nodeUrls, useBackends } from './helpers/backends.js';
+import { MultiMonitor, type WireCommand } from './helpers/monitor.js';
 import { sessionKey } from './helpers/keys.js';
 import { stored } from './helpers/stored.js';
 import './helpers/unhandled.js';
 
-interface Backend {
-  readonly name: string;
-  readonly cluster: boolean;
-  /** The client the middleware uses, and the tests look through. */
-  redis: Redis | Cluster;
-  /** Every key stored, on every master. */
-  keys(): Promise<string[]>;
-  request<T>(send: () => PromiseLike<T>): Promise<{ res: T; wire: WireCommand[] }>;
-}
-
-let server: RedisServer;
-let cluster: RedisCluster;
-let monitor: Monitor;
-let monitors: MultiMonitor;
-const single: Backend = {
-  name: 'one redis-server',
-  cluster: false,
-  redis: undefined as unknown as Redis,
-  keys: () => single.redis.keys('*'),
-  request: (send) => monitor.request(send),
-};
-const clustered: Backend = {
-  name: 'Redis Cluster (3 masters)',
-  cluster: true,
-  redis: undefined as unknown as Cluster,
-  keys: async () => (await Promise.all((clustered.redis as Cluster).nodes('master').map((n) => n.keys('*')))).flat(),
-  request: (send) => monitors.request(send),
-};
-
+const { backends, started } = useBackends(closeOpened);
+/** A MONITOR per back end (on Cluster, one per master), for the commands a request sent. */
+const monitors = new Map<Backend, MultiMonitor>();
 before(async () => {
-  server = await startRedis();
-  single.redis = new Redis(server.url);
-  monitor = await Monitor.start(server.url);
-  cluster = await startCluster(3, 0);
-  const c = new Cluster(cluster.startupNodes, { redisOptions: { maxRetriesPerRequest: 1 } });
-  c.on('error', () => undefined);
-  clustered.redis = c;
-  await c.ping();
-  await Promise.all(c.nodes('master').map((n) => n.ping()));
-  monitors = await MultiMonitor.start((await cluster.masters()).map((p) => `redis://127.0.0.1:${p}`));
-});
-afterEach(async () => {
-  await closeOpened();
-  await single.redis.flushall();
-  await Promise.all((clustered.redis as Cluster).nodes('master').map((n) => n.flushall()));
+  await started;
+  for (const b of backends) monitors.set(b, await MultiMonitor.start(nodeUrls(b)));
 });
 after(async () => {
-  await closeOpened();
-  await monitor?.stop();
-  await monitors?.stop();
-  single.redis?.disconnect();
-  clustered.redis?.disconnect();
-  await server?.stop();
-  await cluster?.stop();
+  for (const m of monitors.values()) await m.stop();
 });
 
-for (const b of [single, clustered]) {
+/** Every key stored, on every master. */
+async function keysOf(b: Backend): Promise<string[]> {
+  return (await Promise.all(b.masters().map((n) => n.keys('*')))).flat();
+}
+
+/** What `send` sent to Redis, with its result. */
+function requestOn<T>(b: Backend, send: () => PromiseLike<T>): Promise<{ res: T; wire: WireCommand[] }> {
+  return (monitors.get(b) as MultiMonitor).request(send);
+}
+
+for (const b of backends) {
   describe(`userKey on ${b.name}: a user index kept by each write, in the same command`, () => {
     /** The routes every test uses: login as ?user=, a write, a read, logout, regenerate. */
     function app(options: SessionOptions = {}): TestApp {
       return makeApp(
         3,
         {
-          redis: b.redis,
+          redis: b.client,
           userKey: 'userId',
           sessionInfo: (ctx: Context) => ({ agent: ctx.query.agent ?? null, path: ctx.path }),
           ...options,
@@ -129,16 +92,16 @@ for (const b of [single, clustered]) {
 
     /** Rewrite a stored session's expiry (its header's fourth number), the rest and the TTL kept. */
     async function setExpiry(key: string, expires: number): Promise<void> {
-      const value = (await b.redis.getBuffer(key)) as Buffer;
+      const value = (await b.client.getBuffer(key)) as Buffer;
       const head = value.toString('latin1').split(' ', 4);
       const rest = value.subarray(head.join(' ').length);
       head[3] = expires.toString(36);
-      await b.redis.set(key, Buffer.concat([Buffer.from(head.join(' '), 'latin1'), rest]), 'KEEPTTL');
+      await b.client.set(key, Buffer.concat([Buffer.from(head.join(' '), 'latin1'), rest]), 'KEEPTTL');
     }
 
     /** The index key of user 7 (a test reads what is stored, by the key a session's header names). */
     async function indexOf(cookieOwnerKey: string): Promise<string> {
-      const u = (await stored(b.redis, cookieOwnerKey)).u;
+      const u = (await stored(b.client, cookieOwnerKey)).u;
       assert.ok(u, `${cookieOwnerKey} is in a user's index`);
       return u;
     }
@@ -178,13 +141,13 @@ for (const b of [single, clustered]) {
         const res = await a.get('/read', other.cookie);
         assert.equal(res.text, 'anonymous none', 'a revoked session is a fresh one');
         expectCookieCleared(res);
-        assert.deepEqual(await stored(b.redis, sessionKey(other.id, b.cluster)), {});
+        assert.deepEqual(await stored(b.client, sessionKey(other.id, b.cluster)), {});
       }
       assert.equal((await a.get('/read', keep.cookie)).text, `7 ${keep.handle}`);
       assert.equal(await a.session.sessions.revoke(7, keep.handle), 1);
       assert.equal(await a.session.sessions.revoke(7, keep.handle), 0, 'once');
       assert.equal((await a.get('/read', keep.cookie)).text, 'anonymous none');
-      assert.deepEqual(await b.keys(), [], 'no index left behind');
+      assert.deepEqual(await keysOf(b), [], 'no index left behind');
     });
 
     it('a read-only request of an indexed session costs one command, and keeps the index alive with the session', async () => {
@@ -194,14 +157,14 @@ for (const b of [single, clustered]) {
       await a.ready();
       // The stored expiry as if the session were last used 100 s ago: a read moves it.
       await setExpiry(sessionKey(id, b.cluster), Math.floor(Date.now() / 1000) + 500);
-      await b.redis.expire(index, 30);
-      const { wire } = await b.request(() => a.get('/read', cookie));
+      await b.client.expire(index, 30);
+      const { wire } = await requestOn(b, () => a.get('/read', cookie));
       assert.deepEqual(
         wire.map((c) => c.op),
         ['load'],
       );
-      assert.ok((await b.redis.ttl(index)) > 500, 'the refresh stretched the index with the session');
-      const { wire: writes } = await b.request(() => a.get('/write', cookie));
+      assert.ok((await b.client.ttl(index)) > 500, 'the refresh stretched the index with the session');
+      const { wire: writes } = await requestOn(b, () => a.get('/write', cookie));
       assert.deepEqual(
         writes.map((c) => c.op),
         ['load', 'patch'],
@@ -213,7 +176,7 @@ for (const b of [single, clustered]) {
       // A session that exists before login: the write that sets the user key indexes it. On one
       // server in place (a patch); on Cluster it moves into its user's slot: two commands, a new id.
       let anon = expectCookieSet(await a.get('/anon'));
-      const { res: login, wire } = await b.request(() => a.get('/login-in-place?user=5', anon.cookie));
+      const { res: login, wire } = await requestOn(b, () => a.get('/login-in-place?user=5', anon.cookie));
       assert.deepEqual(
         wire.map((c) => c.op),
         b.cluster ? ['load', 'handoff', 'create'] : ['load', 'patch'],
@@ -228,7 +191,7 @@ for (const b of [single, clustered]) {
       const index5 = await indexOf(sessionKey(anon.id, b.cluster));
       assert.equal((await a.session.sessions.list(5)).length, 1);
       // A new session that logs in: one create, indexed.
-      const { res: fresh, wire: created } = await b.request(() => a.get('/login-in-place?user=5'));
+      const { res: fresh, wire: created } = await requestOn(b, () => a.get('/login-in-place?user=5'));
       assert.deepEqual(
         created.map((c) => c.op),
         ['create'],
@@ -241,13 +204,13 @@ for (const b of [single, clustered]) {
       assert.notEqual(moved.id, second.id);
       assert.equal((await a.get('/read', moved.cookie)).text, before, 'same user, same handle');
       assert.deepEqual(
-        (await b.redis.hvals(index5)).sort(),
+        (await b.client.hvals(index5)).sort(),
         [sessionKey(anon.id, b.cluster), sessionKey(moved.id, b.cluster)].sort(),
       );
       // Logged in as another user: out of 5's index, into 6's, under a new handle.
       const six = await a.get('/login-in-place?user=6', moved.cookie);
       if (b.cluster) moved = expectCookieSet(six);
-      assert.deepEqual(await b.redis.hvals(index5), [sessionKey(anon.id, b.cluster)]);
+      assert.deepEqual(await b.client.hvals(index5), [sessionKey(anon.id, b.cluster)]);
       assert.equal((await a.session.sessions.list(6)).length, 1);
       assert.equal((await a.get('/read', moved.cookie)).text, `6 ${six.text}`);
       assert.notEqual(six.text, before.split(' ')[1], 'a new handle');
@@ -258,13 +221,13 @@ for (const b of [single, clustered]) {
       // Logout ends the session and its entry.
       expectCookieCleared(await a.get('/logout', anon.cookie));
       assert.deepEqual(await a.session.sessions.list(5), []);
-      assert.deepEqual(await b.redis.exists(index5), 0, 'an empty index is removed');
+      assert.deepEqual(await b.client.exists(index5), 0, 'an empty index is removed');
     });
 
     it('invalidate() then login in one request: the old session ends, the new one is indexed (on Cluster: end, then create in the user slot)', async () => {
       const a = app();
       const old = expectCookieSet(await a.get('/login?user=11'));
-      const { res, wire } = await b.request(() => a.get('/relogin?user=12', old.cookie));
+      const { res, wire } = await requestOn(b, () => a.get('/relogin?user=12', old.cookie));
       assert.deepEqual(
         wire.map((c) => c.op),
         b.cluster ? ['load', 'end', 'create'] : ['load', 'replace'],
@@ -283,7 +246,7 @@ for (const b of [single, clustered]) {
     it('an invalidate() and new data that loaded before a login lands after it: the logged-in session ends too (20 runs)', async () => {
       for (let run = 0; run < 20; run++) {
         const gates = new Gates();
-        const a = makeApp(3, { redis: b.redis, userKey: 'userId' }, async (ctx) => {
+        const a = makeApp(3, { redis: b.client, userKey: 'userId' }, async (ctx) => {
           const s = ctx.session;
           if (ctx.path === '/anon') s.cart = ['apple'];
           else if (ctx.path === '/login') s.userId = 21;
@@ -307,8 +270,7 @@ for (const b of [single, clustered]) {
         if (b.cluster) assert.equal((await a.get('/read', expectCookieSet(login).cookie)).text, 'anonymous null');
         assert.equal((await a.get('/read', fresh.cookie)).text, 'anonymous ["pear"]');
         await a.close();
-        await b.redis.flushall?.();
-        if (b.cluster) await Promise.all((b.redis as Cluster).nodes('master').map((n) => n.flushall()));
+        await Promise.all(b.masters().map((n) => n.flushall()));
       }
     });
 
@@ -317,40 +279,40 @@ for (const b of [single, clustered]) {
       const one = expectCookieSet(await a.get('/login?user=9'));
       const two = expectCookieSet(await a.get('/login?user=9'));
       const index = await indexOf(sessionKey(one.id, b.cluster));
-      await b.redis.del(sessionKey(one.id, b.cluster)); // as a TTL or an eviction would
-      assert.equal(await b.redis.hlen(index), 2);
+      await b.client.del(sessionKey(one.id, b.cluster)); // as a TTL or an eviction would
+      assert.equal(await b.client.hlen(index), 2);
       assert.equal((await a.session.sessions.list(9)).length, 1);
-      assert.equal(await b.redis.hlen(index), 1, 'list pruned it');
-      await b.redis.del(sessionKey(two.id, b.cluster));
+      assert.equal(await b.client.hlen(index), 1, 'list pruned it');
+      await b.client.del(sessionKey(two.id, b.cluster));
       const three = expectCookieSet(await a.get('/login?user=9'));
-      assert.equal(await b.redis.hlen(index), 1, 'a login pruned the other');
+      assert.equal(await b.client.hlen(index), 1, 'a login pruned the other');
       const four = expectCookieSet(await a.get('/login?user=9'));
-      await b.redis.del(sessionKey(three.id, b.cluster));
-      assert.equal(await b.redis.hlen(index), 2);
+      await b.client.del(sessionKey(three.id, b.cluster));
+      assert.equal(await b.client.hlen(index), 2);
       await a.get('/write', four.cookie);
-      assert.equal(await b.redis.hlen(index), 1, "a write of the user's other session swept it");
+      assert.equal(await b.client.hlen(index), 1, "a write of the user's other session swept it");
       assert.equal(await a.session.sessions.revokeAll(9), 1);
-      assert.deepEqual(await b.keys(), []);
+      assert.deepEqual(await keysOf(b), []);
     });
 
     it('LRU mode (setRedisTtl off): a session past its stored expiry is not listed, and is pruned', async () => {
       const a = app({ setRedisTtl: false, timeout: 60 });
       const { id } = expectCookieSet(await a.get('/login?user=4'));
       const index = await indexOf(sessionKey(id, b.cluster));
-      assert.equal(await b.redis.ttl(index), -1, 'no TTL in LRU mode');
+      assert.equal(await b.client.ttl(index), -1, 'no TTL in LRU mode');
       await setExpiry(sessionKey(id, b.cluster), Math.floor(Date.now() / 1000) - 5); // past, as stored
       assert.deepEqual(await a.session.sessions.list(4), []);
-      assert.equal(await b.redis.exists(index), 0);
+      assert.equal(await b.client.exists(index), 0);
     });
 
     it('needs the option: sessions.* without userKey, and bad arguments, are TypeErrors', async () => {
-      const plain = makeApp(3, { redis: b.redis }, () => 'ok');
+      const plain = makeApp(3, { redis: b.client }, () => 'ok');
       await assert.rejects(plain.session.sessions.list(1), /needs the option "userKey"/);
       const a = app();
       await assert.rejects(a.session.sessions.list(null), /userId must be/);
       await assert.rejects(a.session.sessions.revoke(1, '' as string), /handle must be/);
-      assert.throws(() => makeApp(3, { redis: b.redis, userKey: 'id' }, () => 'ok'), /userKey/);
-      assert.throws(() => makeApp(3, { redis: b.redis, sessionInfo: () => ({}) }, () => 'ok'), /sessionInfo/);
+      assert.throws(() => makeApp(3, { redis: b.client, userKey: 'id' }, () => 'ok'), /userKey/);
+      assert.throws(() => makeApp(3, { redis: b.client, sessionInfo: () => ({}) }, () => 'ok'), /sessionInfo/);
       expectNoCookie(await a.get('/read'));
     });
   });
