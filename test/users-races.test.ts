@@ -35,7 +35,7 @@ import {
 } from '../src/index.js';
 import { readMap, unpackSession } from '../src/store/layout.js';
 import { KEYS } from './helpers/app.js';
-import { Gates } from './helpers/gates.js';
+import { Gates, repeat } from './helpers/gates.js';
 import { type Backend, useBackends } from './helpers/backends.js';
 import './helpers/unhandled.js';
 
@@ -411,22 +411,6 @@ async function withApp(b: Backend, options: SessionOptions, fn: (app: RaceApp) =
     await fn(app);
   } finally {
     await app.close();
-  }
-}
-
-/** Run `fn` `n` times; a failure names its repetition. */
-async function repeat(n: number, fn: (rep: number) => Promise<void>): Promise<void> {
-  for (let rep = 0; rep < n; rep++) {
-    try {
-      await fn(rep);
-    } catch (err) {
-      if (err instanceof Error) {
-        const prefix = `repetition ${rep + 1}/${n}: `;
-        if (err.stack) err.stack = err.stack.replace(err.message, prefix + err.message);
-        err.message = prefix + err.message;
-      }
-      throw err;
-    }
   }
 }
 

@@ -69,3 +69,19 @@ export class Gates {
     this.releaseAll();
   }
 }
+
+/** Run `fn` `n` times; a failure names its repetition. */
+export async function repeat(n: number, fn: (rep: number) => Promise<void>): Promise<void> {
+  for (let rep = 0; rep < n; rep++) {
+    try {
+      await fn(rep);
+    } catch (err) {
+      if (err instanceof Error) {
+        const prefix = `repetition ${rep + 1}/${n}: `;
+        if (err.stack) err.stack = err.stack.replace(err.message, prefix + err.message);
+        err.message = prefix + err.message;
+      }
+      throw err;
+    }
+  }
+}
