@@ -543,6 +543,12 @@ const MUTANTS: readonly Mutant[] = [
     edits: one(USERS, '    if session then\n', '    if true then\n'),
     tests: [T.users],
   },
+  {
+    name: 'replace-ignores-elsewhere',
+    bug: 'a replace does not end the session a login was moving into another Cluster slot: the logged-in session survives the invalidate()',
+    edits: one(ROTATE, 'return elsewhere or 1\n', 'return 1\n'),
+    tests: [T.users],
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
