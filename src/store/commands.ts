@@ -230,9 +230,9 @@ export class SessionStore {
   /** A user's live sessions (user.lua, which prunes the index on the way). */
   async listUser(index: string, now: number): Promise<IndexedSession[]> {
     const reply = await this.#send('user', null, () => this.#redis.ksmUserV1(index, 'list', now, this.#absolute, ''));
+    const number = (text: string): number | null => (text === '' ? null : Number.parseInt(text, 36));
     const out: IndexedSession[] = [];
     for (let i = 0; i + 4 < reply.length; i += 5) {
-      const number = (text: string): number | null => (text === '' ? null : Number.parseInt(text, 36));
       out.push({
         handle: reply[i] as string,
         created: number(reply[i + 1] as string) as number,
@@ -545,21 +545,7 @@ export class SessionStore {
       index: intent[10] as string,
       handle: intent[11] as string,
     };
-    const done = await this.#send('move', oldId, () =>
-      whole.index === ''
-        ? this.#create(this.key(id), whole, op, now)
-        : this.#redis.ksmCreateV1(
-            this.key(id),
-            whole.ttl,
-            op,
-            whole.value,
-            whole.index,
-            whole.handle,
-            this.#ttlFlag,
-            now,
-            this.#absolute,
-          ),
-    );
+    const done = await this.#send('move', oldId, () => this.#create(this.key(id), whole, op, now));
     if (done !== 0) return done;
     // The new id was taken (a genId that repeats itself): the marker must not lead a logout there.
     await this.#send('move', oldId, () => this.#redis.del(this.key(oldId)));
@@ -606,6 +592,7 @@ export class SessionStore {
         index = this.userIndex(set[i + 1] as string);
         handle = source.newHandle();
         info = source.info();
+        break;
       }
     }
     return [
