@@ -524,8 +524,7 @@ export class SessionState implements WriteSource {
    */
   followUserAtEnd(): void {
     const { userKey } = this.settings;
-    if (userKey === null || !(userKey in this.data)) return;
-    if (this.#seen?.has(userKey) || this.forced) this.#followUser();
+    if (userKey !== null && (this.#seen?.has(userKey) || this.forced)) this.#followUser();
   }
 
   /** The handle a write stores when it puts the session in a user's index, or in another user's
@@ -553,13 +552,12 @@ export class SessionState implements WriteSource {
   /** `ctx.session.handle`: the session's name in its user's list, null while it is in none (or new
    *  and not yet holding the user key). */
   get handle(): string | null {
-    const { userKey } = this.settings;
-    if (userKey === null || !(userKey in this.data)) return null;
-    if (!this.isNew && this.#handle !== null) {
-      const raw = this.raw.get(DATA_PREFIX + userKey);
-      if (raw !== undefined && raw === this.#encode(DATA_PREFIX + userKey, this.data[userKey])) return this.#handle;
-    }
-    return this.newHandle(); // this request puts it in the user's index
+    const user = this.#user();
+    if (user === null) return null;
+    // The user as loaded: the stored handle; else this request puts it in the user's index.
+    if (!this.isNew && this.#handle !== null && this.raw.get(DATA_PREFIX + this.settings.userKey) === user)
+      return this.#handle;
+    return this.newHandle();
   }
 
   /** The id a create, move or replace stores under: the one already drawn (regenerate(), or a CSRF
