@@ -409,17 +409,13 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'move-no-marker',
     bug: 'the move leaves no marker at the old id: a concurrent logout does not find the session',
-    edits: one(
-      ROTATE,
-      "    redis.call('SET', old, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n",
-      "    redis.call('DEL', old)\n",
-    ),
+    edits: one(ROTATE, '    leaveMarker(old, new, 1, plan, false)\n', "    redis.call('DEL', old)\n"),
     tests: [T.contract, T.races],
   },
   {
     name: 'marker-never-expires',
     bug: "the move's marker is left without a TTL: a key per regenerate, kept for ever",
-    edits: one(ROTATE, ", 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n", ')\n'),
+    edits: one(APPLY, ", 'EX', (plan.t and plan.t > 0) and plan.t or 86400)\n", ')\n'),
     tests: [T.session, T.contract],
   },
   {

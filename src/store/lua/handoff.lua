@@ -33,6 +33,5 @@ local index = plan.index
 if index.from then delist(index.from, index.handle) end
 -- LRU mode (setRedisTtl off, ARGV[3] "0"): the session keeps no Redis TTL at its new key either.
 local ttl = (ARGV[3] == '1' and plan.ttl) and math.max(1, plan.ttl) or 0
-local mark = 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1', x = '1' })
-redis.call('SET', old, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
+leaveMarker(old, new, 1, plan, true)
 return {1, plan.value, ttl}

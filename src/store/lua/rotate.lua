@@ -36,9 +36,7 @@ if ARGV[1] == 'move' then
   if done == 2 then
     redis.call('DEL', old)
   else
-    -- The marker also remembers the operation: a replay of this move finds it here.
-    local mark = 'm ' .. cmsgpack.pack({ m = new, o = ARGV[9] .. '=1' })
-    redis.call('SET', old, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
+    leaveMarker(old, new, 1, plan, false)
   end
   return done
 end

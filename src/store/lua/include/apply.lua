@@ -146,3 +146,12 @@ local function commit(key, b, plan)
   reindex(key, b, plan)
   return 1
 end
+
+-- Leave at `key` the marker of a move of the plan's session to `new` (include/layout.lua). It
+-- remembers the move's operation, so a replay of the move finds it here, and lives as long as the
+-- session's timeout (a day without one). `crossing` flags a move into another Cluster slot
+-- (handoff.lua), which a logout follows with a second command (include/chain.lua).
+local function leaveMarker(key, new, b, plan, crossing)
+  local mark = 'm ' .. cmsgpack.pack({ m = new, o = ARGV[b + 8] .. '=1', x = crossing and '1' or nil })
+  redis.call('SET', key, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
+end
