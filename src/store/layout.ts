@@ -107,37 +107,14 @@ export function packSession(head: string, fields: readonly string[]): Buffer {
     for (const field of fields) text += stringHeadText(field.length) + field;
     return Buffer.from(text, 'latin1');
   }
-  const count = fields.length / 2;
-  let size = Buffer.byteLength(head) + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
+  // Otherwise the same headers, each string written as UTF-8 after its byte count.
+  let size = Buffer.byteLength(head) + 5;
   for (const text of fields) size += Buffer.byteLength(text) + 5;
   const out = Buffer.allocUnsafe(size);
   let at = out.write(head, 0, 'utf8');
-  if (count < 16) out[at++] = 0x80 | count;
-  else if (count < 0x10000) {
-    out[at] = 0xde;
-    out.writeUInt16BE(count, at + 1);
-    at += 3;
-  } else {
-    out[at] = 0xdf;
-    out.writeUInt32BE(count, at + 1);
-    at += 5;
-  }
+  at += out.write(mapHeadText(fields.length / 2), at, 'latin1');
   for (const text of fields) {
-    const length = Buffer.byteLength(text);
-    if (length < 32) out[at++] = 0xa0 | length;
-    else if (length < 0x100) {
-      out[at] = 0xd9;
-      out[at + 1] = length;
-      at += 2;
-    } else if (length < 0x10000) {
-      out[at] = 0xda;
-      out.writeUInt16BE(length, at + 1);
-      at += 3;
-    } else {
-      out[at] = 0xdb;
-      out.writeUInt32BE(length, at + 1);
-      at += 5;
-    }
+    at += out.write(stringHeadText(Buffer.byteLength(text)), at, 'latin1');
     at += out.write(text, at, 'utf8');
   }
   return out.subarray(0, at);
