@@ -18,64 +18,29 @@ import { sessionMachine } from '../../machines/session.machine.js';
 import { MachineRun, compileMachine, sessionTable } from '../../src/fsm.js';
 import type { RequestEndedEvent, SessionEvent, SessionInput, SessionOutput } from '../../src/policy.js';
 
+/** A request that wrote a session that may be stored, and the cookie it needs may be sent. */
+const ENDED: RequestEndedEvent = {
+  type: 'request.ended',
+  hasData: true,
+  changed: true,
+  cookieAllowed: true,
+  errored: false,
+  fits: true,
+  secureOk: true,
+  persistentCookie: false,
+};
 // Every combination of what a handler can leave; the two vetoes (too large, insecure cookie) on
 // their own, as the graph walks below grow with each event kind (the oracle test covers them all).
 const ENDINGS: RequestEndedEvent[] = [];
 for (const hasData of [false, true])
   for (const changed of [false, true])
     for (const cookieAllowed of [false, true])
-      for (const errored of [false, true])
-        ENDINGS.push({
-          type: 'request.ended',
-          hasData,
-          changed,
-          cookieAllowed,
-          errored,
-          fits: true,
-          secureOk: true,
-          persistentCookie: false,
-        });
-ENDINGS.push({
-  type: 'request.ended',
-  hasData: true,
-  changed: true,
-  cookieAllowed: true,
-  errored: false,
-  fits: false,
-  secureOk: true,
-  persistentCookie: false,
-});
-ENDINGS.push({
-  type: 'request.ended',
-  hasData: true,
-  changed: true,
-  cookieAllowed: true,
-  errored: false,
-  fits: true,
-  secureOk: false,
-  persistentCookie: false,
-});
+      for (const errored of [false, true]) ENDINGS.push({ ...ENDED, hasData, changed, cookieAllowed, errored });
+ENDINGS.push({ ...ENDED, fits: false });
+ENDINGS.push({ ...ENDED, secureOk: false });
 // A persistent cookie, which rolls by default.
-ENDINGS.push({
-  type: 'request.ended',
-  hasData: true,
-  changed: false,
-  cookieAllowed: true,
-  errored: false,
-  fits: true,
-  secureOk: true,
-  persistentCookie: true,
-});
-ENDINGS.push({
-  type: 'request.ended',
-  hasData: true,
-  changed: true,
-  cookieAllowed: true,
-  errored: false,
-  fits: true,
-  secureOk: true,
-  persistentCookie: true,
-});
+ENDINGS.push({ ...ENDED, changed: false, persistentCookie: true });
+ENDINGS.push({ ...ENDED, persistentCookie: true });
 
 const EVENTS: SessionEvent[] = [
   { type: 'cookie.missing' },
