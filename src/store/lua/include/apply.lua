@@ -77,7 +77,8 @@ local function prepare(key, b)
       map.i = nix and ARGV[b + 13] ~= '' and ARGV[b + 13] or nil
     end
   end
-  local index = { from = ix, handle = handle, to = nix }
+  -- The index it leaves (and its handle there), and the one it is in after (its handle now).
+  local index = { from = ix, handle = handle, to = nix, toHandle = map.h }
   if ARGV[b + 5] == '1' then
     local empty = true
     for field in pairs(map) do
@@ -113,14 +114,12 @@ end
 -- session leaves that index or moves, the new one names `key`.
 local function reindex(key, b, plan)
   local index = plan.index
-  if not index then return end
   local moved = key ~= plan.stored
   if index.from and (index.from ~= index.to or moved or not plan.value) then delist(index.from, index.handle) end
   if not plan.value or not index.to then return end
   local ttl = plan.ttl and math.max(1, plan.ttl)
   if index.to ~= index.from or moved then
-    local handle = index.to ~= index.from and ARGV[b + 12] or index.handle
-    enlist(index.to, handle, key, ttl, ARGV[b + 2], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 9]))
+    enlist(index.to, index.toHandle, key, ttl, ARGV[b + 2], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 9]))
   elseif ttl or plan.persist then
     stretch(index.to, ttl, ARGV[b + 2]) -- the write moved the session's expiry
     sweep(index.to)
