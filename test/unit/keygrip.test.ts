@@ -56,6 +56,15 @@ describe('the ring from a list of secrets, against keygrip', () => {
     }
   });
 
+  it('signs as new Keygrip(keys) for Buffer and non-ASCII secrets too (the ring keeps them as KeyObjects)', () => {
+    const secrets: Array<string | Buffer> = ['ünïcödé-sécret', Buffer.from([0, 1, 2, 250, 255]), 'x'.repeat(200)];
+    for (const secret of secrets) {
+      const ring = new KeygripKeyRing([secret]);
+      const theirs = new Keygrip([secret as string]);
+      for (const id of ids.slice(0, 20)) assert.equal(ring.sign(`session=${id}`), theirs.sign(`session=${id}`));
+    }
+  });
+
   it('verifies a whole cookie made with keygrip, and keygrip one made by the ring', () => {
     const ours = new CookieCodec('session', toKeyRing(KEYS, 'keys'), DEFAULT_ID_PATTERN);
     const theirs = new CookieCodec('session', new Keygrip(KEYS), DEFAULT_ID_PATTERN);
