@@ -20,12 +20,13 @@ import {
   HANDLE_FIELD,
   INFO_FIELD,
   LIFETIME_FIELD,
+  NullRecord,
   frame,
   type LoadedPayload,
   type Serializer,
 } from './payload.js';
 import type { WriteIntent, WriteSource } from './store/commands.js';
-import { entriesSize } from './store/layout.js';
+import { allAscii, entriesSize } from './store/layout.js';
 import { fieldChanges, flashChanges, type FlashChange } from './changes.js';
 import { RESERVED_MEMBERS, STATE, checkKey, checkName, sessionHandler } from './session-proxy.js';
 import { isPlainData, plainText, sessionSerializer } from './values.js';
@@ -127,10 +128,14 @@ function csrfData(id: string, salt: string): string {
   return `csrf\n${id}\n${salt}`;
 }
 
-/** A flash queue's change in this request: it took the messages it loaded, and/or added some. */
+/** An empty data or extras record: no inherited names, and a fast object (src/payload.ts, NullRecord). */
 function emptyRecord(): Record<string, unknown> {
-  return Object.create(null) as Record<string, unknown>;
+  return new NullRecord();
 }
+
+/** No fields, and no encodings of them. Shared, as they are only ever read. */
+const NO_FIELDS: readonly string[] = [];
+const NO_TEXTS: ReadonlyMap<string, string> = new Map<string, string>();
 
 /** What a session with no stored counterpart loaded: nothing. Shared, as it is only ever read. */
 const NOTHING_LOADED: ReadonlyMap<string, never> = new Map<string, never>();
@@ -212,6 +217,8 @@ export class SessionState implements WriteSource {
   #allFields: string[] | null = null;
   /** `storedSize()`, kept with `#allFields`: the fits check and the create both ask. */
   #size: number | null = null;
+  /** `asciiFields()`, kept with `#allFields` too. */
+  #ascii: boolean | null = null;
   #bound: Record<string, unknown> | null = null;
   /** The handle as loaded (a session in a user's index), and the one drawn for a write that puts
    *  the session in a user's index (or another user's). */
@@ -328,6 +335,7 @@ export class SessionState implements WriteSource {
   #markWritten(): void {
     this.#allFields = null;
     this.#size = null;
+    this.#ascii = null;
     this.#flashSent = null;
     if (!this.#written) {
       this.#written = true;
@@ -383,6 +391,14 @@ export class SessionState implements WriteSource {
   /** Whether the request changed anything a patch would send (the machine's `changed`). */
   hasChanges(): boolean {
     if (this.timeoutChanged || this.lifetimeChanged) return true;
+    if (this.raw === NOTHING_LOADED) {
+      // Nothing loaded to compare with (a new or invalidated session): every field it holds was
+      // assigned in this request, so any one is a change, and nothing is encoded to know it (a
+      // create encodes each value once, in allFields()).
+      for (const _ in this.data) return true;
+      for (const field in this.extras) if (!field.startsWith(FLASH_PREFIX)) return true;
+      return this.#flashOps().queues > 0;
+    }
     const { set, del } = this.#changed();
     return set.length + del.length > 0 || this.#flashOps().queues > 0;
   }
@@ -421,26 +437,30 @@ export class SessionState implements WriteSource {
     if (!this.accessed && this.touched === null && !this.forced && !this.timeoutChanged && !this.lifetimeChanged) {
       return (this.#changes = { set: [], del: [] });
     }
-    const candidates = new Set<string>(this.touched);
+    // What was assigned or removed: data keys and the CSRF field, never a flash queue (those are
+    // sent as appends and pops: #flashOps). Copied only when more is added.
+    let candidates: Iterable<string> = this.touched ?? NO_FIELDS;
     if (this.forced) {
-      for (const field of this.#fields()) candidates.add(field);
-      for (const field of this.raw.keys()) candidates.add(field);
-    } else if (this.settings.detectChanges) {
+      const all = new Set<string>(this.touched);
+      for (const field of this.#fields()) if (!field.startsWith(FLASH_PREFIX)) all.add(field);
+      for (const field of this.raw.keys()) if (!field.startsWith(FLASH_PREFIX)) all.add(field);
+      candidates = all;
+    } else if (this.settings.detectChanges && this.#seen !== null) {
       // Nested changes: an object value the handler was handed. One it never saw is as loaded; not
       // re-encoding it is what keeps a read of one key from paying for the whole session.
-      if (this.#seen) for (const key of this.#seen) if (key in this.data) candidates.add(DATA_PREFIX + key);
+      const all = new Set<string>(this.touched);
+      for (const key of this.#seen) if (key in this.data) all.add(DATA_PREFIX + key);
+      candidates = all;
     }
-    // Flash queues are sent as appends and pops (#flashOps).
-    for (const field of candidates) if (field.startsWith(FLASH_PREFIX)) candidates.delete(field);
     const { set, del } = fieldChanges(candidates, this.raw, this.forced, (field) => this.#current(field));
     if (this.lifetimeChanged) set.push(LIFETIME_FIELD, this.#lifetimeText());
     return (this.#changes = { set, del });
   }
 
-  /** Every field as field, value pairs (reusing the encodings the change computation made). */
+  /** Every field as field, value pairs (reusing the encodings a change computation made, if one ran). */
   allFields(): string[] {
     if (this.#allFields) return this.#allFields;
-    const written = this.#writtenTexts();
+    const written = this.#changes === null ? NO_TEXTS : this.#writtenTexts();
     const out: string[] = [];
     for (const field of this.#fields()) {
       if (field.startsWith(FLASH_PREFIX)) {
@@ -487,7 +507,13 @@ export class SessionState implements WriteSource {
    *  same way). */
   storedSize(): number {
     if (this.#size !== null) return this.#size;
-    return (this.#size = entriesSize(this.allFields()));
+    return (this.#size = entriesSize(this.allFields(), this.asciiFields()));
+  }
+
+  /** Whether every text of `allFields()` is ASCII (src/store/layout.ts, `allAscii`): the size check
+   *  and a create's packing both need it, and ask once. */
+  asciiFields(): boolean {
+    return (this.#ascii ??= allAscii(this.allFields()));
   }
 
   /** The user key's value as stored, when the session holds one (and the option is set). */
@@ -592,6 +618,7 @@ export class SessionState implements WriteSource {
     this.#flashSent = null;
     this.#allFields = null;
     this.#size = null;
+    this.#ascii = null;
     this.run.send({ type: 'session.invalidated' });
   }
 
@@ -605,6 +632,7 @@ export class SessionState implements WriteSource {
     this.#changes = null;
     this.#allFields = null;
     this.#size = null;
+    this.#ascii = null;
     this.run.send({ type: 'data.written' });
   }
 
