@@ -6,11 +6,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
-import type { Cluster, Redis } from 'ioredis';
+import { type Cluster, Command, type Redis } from 'ioredis';
 import { RawDeserializationError, SessionStoreError } from '../errors.js';
 import { DATA_PREFIX, decodeFields, HANDLE_FIELD, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
-import { FORMAT_VERSION, header, packSession, type StoredSession, unpackSession } from './layout.js';
+import { FORMAT_VERSION, header, packSession, packedText, type StoredSession, unpackSession } from './layout.js';
 import { createLua, endLua, handoffLua, loadLua, patchLua, rotateLua, userLua } from './scripts.generated.js';
 
 /** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
@@ -82,6 +82,8 @@ export interface WriteSource {
   /** Bytes the fields of `allFields()` take as stored (src/store/layout.ts, `entrySize`): the
    *  session's size as create and replace store it. */
   storedSize(): number;
+  /** Whether every text of `allFields()` is ASCII (src/store/layout.ts, `allAscii`), asked once. */
+  asciiFields(): boolean;
   /** This request's changes (patch, move): fields to set (field, value pairs), fields to delete,
    *  and flash queue changes. */
   intent(): WriteIntent;
@@ -166,6 +168,9 @@ export class SessionStore {
   readonly #clientTimeout: number | null;
   /** The field of the `userKey` option (`:userId`), or '' for none: what the scripts take. */
   readonly #userField: string;
+  /** A create's `SET` may go as one frame of ours (FramedCommand): the client prefixes no keys and
+   *  does not autopipeline (a command sent past its generated methods would skip either). */
+  readonly #framing: boolean;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(name, script);
@@ -189,6 +194,7 @@ export class SessionStore {
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
     this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
     this.#userField = settings.userKey === null ? '' : DATA_PREFIX + settings.userKey;
+    this.#framing = this.#batching && !(redis as { options?: { keyPrefix?: string } }).options?.keyPrefix;
   }
 
   /**
@@ -346,24 +352,38 @@ export class SessionStore {
    * `cause`). A command that times out may still run later; it is reported as failed all the same,
    * never as saved.
    */
-  async #send<T>(command: string, id: string | null, call: () => Promise<T>): Promise<T> {
+  #send<T>(command: string, id: string | null, call: () => Promise<T>): Promise<T> {
     this.#batch();
-    if (this.#clientTimeout !== null) {
-      try {
-        return await call();
-      } catch (err) {
-        if (err instanceof Error && err.message === 'Command timed out') {
-          throw new SessionStoreError(
-            `session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms ` +
-              '(option commandTimeout)',
-            id,
-            command,
-            { cause: err },
-          );
-        }
-        throw this.#failed(command, id, err);
-      }
+    if (this.#clientTimeout === null) return this.#sendTimed(command, id, call);
+    // The client's timer bounds it: the call's own promise, no async layer of ours (a create is
+    // several calls deep, and each layer cost it a promise and a turn of the microtask queue).
+    let sent: Promise<T>;
+    try {
+      sent = call();
+    } catch (err) {
+      sent = Promise.reject(err);
     }
+    return sent.catch((err: unknown) => {
+      throw this.#clientFailure(command, id, err);
+    });
+  }
+
+  /** A failure of a command the client's own `commandTimeout` bounds, as the application sees it. */
+  #clientFailure(command: string, id: string | null, err: unknown): SessionStoreError {
+    if (err instanceof Error && err.message === 'Command timed out') {
+      return new SessionStoreError(
+        `session store unavailable: ${command} did not answer within ${this.#clientTimeout} ms ` +
+          '(option commandTimeout)',
+        id,
+        command,
+        { cause: err },
+      );
+    }
+    return this.#failed(command, id, err);
+  }
+
+  /** `#send` bounded by a timer of ours (a client passed in without a `commandTimeout` as tight). */
+  async #sendTimed<T>(command: string, id: string | null, call: () => Promise<T>): Promise<T> {
     const ms = this.#settings.commandTimeout;
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
@@ -440,7 +460,9 @@ export class SessionStore {
       // An operation id per attempt, not per write: an attempt that found its id taken did nothing,
       // and a retry must not pass for a replay of it (src/store/lua/include/op.lua).
       case 'create':
-        return this.#underFreshId(source, (id) => {
+        // Awaited, not returned: an async function resolving its promise with another takes a turn
+        // of the microtask queue more.
+        return await this.#underFreshId(source, (id) => {
           const op = this.#nextOp();
           const whole = this.#whole(source, now, op, true);
           return this.#send('create', null, () => this.#create(this.key(id), whole, op, now));
@@ -463,7 +485,7 @@ export class SessionStore {
               'replace',
               ttl,
               op,
-              value,
+              bytes(value),
               index,
               handle,
               this.#ttlFlag,
@@ -564,16 +586,33 @@ export class SessionStore {
    * A session in a user's index from its first write is created by create.lua instead, which names
    * it in the index in the same command.
    */
-  async #create(key: string, whole: Whole, op: string, now: number): Promise<number> {
+  #create(key: string, whole: Whole, op: string, now: number): Promise<number> {
     const { ttl, value } = whole;
     if (whole.index !== '') {
       const { index, handle } = whole;
-      return this.#redis.ksmCreateV1(key, ttl, op, value, index, handle, this.#ttlFlag, now, this.#absolute);
+      return this.#redis.ksmCreateV1(key, ttl, op, bytes(value), index, handle, this.#ttlFlag, now, this.#absolute);
     }
-    const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');
-    if (done === 'OK') return 1;
-    const stored = await this.#redis.getBuffer(key);
-    return stored?.equals(value) ? 1 : 0;
+    const sent =
+      typeof value === 'string' && this.#framing && Buffer.byteLength(key) === key.length
+        ? this.#framedSet(key, value, ttl)
+        : ttl > 0
+          ? this.#redis.set(key, bytes(value), 'EX', ttl, 'NX')
+          : this.#redis.set(key, bytes(value), 'NX');
+    return sent.then((done) =>
+      done === 'OK' ? 1 : this.#redis.getBuffer(key).then((stored) => (stored?.equals(bytes(value)) ? 1 : 0)),
+    );
+  }
+
+  /** `SET key value [EX ttl] NX` for an ASCII key and a value in latin1 text, as one frame. */
+  #framedSet(key: string, value: string, ttl: number): Promise<unknown> {
+    const expiry = ttl > 0 ? `$2\r\nEX\r\n$${String(ttl).length}\r\n${ttl}\r\n` : '';
+    const frame =
+      `*${ttl > 0 ? 6 : 4}\r\n$3\r\nset\r\n$${key.length}\r\n${key}\r\n` +
+      `$${value.length}\r\n${value}\r\n${expiry}$2\r\nNX\r\n`;
+    const args = ttl > 0 ? [key, value, 'EX', String(ttl), 'NX'] : [key, value, 'NX'];
+    const command = new FramedCommand('set', args, Buffer.from(frame, 'latin1'));
+    this.#redis.sendCommand(command);
+    return command.promise;
   }
 
   /** A patch's or move's arguments: the intent include/apply.lua reads. */
@@ -632,7 +671,10 @@ export class SessionStore {
       }
     }
     const head = header(source.created, t, x, index === '' ? undefined : index);
-    const value = packSession(head, plain && index === '' ? fields : [...fields, 'o', `${op}=1`]);
+    const stored = plain && index === '' ? fields : [...fields, 'o', `${op}=1`];
+    // The operation id is ASCII: the fields' answer holds for it too.
+    const ascii = source.asciiFields();
+    const value = packedText(head, stored, ascii) ?? packSession(head, stored, false);
     return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, value, index, handle };
   }
 
@@ -641,16 +683,42 @@ export class SessionStore {
    * its answer. With 256-bit ids a second draw is already a once-in-the-universe event; a custom
    * genId that repeats itself fails loudly.
    */
-  async #underFreshId(source: WriteSource, store: (id: string) => Promise<number>): Promise<WriteResult> {
-    for (let attempt = 0; attempt < MAX_ID_DRAWS; attempt++) {
-      const id = source.drawId(attempt);
-      const code = await store(id);
-      if (code !== 0) return answer(code, id);
+  #underFreshId(source: WriteSource, store: (id: string) => Promise<number>, attempt = 0): Promise<WriteResult> {
+    if (attempt === MAX_ID_DRAWS) {
+      throw new Error(
+        `session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; ` +
+          'genId does not produce unique ids',
+      );
     }
-    throw new Error(
-      `session store: ${MAX_ID_DRAWS} generated session ids in a row already existed; ` +
-        'genId does not produce unique ids',
-    );
+    const id = source.drawId(attempt);
+    // Chained, not awaited in a loop: the usual create is one attempt, and an async layer of its own.
+    return store(id).then((code) => (code !== 0 ? answer(code, id) : this.#underFreshId(source, store, attempt + 1)));
+  }
+}
+
+/** A value as bytes: `packedText`'s latin1 text is one byte per character. */
+function bytes(value: Buffer | string): Buffer {
+  return typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
+}
+
+/**
+ * A command whose RESP frame (https://redis.io/docs/latest/develop/reference/protocol-spec/) is made
+ * by its caller in one piece, as ioredis' own scripts override `toWritable`: a new session's packed
+ * value is latin1 text already, and framing it with its arguments takes one Buffer.from, where
+ * ioredis sizes and copies each argument of a command that holds a Buffer into a second one (half
+ * the cost of a create's command: bench/README.md, "New session"). Sent by `sendCommand` like any
+ * other: timeouts, queues, Cluster routing and redirections stay ioredis' own.
+ */
+class FramedCommand extends Command {
+  readonly #frame: Buffer;
+
+  constructor(name: string, args: string[], frame: Buffer) {
+    super(name, args, { replyEncoding: 'utf8' });
+    this.#frame = frame;
+  }
+
+  override toWritable(): Buffer {
+    return this.#frame;
   }
 }
 
@@ -658,10 +726,11 @@ interface Corkable {
   uncork(): void;
 }
 
-/** A whole session to store: its TTL (0: none), its value, and its user index and handle ('' for none). */
+/** A whole session to store: its TTL (0: none), its value (src/store/layout.ts: bytes, or the same as
+ *  latin1 text), and its user index and handle ('' for none). */
 interface Whole {
   readonly ttl: number;
-  readonly value: Buffer;
+  readonly value: Buffer | string;
   readonly index: string;
   readonly handle: string;
 }

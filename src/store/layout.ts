@@ -50,17 +50,18 @@ export function entrySize(field: string, value: string): number {
 }
 
 /** Whether every string is ASCII, so that its length is its UTF-8 byte count: one join and one
- *  native count for them all, instead of a count per string. */
-function allAscii(texts: readonly string[]): boolean {
+ *  native count for them all, instead of a count per string. `entriesSize` and `packSession` take
+ *  its answer, so a create asks once. */
+export function allAscii(texts: readonly string[]): boolean {
   const joined = texts.join('');
   return Buffer.byteLength(joined) === joined.length;
 }
 
 /** Bytes the field, value pairs take in the map: the sum of their `entrySize`, counted in one pass
  *  over their text when it is ASCII (the usual session), where a count per string took as long. */
-export function entriesSize(fields: readonly string[]): number {
+export function entriesSize(fields: readonly string[], ascii = allAscii(fields)): number {
   let size = 0;
-  if (allAscii(fields)) for (const text of fields) size += stringHead(text.length) + text.length;
+  if (ascii) for (const text of fields) size += stringHead(text.length) + text.length;
   else for (let i = 0; i + 1 < fields.length; i += 2) size += entrySize(fields[i] as string, fields[i + 1] as string);
   return size;
 }
@@ -97,16 +98,25 @@ export function header(created: number, timeout: number | null, expires: number 
   return index === undefined ? head : `${head}~${Buffer.byteLength(index).toString(36)} ${index}`;
 }
 
-/** A whole session value: `head`, then the field, value pairs packed as one MessagePack map. */
-export function packSession(head: string, fields: readonly string[]): Buffer {
-  // The usual session is ASCII (plain JSON of ASCII data): the value is then one latin1 string, its
-  // headers as characters, encoded by one Buffer.from, where writing each string into a Buffer on its
-  // own took two to three times as long (bench/README.md, "HTTP, side by side").
-  if (allAscii(fields) && Buffer.byteLength(head) === head.length) {
-    let text = head + mapHeadText(fields.length / 2);
-    for (const field of fields) text += stringHeadText(field.length) + field;
-    return Buffer.from(text, 'latin1');
-  }
+/**
+ * `packSession`'s value as latin1 text, one character per byte, when `head` and every field are ASCII
+ * (`ascii`: `allAscii(fields)`); else null. The usual session is ASCII (plain JSON of ASCII data): its
+ * value is then one string, its headers as characters, encoded by one Buffer.from, where writing each
+ * string into a Buffer on its own took two to three times as long (bench/README.md, "HTTP, side by
+ * side"); a create frames it whole (src/store/commands.ts, FramedCommand).
+ */
+export function packedText(head: string, fields: readonly string[], ascii: boolean): string | null {
+  if (!ascii || Buffer.byteLength(head) !== head.length) return null;
+  let text = head + mapHeadText(fields.length / 2);
+  for (const field of fields) text += stringHeadText(field.length) + field;
+  return text;
+}
+
+/** A whole session value: `head`, then the field, value pairs packed as one MessagePack map
+ *  (`ascii`: `allAscii(fields)`, when the caller knows it). */
+export function packSession(head: string, fields: readonly string[], ascii = allAscii(fields)): Buffer {
+  const text = packedText(head, fields, ascii);
+  if (text !== null) return Buffer.from(text, 'latin1');
   // Otherwise the same headers, each string written as UTF-8 after its byte count.
   let size = Buffer.byteLength(head) + 5;
   for (const text of fields) size += Buffer.byteLength(text) + 5;
