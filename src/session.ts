@@ -280,10 +280,6 @@ export class SessionState implements WriteSource {
 
   // -- fields ---------------------------------------------------------------------------------
 
-  #value(field: string): unknown {
-    return field.startsWith(DATA_PREFIX) ? this.data[field.slice(DATA_PREFIX.length)] : this.extras[field];
-  }
-
   /** A field's encoding now, or undefined when the session no longer holds it. */
   #current(field: string): string | undefined {
     if (!field.startsWith(DATA_PREFIX))
@@ -462,13 +458,17 @@ export class SessionState implements WriteSource {
     if (this.#allFields) return this.#allFields;
     const written = this.#changes === null ? NO_TEXTS : this.#writtenTexts();
     const out: string[] = [];
-    for (const field of this.#fields()) {
+    for (const key in this.data) {
+      const field = DATA_PREFIX + key;
+      out.push(field, written.get(field) ?? this.#encode(field, this.data[key]));
+    }
+    for (const field in this.extras) {
       if (field.startsWith(FLASH_PREFIX)) {
         let text = '';
         for (const message of this.extras[field] as unknown[]) text += frame(this.#encode(field, message));
         out.push(field, text);
       } else {
-        out.push(field, written.get(field) ?? this.#encode(field, this.#value(field)));
+        out.push(field, written.get(field) ?? this.#encode(field, this.extras[field]));
       }
     }
     if (this.cookieLifetime !== undefined) out.push(LIFETIME_FIELD, this.#lifetimeText());
