@@ -83,9 +83,15 @@ export function koaRedisSession(
   // Not an async function: one that returned the request path's promise would resolve its own with
   // it, two turns of the microtask queue more per request (bench/README.md, "New session").
   const middleware = function koaRedisSession(ctx: Context, next: Next): Promise<void> {
-    if (bypass.length > 0 && bypass.some((skip) => skip(ctx))) return next();
-    const run = new MachineRun(input);
-    return tracer.on ? traced(ctx, next, run) : path.run(ctx, next, run, null);
+    try {
+      if (bypass.length > 0 && bypass.some((skip) => skip(ctx))) return Promise.resolve(next());
+      const run = new MachineRun(input);
+      return tracer.on ? traced(ctx, next, run) : path.run(ctx, next, run, null);
+    } catch (err) {
+      // As from an async function: what the bypass check (`ctx.path` throws on a request target
+      // Node cannot parse) or a synchronous `next` throws is the promise's rejection, never a throw.
+      return Promise.reject(err);
+    }
   } as SessionMiddleware;
 
   /** A request with tracing on: its trace, whether it ends in a response or an error. */

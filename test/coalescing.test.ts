@@ -16,6 +16,7 @@ import { signedCookie, useRedis } from './helpers/fixture.js';
 import { inProcess, type InProcessResponse } from './helpers/in-process.js';
 import { sessionKey } from './helpers/keys.js';
 import { seed as store } from './helpers/stored.js';
+import { packSession } from '../src/store/layout.js';
 import { MultiMonitor } from './helpers/monitor.js';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 
@@ -360,6 +361,49 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
       moved.map((r) => [r.status, r.body]),
       cookies.map(() => [200, '1']),
     );
+    assert.equal(c.slots[slot]?.[0], nodeName(target));
+    await assertNothingCorked(c.nodes('all'));
+  });
+
+  it('new sessions created in a slot being migrated (ASK), then moved (MOVED): each stored once, on the new owner, byte for byte', async () => {
+    // A create's SET … NX goes as one frame of ours (src/store/commands.ts, FramedCommand): ioredis
+    // must resend that same frame after ASKING, and to the node MOVED names.
+    const c = connectCluster();
+    await warm(c);
+    const ids = [`CreateAk${defaultGenId().slice(8)}`, `CreateAk${defaultGenId().slice(8)}`];
+    const { call } = makeApp({ redis: c, genId: () => ids.shift() as string });
+    const slot = Number(await c.call('CLUSTER', 'KEYSLOT', sessionKey(ids[0] as string, true)));
+    const masters = c.nodes('master');
+    const source = masters.find((n) => nodeName(n) === c.slots[slot]?.[0]) as Redis;
+    const target = masters.find((n) => n !== source) as Redis;
+    const id = async (n: Redis) => String(await n.call('CLUSTER', 'MYID'));
+    const [sourceId, targetId] = [await id(source), await id(target)];
+    const storedOnTarget = async (cookie: string, migrating: boolean): Promise<void> => {
+      const key = sessionKey(cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.')), true);
+      // A migrating source answers ASK for a key it does not hold; the importing node serves it after ASKING.
+      // Not on the source: it answers ASK (migrating, the key is not there) or MOVED (moved) for it.
+      await assert.rejects(source.exists(key), migrating ? /^ReplyError: ASK / : /^ReplyError: MOVED /);
+      // The importing node serves a key of the slot only after ASKING, on the same connection.
+      const replies = (await (migrating ? target.pipeline().asking() : target.pipeline())
+        .getBuffer(key)
+        .exec()) as Array<[unknown, Buffer]>;
+      const value = replies.at(-1)?.[1] as Buffer;
+      const head = /^2 \w+ \w+ \w+ /.exec(value.toString('latin1'))?.[0] as string;
+      assert.ok(value.equals(packSession(head, [':n', '1'], false)), `${key}: the value packSession writes`);
+      assert.equal((await call('/read', cookie)).body, '1');
+    };
+    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    const asked = await call('/write');
+    assert.equal(asked.status, 200);
+    await storedOnTarget(asked.setCookie[0]?.split(';')[0] as string, true);
+
+    for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
+      await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    assert.equal(c.slots[slot]?.[0], nodeName(source), "the client's table still names the source");
+    const moved = await call('/write');
+    assert.equal(moved.status, 200);
+    await storedOnTarget(moved.setCookie[0]?.split(';')[0] as string, false);
     assert.equal(c.slots[slot]?.[0], nodeName(target));
     await assertNothingCorked(c.nodes('all'));
   });

@@ -28,6 +28,7 @@ import {
 } from './helpers/app.js';
 import { afterSeed, assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
 import { increment, seed, stored, update } from './helpers/stored.js';
+import { packSession } from '../src/store/layout.js';
 
 const f = useRedis();
 
@@ -719,6 +720,44 @@ describe('redis', () => {
     expectCookieSet(await app.get('/'));
     await app.close();
     assert.equal(await client.ping(), 'PONG');
+  });
+
+  it('a create stores the same value through any client: keyPrefix, autopipelining, not yet connected; and under a non-ASCII prefix', async (t) => {
+    // A create's SET may go as one frame of ours (src/store/commands.ts, FramedCommand): only where
+    // the client neither prefixes keys nor autopipelines, and the key is ASCII.
+    const { Redis } = await import('ioredis');
+    const clients: Array<[string, () => InstanceType<typeof Redis> | string, string]> = [
+      ['keyPrefix', () => new Redis(f.server.url, { keyPrefix: 'kp:' }), 'kp:sess:'],
+      ['enableAutoPipelining', () => new Redis(f.server.url, { enableAutoPipelining: true }), 'sess:'],
+      [
+        'enableAutoPipelining, a script left out',
+        () => new Redis(f.server.url, { enableAutoPipelining: true, autoPipeliningIgnoredCommands: ['ksmLoadV1'] }),
+        'sess:',
+      ],
+      ['lazyConnect, not yet connected', () => new Redis(f.server.url, { lazyConnect: true }), 'sess:'],
+      ['a non-ASCII prefix', () => f.server.url, 'sé🙂:'],
+    ];
+    for (const [what, make, prefix] of clients) {
+      const redis = make();
+      if (typeof redis !== 'string') t.after(() => redis.disconnect());
+      const app = makeApp(3, { redis, prefix: prefix.replace('kp:', '') }, (ctx) => {
+        if (ctx.path === '/put') Object.assign(ctx.session, { a: 'x', b: [1, 'y'] });
+        else return JSON.stringify({ ...ctx.session });
+      });
+      const { res, wire } = await f.monitor.request(() => app.get('/put'));
+      const { cookie, id } = expectCookieSet(res);
+      assert.deepEqual(
+        wire.filter((c) => c.op === 'create').map((c) => c.args.slice(2)),
+        [['EX', '1200', 'NX']],
+        `${what}: one SET … EX … NX`,
+      );
+      const value = (await f.redis.getBuffer(`${prefix}${id}`)) as Buffer;
+      const head = /^2 \w+ \w+ \w+ /.exec(value.toString('latin1'))?.[0] as string;
+      assert.ok(value.equals(packSession(head, [':a', '"x"', ':b', '[1,"y"]'], false)), `${what}: the value`);
+      assert.deepEqual(JSON.parse((await app.get('/get', cookie)).text), { a: 'x', b: [1, 'y'] }, what);
+      await app.close();
+      await f.redis.flushall();
+    }
   });
 
   it('a client made from options is closed by close()', async (t) => {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { inspect } from 'node:util';
 import type { Context, Middleware } from 'koa';
 import { RESERVED_MEMBERS } from '../src/index.js';
@@ -333,5 +334,104 @@ describe('ctx.session assignment', () => {
       }
     });
     assert.match(res.text, /can be set to null \(invalidate\) or a plain object/);
+  });
+});
+
+describe('a session with nothing loaded (new, or invalidated in this request)', () => {
+  // Its `changed` is answered without encoding anything (src/session.ts, hasChanges): every field it
+  // holds was assigned in this request. What the machine then does must be what the session holds
+  // at the end, whatever led there (property).
+  type Op =
+    | ['set', string, unknown]
+    | ['del', string]
+    | ['flash', string]
+    | ['popFlash']
+    | ['getCsrfToken']
+    | ['adjustTimeout']
+    | ['assign', Record<string, unknown>]
+    | ['changed'];
+  const key = fc.constantFrom('a', 'toString', 'constructor', 'hasOwnProperty', '1');
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.tuple(fc.constant('set' as const), key, fc.constantFrom<unknown>(1, 'é', { n: [1] }, null)),
+    fc.tuple(fc.constant('del' as const), key),
+    fc.tuple(fc.constant('flash' as const), fc.constantFrom('m', 'ü')),
+    fc.tuple(fc.constant('popFlash' as const)),
+    fc.tuple(fc.constant('getCsrfToken' as const)),
+    fc.tuple(fc.constant('adjustTimeout' as const)),
+    fc.tuple(
+      fc.constant('assign' as const),
+      fc.dictionary(key, fc.constantFrom<unknown>(2, 'x'), { noNullPrototype: true }),
+    ),
+    fc.tuple(fc.constant('changed' as const)),
+  );
+
+  it('is stored (one create, or one replace of the invalidated one) exactly when it holds something, as it holds it', async () => {
+    let ops: Op[] = [];
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/seed') {
+        ctx.session.seeded = 1;
+        return 'seeded';
+      }
+      if (ctx.path === '/invalidate') ctx.session.invalidate();
+      for (const o of ops) {
+        if (o[0] === 'set') ctx.session[o[1]] = o[2];
+        else if (o[0] === 'del') delete ctx.session[o[1]];
+        else if (o[0] === 'flash') ctx.session.flash(o[1]);
+        else if (o[0] === 'popFlash') ctx.session.popFlash();
+        else if (o[0] === 'getCsrfToken') ctx.session.getCsrfToken();
+        else if (o[0] === 'adjustTimeout') ctx.session.adjustTimeout(60);
+        else if (o[0] === 'assign') ctx.session = { ...o[1] } as never;
+        else ctx.session.changed();
+      }
+      return 'ok';
+    });
+    await app.ready();
+    await fc.assert(
+      fc.asyncProperty(fc.boolean(), fc.array(op, { maxLength: 6 }), async (invalidated, sequence) => {
+        // The model: what the session holds at the end.
+        const data: Record<string, unknown> = {};
+        let flashed: string[] = [];
+        let csrf = false;
+        for (const o of sequence) {
+          if (o[0] === 'set') data[o[1]] = o[2];
+          else if (o[0] === 'del') delete data[o[1]];
+          else if (o[0] === 'flash') flashed.push(o[1]);
+          else if (o[0] === 'popFlash') flashed = [];
+          else if (o[0] === 'getCsrfToken') csrf = true;
+          else if (o[0] === 'assign') {
+            for (const k of Object.keys(data)) delete data[k];
+            Object.assign(data, o[1]);
+          }
+        }
+        const holds = Object.keys(data).length > 0 || flashed.length > 0 || csrf;
+        let cookie: string | undefined;
+        let oldKey: string | undefined;
+        if (invalidated) {
+          ops = [];
+          const seeded = expectCookieSet(await app.get('/seed'));
+          cookie = seeded.cookie;
+          oldKey = `sess:${seeded.id}`;
+        }
+        ops = sequence;
+        const { res, wire } = await f.monitor.request(() => app.get(invalidated ? '/invalidate' : '/', cookie));
+        assert.equal(res.status, 200);
+        assert.deepEqual(
+          wire.map((c) => c.op).filter((o) => o !== 'load'),
+          holds ? [invalidated ? 'replace' : 'create'] : invalidated ? ['end'] : [],
+        );
+        if (oldKey) assert.equal(await f.redis.exists(oldKey), 0, 'the invalidated session is gone');
+        if (holds) {
+          const { id } = expectCookieSet(res);
+          assert.deepEqual(await storedData(f.redis, `sess:${id}`), { ...data });
+          const fields = await stored(f.redis, `sess:${id}`);
+          assert.equal('k' in fields, csrf, 'the CSRF salt');
+          assert.equal(fields['f:'] !== undefined, flashed.length > 0, 'the flash queue');
+        } else if (invalidated) expectCookieCleared(res);
+        else expectNoCookie(res);
+        await f.redis.flushall();
+      }),
+      { numRuns: 150 },
+    );
+    await app.close();
   });
 });

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import createDebug from 'debug';
 import Koa from 'koa';
 import request from 'supertest';
@@ -238,6 +240,36 @@ describe('sessionChart() and the session', () => {
       assert.equal((await agent.get('/_session/data').set('Cookie', cookie)).status, 200);
     });
     assert.deepEqual(wire, [], 'the page and its data cost no command');
+  });
+
+  it("a bypass check that throws rejects the middleware's promise, as an async middleware's would", async () => {
+    const session = koaRedisSession({ redis: f.server.url });
+    closeable(() => session.close());
+    sessionChart({ session });
+    // An absolute-form request target Node's url.parse refuses: Koa's ctx.path throws.
+    const req = new IncomingMessage(new Socket());
+    req.url = 'http://[::1/';
+    const ctx = new Koa().createContext(req, new ServerResponse(req));
+    assert.throws(() => ctx.path, { code: 'ERR_INVALID_URL' });
+    let returned: unknown;
+    assert.doesNotThrow(() => {
+      returned = session(ctx, async () => undefined);
+    });
+    assert.ok(returned instanceof Promise, 'a promise');
+    await assert.rejects(returned as Promise<void>, { code: 'ERR_INVALID_URL' });
+    // A bypassed request's own `next`, called directly: its throw is a rejection too.
+    const chart = new Koa().createContext(
+      Object.assign(new IncomingMessage(new Socket()), { url: '/_session' }),
+      new ServerResponse(req),
+    );
+    const broken = () => {
+      throw new Error('next threw');
+    };
+    let bypassed: unknown;
+    assert.doesNotThrow(() => {
+      bypassed = session(chart, broken as never);
+    });
+    await assert.rejects(bypassed as Promise<void>, /next threw/);
   });
 
   it('checks its options', () => {

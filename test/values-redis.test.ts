@@ -10,6 +10,7 @@ import { SessionStore } from '../src/store/commands.js';
 import { entrySize, header, packSession, unpackSession } from '../src/store/layout.js';
 import { seed } from './helpers/stored.js';
 import { encodeValue, sessionSerializer } from '../src/values.js';
+import { RESERVED_MEMBERS } from '../src/session-proxy.js';
 import { makeApp, expectCookieSet } from './helpers/app.js';
 import { storedData, useRedis } from './helpers/fixture.js';
 
@@ -49,6 +50,43 @@ describe('values over HTTP', () => {
     const res = await app.get('/get', cookie);
     await app.close();
     assert.deepEqual(JSON.parse(res.text), ['2026-01-02T03:04:05.000Z', ['a'], '10']);
+  });
+
+  it('a create stores exactly the bytes of the UTF-8 packer, ASCII (one frame of ours) or not, and loads them back (property)', async () => {
+    // The ASCII create goes as one RESP frame built from latin1 text (src/store/commands.ts,
+    // FramedCommand); whatever path it takes, the value must be packSession's UTF-8 writing.
+    let data: Record<string, unknown> = {};
+    const app = makeApp(3, { redis: f.server.url }, (ctx) => {
+      if (ctx.path === '/put') for (const [k, v] of Object.entries(data)) ctx.session[k] = v;
+      else return JSON.stringify({ ...ctx.session });
+    });
+    const key = fc
+      .oneof(
+        fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 8 }),
+        fc.constantFrom('é', '😀', '1', 'toString'),
+      )
+      .filter((k) => k !== '__proto__' && !RESERVED_MEMBERS.has(k));
+    const text = fc.oneof(
+      fc.string({ unit: 'grapheme-ascii' }),
+      fc.string({ unit: 'grapheme' }),
+      fc.constant('\r\n$3\r\n'),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(key, fc.oneof(text, fc.integer(), fc.array(text)), { minKeys: 1 }), async (d) => {
+        data = d;
+        const { cookie, id } = expectCookieSet(await app.get('/put'));
+        const stored = (await f.redis.getBuffer(`sess:${id}`)) as Buffer;
+        const text = stored.toString('latin1');
+        let at = 0;
+        for (let spaces = 0; spaces < 4; spaces++) at = text.indexOf(' ', at) + 1;
+        const fields = Object.entries(d).flatMap(([k, v]) => [`:${k}`, encodeValue(v)]);
+        assert.ok(stored.equals(packSession(text.slice(0, at), fields, false)), 'the bytes of the UTF-8 packer');
+        assert.deepEqual(JSON.parse((await app.get('/get', cookie)).text), { ...d });
+        await f.redis.flushall();
+      }),
+      { numRuns: 60 },
+    );
+    await app.close();
   });
 
   it('mutating a Map in place is detected and written', async () => {
