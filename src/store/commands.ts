@@ -171,6 +171,9 @@ export class SessionStore {
   /** A create's `SET` may go as one frame of ours (FramedCommand): the client prefixes no keys and
    *  does not autopipeline (a command sent past its generated methods would skip either). */
   readonly #framing: boolean;
+  /** The client's `showFriendlyErrorStack`: a framed command records where it was sent from, as
+   *  ioredis' own commands then do. */
+  readonly #friendlyStacks: boolean;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(name, script);
@@ -194,7 +197,11 @@ export class SessionStore {
     const own = this.#cluster ? undefined : (redis as Redis).options?.commandTimeout;
     this.#clientTimeout = typeof own === 'number' && own > 0 && own <= settings.commandTimeout ? own : null;
     this.#userField = settings.userKey === null ? '' : DATA_PREFIX + settings.userKey;
-    this.#framing = this.#batching && !(redis as { options?: { keyPrefix?: string } }).options?.keyPrefix;
+    const client = (
+      redis as { options?: { keyPrefix?: string; enableAutoPipelining?: boolean; showFriendlyErrorStack?: boolean } }
+    ).options;
+    this.#framing = client?.enableAutoPipelining !== true && !client?.keyPrefix;
+    this.#friendlyStacks = client?.showFriendlyErrorStack === true;
   }
 
   /**
@@ -610,7 +617,8 @@ export class SessionStore {
       `*${ttl > 0 ? 6 : 4}\r\n$3\r\nset\r\n$${key.length}\r\n${key}\r\n` +
       `$${value.length}\r\n${value}\r\n${expiry}$2\r\nNX\r\n`;
     const args = ttl > 0 ? [key, value, 'EX', String(ttl), 'NX'] : [key, value, 'NX'];
-    const command = new FramedCommand('set', args, Buffer.from(frame, 'latin1'));
+    const stack = this.#friendlyStacks ? new Error() : undefined;
+    const command = new FramedCommand('set', args, Buffer.from(frame, 'latin1'), stack);
     this.#redis.sendCommand(command);
     return command.promise;
   }
@@ -712,8 +720,8 @@ function bytes(value: Buffer | string): Buffer {
 class FramedCommand extends Command {
   readonly #frame: Buffer;
 
-  constructor(name: string, args: string[], frame: Buffer) {
-    super(name, args, { replyEncoding: 'utf8' });
+  constructor(name: string, args: string[], frame: Buffer, errorStack: Error | undefined) {
+    super(name, args, { replyEncoding: 'utf8', errorStack });
     this.#frame = frame;
   }
 
