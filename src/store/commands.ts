@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
 import { type Cluster, Command, type Redis } from 'ioredis';
+import { DEFAULT_ID_PATTERN, defaultGenId } from '../cookie.js';
 import { RawDeserializationError, SessionStoreError } from '../errors.js';
 import { DATA_PREFIX, decodeFields, HANDLE_FIELD, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
@@ -174,6 +175,9 @@ export class SessionStore {
   /** The client's `showFriendlyErrorStack`: a framed command records where it was sent from, as
    *  ioredis' own commands then do. */
   readonly #friendlyStacks: boolean;
+  /** Ids come from `defaultGenId` under its own pattern: 43 base64url characters by construction,
+   *  so a fresh one needs no check against the pattern (a custom genId's always gets one). */
+  readonly #ownIds: boolean;
 
   constructor(redis: RedisClient, settings: StoreSettings) {
     for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(name, script);
@@ -202,6 +206,7 @@ export class SessionStore {
     ).options;
     this.#framing = client?.enableAutoPipelining !== true && !client?.keyPrefix;
     this.#friendlyStacks = client?.showFriendlyErrorStack === true;
+    this.#ownIds = settings.genId === defaultGenId && settings.idPattern === DEFAULT_ID_PATTERN;
   }
 
   /**
@@ -279,9 +284,10 @@ export class SessionStore {
   drawId(lineage: string | null, user: string | null = null): string {
     const fresh = this.#settings.genId();
     if (
-      typeof fresh !== 'string' ||
-      !this.#settings.idPattern.test(fresh) ||
-      (this.#tagged && fresh.length < TAG_LENGTH)
+      !this.#ownIds &&
+      (typeof fresh !== 'string' ||
+        !this.#settings.idPattern.test(fresh) ||
+        (this.#tagged && fresh.length < TAG_LENGTH))
     ) {
       throw new TypeError(
         `koaRedisSession: genId returned ${JSON.stringify(fresh)}; ` +
