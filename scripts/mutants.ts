@@ -373,27 +373,36 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'create-no-expire',
     bug: 'the create stores the session without its TTL',
-    edits: one(
-      COMMANDS,
-      "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');",
-      "const done = await this.#redis.set(key, value, 'NX');",
-    ),
+    // Both ways a create's SET leaves: the frame of ours, and ioredis' own for clients that prefix
+    // keys or autopipeline.
+    edits: [
+      { file: COMMANDS, find: '? this.#framedSet(key, value, ttl)', replace: '? this.#framedSet(key, value, 0)' },
+      {
+        file: COMMANDS,
+        find: "? this.#redis.set(key, bytes(value), 'EX', ttl, 'NX')",
+        replace: "? this.#redis.set(key, bytes(value), 'NX')",
+      },
+    ],
     tests: [T.contract, T.options],
   },
   {
     name: 'create-overwrites',
     bug: 'the create writes over an existing key (no create-if-absent)',
-    edits: one(
-      COMMANDS,
-      "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl, 'NX') : await this.#redis.set(key, value, 'NX');",
-      "const done = ttl > 0 ? await this.#redis.set(key, value, 'EX', ttl) : await this.#redis.set(key, value);",
-    ),
+    edits: [
+      { file: COMMANDS, find: '`*${ttl > 0 ? 6 : 4}\\r\\n$3', replace: '`*${ttl > 0 ? 5 : 3}\\r\\n$3' },
+      { file: COMMANDS, find: '${expiry}$2\\r\\nNX\\r\\n`', replace: '${expiry}`' },
+      {
+        file: COMMANDS,
+        find: "? this.#redis.set(key, bytes(value), 'EX', ttl, 'NX')\n          : this.#redis.set(key, bytes(value), 'NX');",
+        replace: "? this.#redis.set(key, bytes(value), 'EX', ttl)\n          : this.#redis.set(key, bytes(value));",
+      },
+    ],
     tests: [T.options],
   },
   {
     name: 'create-collision-taken-for-replay',
     bug: "a create that finds its id taken answers 'stored' without checking the stored value is its own",
-    edits: one(COMMANDS, 'return stored?.equals(value) ? 1 : 0;', 'return 1;'),
+    edits: one(COMMANDS, '(stored?.equals(bytes(value)) ? 1 : 0)', '1'),
     tests: [T.options],
   },
   {
