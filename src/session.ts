@@ -128,11 +128,6 @@ function csrfData(id: string, salt: string): string {
   return `csrf\n${id}\n${salt}`;
 }
 
-/** An empty data or extras record: no inherited names, and a fast object (src/payload.ts, NullRecord). */
-function emptyRecord(): Record<string, unknown> {
-  return new NullRecord();
-}
-
 /** No fields, and no encodings of them. Shared, as they are only ever read. */
 const NO_FIELDS: readonly string[] = [];
 const NO_TEXTS: ReadonlyMap<string, string> = new Map<string, string>();
@@ -250,8 +245,8 @@ export class SessionState implements WriteSource {
       // Data an older version stored under a name now reserved stays out of sight: the member wins.
       for (const name of RESERVED_MEMBERS) if (name in this.data) delete this.data[name];
     } else {
-      this.data = emptyRecord();
-      this.extras = emptyRecord();
+      this.data = new NullRecord();
+      this.extras = new NullRecord();
       this.raw = NOTHING_LOADED;
       this.#frames = NOTHING_LOADED;
       this.created = now;
@@ -596,8 +591,8 @@ export class SessionState implements WriteSource {
   // -- members --------------------------------------------------------------------------------
 
   invalidate(): void {
-    this.data = emptyRecord();
-    this.extras = emptyRecord();
+    this.data = new NullRecord();
+    this.extras = new NullRecord();
     this.raw = NOTHING_LOADED;
     this.#frames = NOTHING_LOADED;
     this.touched = null;
