@@ -379,8 +379,8 @@ const MUTANTS: readonly Mutant[] = [
       { file: COMMANDS, find: '? this.#framedSet(key, value, ttl)', replace: '? this.#framedSet(key, value, 0)' },
       {
         file: COMMANDS,
-        find: "? this.#redis.set(key, bytes(value), 'EX', ttl, 'NX')",
-        replace: "? this.#redis.set(key, bytes(value), 'NX')",
+        find: "? this.#redis.set(key, valueBytes(value), 'EX', ttl, 'NX')",
+        replace: "? this.#redis.set(key, valueBytes(value), 'NX')",
       },
     ],
     tests: [T.contract, T.options],
@@ -389,12 +389,16 @@ const MUTANTS: readonly Mutant[] = [
     name: 'create-overwrites',
     bug: 'the create writes over an existing key (no create-if-absent)',
     edits: [
-      { file: COMMANDS, find: '`*${ttl > 0 ? 6 : 4}\\r\\n$3', replace: '`*${ttl > 0 ? 5 : 3}\\r\\n$3' },
-      { file: COMMANDS, find: '${expiry}$2\\r\\nNX\\r\\n`', replace: '${expiry}`' },
       {
         file: COMMANDS,
-        find: "? this.#redis.set(key, bytes(value), 'EX', ttl, 'NX')\n          : this.#redis.set(key, bytes(value), 'NX');",
-        replace: "? this.#redis.set(key, bytes(value), 'EX', ttl)\n          : this.#redis.set(key, bytes(value));",
+        find: "const args = ttl > 0 ? [key, value, 'EX', String(ttl), 'NX'] : [key, value, 'NX'];",
+        replace: "const args = ttl > 0 ? [key, value, 'EX', String(ttl)] : [key, value];",
+      },
+      {
+        file: COMMANDS,
+        find: "? this.#redis.set(key, valueBytes(value), 'EX', ttl, 'NX')\n          : this.#redis.set(key, valueBytes(value), 'NX');",
+        replace:
+          "? this.#redis.set(key, valueBytes(value), 'EX', ttl)\n          : this.#redis.set(key, valueBytes(value));",
       },
     ],
     tests: [T.options],
@@ -402,7 +406,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'create-collision-taken-for-replay',
     bug: "a create that finds its id taken answers 'stored' without checking the stored value is its own",
-    edits: one(COMMANDS, '(stored?.equals(bytes(value)) ? 1 : 0)', '1'),
+    edits: one(COMMANDS, '(stored?.equals(valueBytes(value)) ? 1 : 0)', '1'),
     tests: [T.options],
   },
   {

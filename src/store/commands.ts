@@ -11,7 +11,15 @@ import { DEFAULT_ID_PATTERN, defaultGenId } from '../cookie.js';
 import { RawDeserializationError, SessionStoreError } from '../errors.js';
 import { DATA_PREFIX, decodeFields, HANDLE_FIELD, type LoadedPayload, type Serializer } from '../payload.js';
 import type { RedisCommand } from '../policy.js';
-import { FORMAT_VERSION, header, packSession, packedText, type StoredSession, unpackSession } from './layout.js';
+import {
+  FORMAT_VERSION,
+  header,
+  type PackedValue,
+  packValue,
+  type StoredSession,
+  unpackSession,
+  valueBytes,
+} from './layout.js';
 import { createLua, endLua, handoffLua, loadLua, patchLua, rotateLua, userLua } from './scripts.generated.js';
 
 /** The custom commands this module defines on the client (ioredis adds a `…Buffer` variant of each,
@@ -498,7 +506,7 @@ export class SessionStore {
               'replace',
               ttl,
               op,
-              bytes(value),
+              valueBytes(value),
               index,
               handle,
               this.#ttlFlag,
@@ -603,28 +611,33 @@ export class SessionStore {
     const { ttl, value } = whole;
     if (whole.index !== '') {
       const { index, handle } = whole;
-      return this.#redis.ksmCreateV1(key, ttl, op, bytes(value), index, handle, this.#ttlFlag, now, this.#absolute);
+      return this.#redis.ksmCreateV1(
+        key,
+        ttl,
+        op,
+        valueBytes(value),
+        index,
+        handle,
+        this.#ttlFlag,
+        now,
+        this.#absolute,
+      );
     }
     const sent =
       typeof value === 'string' && this.#framing && Buffer.byteLength(key) === key.length
         ? this.#framedSet(key, value, ttl)
         : ttl > 0
-          ? this.#redis.set(key, bytes(value), 'EX', ttl, 'NX')
-          : this.#redis.set(key, bytes(value), 'NX');
+          ? this.#redis.set(key, valueBytes(value), 'EX', ttl, 'NX')
+          : this.#redis.set(key, valueBytes(value), 'NX');
     return sent.then((done) =>
-      done === 'OK' ? 1 : this.#redis.getBuffer(key).then((stored) => (stored?.equals(bytes(value)) ? 1 : 0)),
+      done === 'OK' ? 1 : this.#redis.getBuffer(key).then((stored) => (stored?.equals(valueBytes(value)) ? 1 : 0)),
     );
   }
 
   /** `SET key value [EX ttl] NX` for an ASCII key and a value in latin1 text, as one frame. */
   #framedSet(key: string, value: string, ttl: number): Promise<unknown> {
-    const expiry = ttl > 0 ? `$2\r\nEX\r\n$${String(ttl).length}\r\n${ttl}\r\n` : '';
-    const frame =
-      `*${ttl > 0 ? 6 : 4}\r\n$3\r\nset\r\n$${key.length}\r\n${key}\r\n` +
-      `$${value.length}\r\n${value}\r\n${expiry}$2\r\nNX\r\n`;
     const args = ttl > 0 ? [key, value, 'EX', String(ttl), 'NX'] : [key, value, 'NX'];
-    const stack = this.#friendlyStacks ? new Error() : undefined;
-    const command = new FramedCommand('set', args, Buffer.from(frame, 'latin1'), stack);
+    const command = new FramedCommand('set', args, this.#friendlyStacks ? new Error() : undefined);
     this.#redis.sendCommand(command);
     return command.promise;
   }
@@ -687,8 +700,7 @@ export class SessionStore {
     const head = header(source.created, t, x, index === '' ? undefined : index);
     const stored = plain && index === '' ? fields : [...fields, 'o', `${op}=1`];
     // The operation id is ASCII: the fields' answer holds for it too.
-    const ascii = source.asciiFields();
-    const value = packedText(head, stored, ascii) ?? packSession(head, stored, false);
+    const value = packValue(head, stored, source.asciiFields());
     return { ttl: x !== null && this.#settings.setRedisTtl ? Math.max(1, x - now) : 0, value, index, handle };
   }
 
@@ -710,25 +722,24 @@ export class SessionStore {
   }
 }
 
-/** A value as bytes: `packedText`'s latin1 text is one byte per character. */
-function bytes(value: Buffer | string): Buffer {
-  return typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
-}
-
 /**
- * A command whose RESP frame (https://redis.io/docs/latest/develop/reference/protocol-spec/) is made
- * by its caller in one piece, as ioredis' own scripts override `toWritable`: a new session's packed
- * value is latin1 text already, and framing it with its arguments takes one Buffer.from, where
- * ioredis sizes and copies each argument of a command that holds a Buffer into a second one (half
- * the cost of a create's command: bench/README.md, "New session"). Sent by `sendCommand` like any
- * other: timeouts, queues, Cluster routing and redirections stay ioredis' own.
+ * A command whose arguments are all latin1 text (ASCII, or a packed value's one character per byte),
+ * framed here in one RESP piece (https://redis.io/docs/latest/develop/reference/protocol-spec/), as
+ * ioredis' own scripts override `toWritable`: a new session's packed value is latin1 text already, and
+ * its frame takes one Buffer.from, where ioredis sizes and copies each argument of a command that
+ * holds a Buffer into a second one (half the cost of a create's command: bench/README.md, "New
+ * session"). Sent by `sendCommand` like any other: timeouts, queues, Cluster routing and redirections
+ * stay ioredis' own.
  */
 class FramedCommand extends Command {
   readonly #frame: Buffer;
 
-  constructor(name: string, args: string[], frame: Buffer, errorStack: Error | undefined) {
-    super(name, args, { replyEncoding: 'utf8', errorStack });
-    this.#frame = frame;
+  constructor(name: string, args: readonly string[], errorStack: Error | undefined) {
+    super(name, [...args], { replyEncoding: 'utf8', errorStack });
+    // A latin1 string's length is its byte count.
+    let frame = `*${args.length + 1}\r\n$${name.length}\r\n${name}\r\n`;
+    for (const arg of args) frame += `$${arg.length}\r\n${arg}\r\n`;
+    this.#frame = Buffer.from(frame, 'latin1');
   }
 
   override toWritable(): Buffer {
@@ -744,7 +755,7 @@ interface Corkable {
  *  latin1 text), and its user index and handle ('' for none). */
 interface Whole {
   readonly ttl: number;
-  readonly value: Buffer | string;
+  readonly value: PackedValue;
   readonly index: string;
   readonly handle: string;
 }

@@ -50,7 +50,7 @@ export function entrySize(field: string, value: string): number {
 }
 
 /** Whether every string is ASCII, so that its length is its UTF-8 byte count: one join and one
- *  native count for them all, instead of a count per string. `entriesSize` and `packSession` take
+ *  native count for them all, instead of a count per string. `entriesSize` and `packValue` take
  *  its answer, so a create asks once. */
 export function allAscii(texts: readonly string[]): boolean {
   const joined = texts.join('');
@@ -98,25 +98,23 @@ export function header(created: number, timeout: number | null, expires: number 
   return index === undefined ? head : `${head}~${Buffer.byteLength(index).toString(36)} ${index}`;
 }
 
-/**
- * `packSession`'s value as latin1 text, one character per byte, when `head` and every field are ASCII
- * (`ascii`: `allAscii(fields)`); else null. The usual session is ASCII (plain JSON of ASCII data): its
- * value is then one string, its headers as characters, encoded by one Buffer.from, where writing each
- * string into a Buffer on its own took two to three times as long (bench/README.md, "HTTP, side by
- * side"); a create frames it whole (src/store/commands.ts, FramedCommand).
- */
-export function packedText(head: string, fields: readonly string[], ascii: boolean): string | null {
-  if (!ascii || Buffer.byteLength(head) !== head.length) return null;
-  let text = head + mapHeadText(fields.length / 2);
-  for (const field of fields) text += stringHeadText(field.length) + field;
-  return text;
-}
+/** A packed session value: its bytes, or, for an ASCII session, the same as latin1 text (one
+ *  character per byte), which a create frames whole (src/store/commands.ts, FramedCommand). */
+export type PackedValue = Buffer | string;
 
-/** A whole session value: `head`, then the field, value pairs packed as one MessagePack map
- *  (`ascii`: `allAscii(fields)`, when the caller knows it). */
-export function packSession(head: string, fields: readonly string[], ascii = allAscii(fields)): Buffer {
-  const text = packedText(head, fields, ascii);
-  if (text !== null) return Buffer.from(text, 'latin1');
+/**
+ * A whole session value: `head`, then the field, value pairs packed as one MessagePack map (`ascii`:
+ * `allAscii(fields)`, when the caller knows it). The usual session is ASCII (plain JSON of ASCII
+ * data): its value is then one string, its headers as characters, encoded by one Buffer.from where it
+ * is sent, where writing each string into a Buffer on its own took two to three times as long
+ * (bench/README.md, "HTTP, side by side").
+ */
+export function packValue(head: string, fields: readonly string[], ascii = allAscii(fields)): PackedValue {
+  if (ascii && Buffer.byteLength(head) === head.length) {
+    let text = head + mapHeadText(fields.length / 2);
+    for (const field of fields) text += stringHeadText(field.length) + field;
+    return text;
+  }
   // Otherwise the same headers, each string written as UTF-8 after its byte count.
   let size = Buffer.byteLength(head) + 5;
   for (const text of fields) size += Buffer.byteLength(text) + 5;
@@ -128,6 +126,16 @@ export function packSession(head: string, fields: readonly string[], ascii = all
     at += out.write(text, at, 'utf8');
   }
   return out.subarray(0, at);
+}
+
+/** A packed value's bytes. */
+export function valueBytes(value: PackedValue): Buffer {
+  return typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
+}
+
+/** `packValue`, as bytes. */
+export function packSession(head: string, fields: readonly string[], ascii = allAscii(fields)): Buffer {
+  return valueBytes(packValue(head, fields, ascii));
 }
 
 /** A header number: base-36 digits (0-9, a-z), or null when empty. */
