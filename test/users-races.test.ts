@@ -642,6 +642,13 @@ for (const b of [single, clustered]) {
         { name: 'login in place', ops: [['login', 7]] },
         { name: 'login with regenerate()', ops: [['regenerate'], ['login', 7]] },
       ];
+      // Each of the four commands held at its gate (the orders that reach all of them).
+      const EVERY_COMMAND: Array<[string, Label]> = [
+        ['L', 'handoff'],
+        ['L', 'create'],
+        ['O', 'end'],
+        ['O', 'tombstone'],
+      ];
       const orders: Array<{ name: string; steps: string[]; holds: Array<[string, Label]>; loginCookie: boolean }> =
         b.cluster
           ? [
@@ -657,34 +664,19 @@ for (const b of [single, clustered]) {
               {
                 name: "handoff, logout's end, logout's tombstone, then create (refused)",
                 steps: ['L:handoff', 'O:end', 'O:tombstone', 'L:create'],
-                holds: [
-                  ['L', 'handoff'],
-                  ['L', 'create'],
-                  ['O', 'end'],
-                  ['O', 'tombstone'],
-                ],
+                holds: EVERY_COMMAND,
                 loginCookie: false,
               },
               {
                 name: "handoff, logout's end, create, then logout's tombstone",
                 steps: ['L:handoff', 'O:end', 'L:create', 'O:tombstone'],
-                holds: [
-                  ['L', 'handoff'],
-                  ['L', 'create'],
-                  ['O', 'end'],
-                  ['O', 'tombstone'],
-                ],
+                holds: EVERY_COMMAND,
                 loginCookie: true,
               },
               {
                 name: "handoff, create, logout's end, then logout's tombstone",
                 steps: ['L:handoff', 'L:create', 'O:end', 'O:tombstone'],
-                holds: [
-                  ['L', 'handoff'],
-                  ['L', 'create'],
-                  ['O', 'end'],
-                  ['O', 'tombstone'],
-                ],
+                holds: EVERY_COMMAND,
                 loginCookie: true,
               },
             ]
