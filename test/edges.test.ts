@@ -99,23 +99,36 @@ describe('headers already sent: no cookie action, nothing that needs one written
   });
 
   it('ctx.respond = false: nothing that needs a cookie is written; an existing session is still patched', async () => {
-    const { app, reports } = await serve({}, (ctx) => {
-      if (ctx.path === '/login') return void (ctx.session.user = 'ada');
-      ctx.session.seen = true;
-      ctx.respond = false;
-      ctx.res.writeHead(200, { 'content-type': 'text/plain' });
-      ctx.res.end('raw');
-      return undefined;
-    });
+    // The handler ends the response itself, so the client can see it before the session
+    // middleware has written: wait for the middleware to settle, not for the response.
+    let settled = Promise.resolve();
+    const { app, reports } = await serve(
+      {},
+      (ctx) => {
+        if (ctx.path === '/login') return void (ctx.session.user = 'ada');
+        ctx.session.seen = true;
+        ctx.respond = false;
+        ctx.res.writeHead(200, { 'content-type': 'text/plain' });
+        ctx.res.end('raw');
+        return undefined;
+      },
+      (_ctx, next) => {
+        const done = next();
+        settled = done.catch(() => undefined);
+        return done;
+      },
+    );
     try {
       const fresh = await get(app, '/raw');
       assert.equal(fresh.text, 'raw');
       assert.equal(fresh.setCookie, null);
+      await settled;
       assert.deepEqual(await sessionKeys(), [], 'no session without its cookie');
       assert.match(reports.map((r) => r.message).join(), /ctx\.respond is false/);
       const login = await get(app, '/login');
       const { cookie, id } = expectCookieSetFromHeader(login.setCookie);
       assert.equal((await get(app, '/raw', cookie)).text, 'raw');
+      await settled;
       assert.deepEqual(await storedData(f.redis, `sess:${id}`), { user: 'ada', seen: true });
     } finally {
       await app.close();
