@@ -16,9 +16,14 @@ import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { serveSession } from './helpers/server.js';
 import './helpers/unhandled.js';
 
-const TIMEOUT = 300;
+/** The command timeout: a healthy Redis answers well within it even on a loaded, shared machine,
+ *  so only the faults below fail a request. */
+const TIMEOUT = 1000;
 /** The bound: the command timeout plus the time a loaded 2-core machine needs to answer. */
-const BOUND = TIMEOUT + 700;
+const BOUND = TIMEOUT + 1500;
+/** How long Redis stops answering: longer than the bound, so a request that waited the fault out
+ *  instead of timing out fails it. */
+const FAULT_MS = BOUND + 1500;
 /** Redis 7 refuses DEBUG unless enabled: these servers allow it (only loopback clients exist). */
 const DEBUG = ['--enable-debug-command', 'yes'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -31,7 +36,7 @@ interface Outcome {
 }
 
 /** The app under fault (test/helpers/server.ts): each outcome timed, each failure reported; an admin
- *  client pauses Redis in the middle of a request. */
+ *  client pauses Redis in the middle of a request, and `unpaused()` waits for that pause to end. */
 async function serve(options: SessionOptions, url: string) {
   const reports: InvalidSessionError[] = [];
   const admin = new Redis(url);
@@ -42,10 +47,10 @@ async function serve(options: SessionOptions, url: string) {
       if (ctx.path === '/write' || ctx.path === '/write-then-pause')
         ctx.session.n = ((ctx.session.n as number | undefined) ?? 0) + 1;
       // Redis stops answering after the load and before the write.
-      if (ctx.path === '/write-then-pause') await admin.client('PAUSE', 1000, 'ALL');
+      if (ctx.path === '/write-then-pause') await admin.client('PAUSE', FAULT_MS, 'ALL');
       if (ctx.path === '/logout-then-pause') {
         ctx.session.invalidate();
-        await admin.client('PAUSE', 1000, 'ALL');
+        await admin.client('PAUSE', FAULT_MS, 'ALL');
       }
       ctx.body = JSON.stringify({ n: ctx.session.n ?? null, isNew: ctx.session.isNew });
     },
@@ -60,6 +65,7 @@ async function serve(options: SessionOptions, url: string) {
     get,
     reports,
     session: app.session,
+    unpaused: () => resumed(admin),
     close: async () => {
       await app.close();
       admin.disconnect();
@@ -68,6 +74,28 @@ async function serve(options: SessionOptions, url: string) {
 }
 
 const cookieOf = (o: Outcome) => (o.cookie ?? '').split(';')[0] as string;
+
+/** Wait until a CLIENT PAUSE sent by `admin` is over: Redis holds the pausing client's own next
+ *  command until then (a barrier on the pause itself, not a sleep as long as it). */
+async function resumed(admin: Redis): Promise<void> {
+  await admin.ping();
+}
+
+/** Wait until Redis answers `client` again after a DEBUG SLEEP sent on that same connection: its
+ *  next command is run only once the sleep is over. A client with a commandTimeout gives up on a
+ *  PING while Redis still sleeps: ask again, until `timeoutMs` has passed on the clock. */
+async function awake(client: Redis, timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      await client.ping();
+      return;
+    } catch (err) {
+      if (performance.now() > deadline) throw new Error(`Redis did not wake within ${timeoutMs} ms`, { cause: err });
+      await sleep(50);
+    }
+  }
+}
 
 /** Wait until a client is connected again (ioredis reconnects with a growing delay). */
 async function reconnected(client: { status: string }, timeoutMs = 10_000): Promise<void> {
@@ -131,7 +159,8 @@ for (const policy of ['throw', 'continue'] as const) {
           await sleep(300);
           await redis.stop('SIGKILL');
           down = true;
-          await sleep(1200);
+          // Down long enough for a request sent after the kill to time out while it is down.
+          await sleep(TIMEOUT + 1200);
           during = traffic.outcomes.length;
           redis = await startRedis(DEBUG, redis.port);
           down = false;
@@ -140,10 +169,10 @@ for (const policy of ['throw', 'continue'] as const) {
           // The workers never outlive the test, and the next tests get their Redis back even when
           // this one failed while it was down.
           await traffic.stop();
-          if (down) {
-            redis = await startRedis(DEBUG, redis.port);
-            await reconnected(app.session.redis);
-          }
+          if (down) redis = await startRedis(DEBUG, redis.port);
+          // The client's reconnect delay grows while Redis is down: wait for it rather than assume
+          // it came back during the traffic.
+          await reconnected(app.session.redis);
         }
         const outcomes = traffic.outcomes;
         assertBounded(outcomes, 'killed');
@@ -170,7 +199,7 @@ for (const policy of ['throw', 'continue'] as const) {
         const cookie = cookieOf(first);
         const admin = new Redis(redis.url);
         try {
-          await admin.client('PAUSE', 1500, 'ALL');
+          await admin.client('PAUSE', FAULT_MS, 'ALL');
           const outcomes = await Promise.all([app.get('/read', cookie), app.get('/write', cookie), app.get('/write')]);
           assertBounded(outcomes, 'paused');
           if (policy === 'throw') assert.ok(outcomes.every((o) => o.status === 503));
@@ -182,7 +211,7 @@ for (const policy of ['throw', 'continue'] as const) {
               'the failed create is reported',
             );
           }
-          await sleep(1700);
+          await resumed(admin);
           const again = await app.get('/write', cookie);
           assert.equal(again.status, 200);
         } finally {
@@ -193,22 +222,18 @@ for (const policy of ['throw', 'continue'] as const) {
       it('DEBUG SLEEP: requests answer within the bound, then work again', async () => {
         const first = await app.get('/write');
         const cookie = cookieOf(first);
-        const admin = new Redis(redis.url);
-        try {
-          await admin.ping();
-          void admin.call('DEBUG', 'SLEEP', '1.5').catch(() => undefined);
-          await sleep(100);
-          const outcomes = await Promise.all([app.get('/read', cookie), app.get('/write', cookie)]);
-          assertBounded(outcomes, 'sleeping');
-          assert.deepEqual(
-            outcomes.map((o) => o.status),
-            policy === 'throw' ? [503, 503] : [200, 200],
-          );
-          await sleep(1700);
-          assert.equal((await app.get('/read', cookie)).status, 200);
-        } finally {
-          admin.disconnect();
-        }
+        // Sent on the app's own connection, so the requests' commands reach Redis after it however
+        // late a loaded machine sends them: Redis runs one connection's commands in order.
+        const client = app.session.redis as Redis;
+        void client.call('DEBUG', 'SLEEP', String(FAULT_MS / 1000)).catch(() => undefined);
+        const outcomes = await Promise.all([app.get('/read', cookie), app.get('/write', cookie)]);
+        assertBounded(outcomes, 'sleeping');
+        assert.deepEqual(
+          outcomes.map((o) => o.status),
+          policy === 'throw' ? [503, 503] : [200, 200],
+        );
+        await awake(client);
+        assert.equal((await app.get('/read', cookie)).status, 200);
       });
 
       it('a logout whose delete fails still clears the cookie, even on the 503', async () => {
@@ -217,7 +242,7 @@ for (const policy of ['throw', 'continue'] as const) {
         assertBounded([res], 'logout');
         assert.equal(res.status, policy === 'throw' ? 503 : 200);
         assert.match(res.cookie ?? '', /^session=;/);
-        await sleep(1100);
+        await app.unpaused();
       });
 
       it('a write that cannot be stored is reported, never reported as saved', async () => {
@@ -226,7 +251,7 @@ for (const policy of ['throw', 'continue'] as const) {
         const before = app.reports.length;
         const res = await app.get('/write-then-pause', cookie);
         assertBounded([res], 'write');
-        await sleep(1100);
+        await app.unpaused();
         if (policy === 'throw') assert.equal(res.status, 503, 'the request fails: its change was not stored');
         else {
           assert.equal(res.status, 200);
