@@ -50,6 +50,23 @@ export function cookieOf(res: Response): string {
   return (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
 }
 
+/** `send()`, sent again while it answers 503 (a command that did not answer within commandTimeout:
+ *  a slow moment of a loaded machine, or a client still following a failover) until the clock
+ *  (`performance.now()`) passes `until`; any other answer is returned as it came. For requests whose
+ *  latency is not what the test asserts, only what they answer. A loop of them shares one `until`,
+ *  so an app that keeps answering 503 fails the test soon, not once per request. */
+export async function retryUnavailable(
+  send: () => Promise<Response>,
+  until = performance.now() + 30_000,
+): Promise<Response> {
+  for (;;) {
+    const res = await send();
+    if (res.status !== 503 || performance.now() > until) return res;
+    await res.arrayBuffer(); // read to the end: the connection is free for the next try
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Four workers reading and writing the given sessions until `during()` has finished; what every
  *  request answered and the slowest answer. */
 export async function trafficDuring(
