@@ -14,7 +14,9 @@ import { isSession } from './helpers/stored.js';
 const f = useRedis();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const serve = (handler: (ctx: Koa.Context) => Promise<void>) => serveSession({ redis: f.server.url }, handler);
+// commandTimeout 5 s: 50 requests at once on a shared machine, no 503 for a slow moment.
+const serve = (handler: (ctx: Koa.Context) => Promise<void>) =>
+  serveSession({ redis: f.server.url, commandTimeout: 5000 }, handler);
 
 /** A point a handler waits at (its session already loaded) until the test opens it. */
 interface Barrier {

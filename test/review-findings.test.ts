@@ -151,7 +151,9 @@ describe('Cluster: a prefix holding "{" without a usable hash tag', () => {
       app.silent = true;
       const errors: unknown[] = [];
       app.on('error', (e) => errors.push(e));
-      app.use(koaRedisSession({ redis: client, prefix: 'sess{' }));
+      // The client connects to the fresh Cluster during the first request, which counts against
+      // commandTimeout: generous, as a loaded machine may take more than the default second.
+      app.use(koaRedisSession({ redis: client, prefix: 'sess{', commandTimeout: 10_000 }));
       app.use((ctx) => {
         const s = ctx.session as any;
         if (ctx.path === '/login') s.regenerate();

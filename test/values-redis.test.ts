@@ -199,7 +199,7 @@ describe("the stored value (src/store/layout.ts and the scripts' cmsgpack agree)
       absoluteTimeout: null,
       setRedisTtl: true,
       serializer: sessionSerializer,
-      commandTimeout: 1000,
+      commandTimeout: 10_000, // 300 loads on a shared machine: a slow moment is not what this is about
       maxSize: 65536,
       invalidateEmptySession: true,
       genId: () => 'x',
