@@ -481,22 +481,21 @@ describe('edges found in review', () => {
     const { cookie, id } = expectCookieSet(await a.get('/remember'));
     const now = () => Math.floor(Date.now() / 1000);
     // A day later: 29 days left, more than half of 30: nothing moves.
-    await update(f.redis, `sess:${id}`, { x: now() + 29 * 86_400 });
+    const dayLater = now() + 29 * 86_400;
+    await update(f.redis, `sess:${id}`, { x: dayLater });
     expectNoCookie(await a.get('/', cookie));
-    assertBetween(
-      Number((await stored(f.redis, `sess:${id}`)).x) - now(),
-      29 * 86_400 - 5,
-      29 * 86_400,
-      'seconds left',
-    );
-    // Sixteen days later: 14 left, under half: the expiry and the cookie move.
+    assert.equal(Number((await stored(f.redis, `sess:${id}`)).x), dayLater, 'the expiry stayed where it was');
+    // Sixteen days later: 14 left, under half: the expiry and the cookie move, to 30 days from the
+    // second of the read (between these two readings of the clock, however slow the machine).
     await update(f.redis, `sess:${id}`, { x: now() + 14 * 86_400 });
+    const before = now();
     assertLifetime(await a.get('/', cookie), 30 * DAY, 'the cookie rolled with the move');
+    const after = now();
     assertBetween(
-      Number((await stored(f.redis, `sess:${id}`)).x) - now(),
-      30 * 86_400 - 5,
-      30 * 86_400,
-      'seconds left after the move',
+      Number((await stored(f.redis, `sess:${id}`)).x),
+      before + 30 * 86_400,
+      after + 30 * 86_400,
+      'the expiry after the move',
     );
   });
 
@@ -505,6 +504,8 @@ describe('edges found in review', () => {
     closeable(() => session.close());
     let release: () => void = () => undefined;
     const held = new Promise<void>((r) => (release = r));
+    let arrived: () => void = () => undefined;
+    const reached = new Promise<void>((r) => (arrived = r));
     const make = (keys: string[]) => {
       const k = new Koa();
       k.keys = keys;
@@ -513,6 +514,7 @@ describe('edges found in review', () => {
       k.use(async (ctx) => {
         if (ctx.path === '/slow') {
           ctx.session.user = keys[0];
+          arrived();
           await held; // the other app's request runs meanwhile
         }
         ctx.body = String(ctx.session.user ?? 'nobody');
@@ -524,7 +526,9 @@ describe('edges found in review', () => {
     const slow = request(one)
       .get('/slow')
       .then((r) => r);
-    await new Promise((r) => setTimeout(r, 50));
+    // App one's request holds its session, however long a loaded machine took to get there (or it
+    // ended without: then the assertions below say how).
+    await Promise.race([reached, slow]);
     const other = await request(two)
       .get('/slow-not')
       .then((r) => r);
@@ -600,10 +604,12 @@ describe('edges found in review', () => {
   });
 
   it('a request that crosses the absolute timeout leaves an expired cookie, not a browser-session one', async () => {
-    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 2, cookie: { maxAge: 3_600_000 } }, async (ctx) => {
+    // 5 s: the read must load the session before they are up, however slow the machine (a load after
+    // them finds a fresh session, and its write a new cookie); it writes after them.
+    const a = makeApp(3, { redis: f.server.url, absoluteTimeout: 5, cookie: { maxAge: 3_600_000 } }, async (ctx) => {
       if (ctx.path === '/seed') ctx.session.user = 'ada';
       else {
-        await new Promise((r) => setTimeout(r, 2_300));
+        await new Promise((r) => setTimeout(r, 5_300));
         ctx.session.n = 1;
       }
       return 'ok';
