@@ -16,7 +16,7 @@ import {
   setCookies,
 } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
-import { assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
 import { packedSize, stored, storedSize } from './helpers/stored.js';
 import { entrySize } from '../src/store/layout.js';
 
@@ -317,13 +317,15 @@ describe('adjustTimeout()', () => {
     );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
     const key = `sess:${id}`;
+    const before = Math.floor(Date.now() / 1000);
     const long = await run('/long', cookie);
+    const after = Math.floor(Date.now() / 1000);
     assert.equal(long.res.text, '86400');
     assert.deepEqual(long.wire, ['load', 'patch']);
     const hash = await stored(f.redis, key);
-    const now = Date.now() / 1000;
     assert.equal(hash.t, '86400');
-    assert.ok(Math.abs(Number(hash.x) - (now + 86_400)) < 5, 'the payload expiry moved');
+    // A day from the second of the write, between these two readings of the clock.
+    assertBetween(Number(hash.x), before + 86_400, after + 86_400, 'the payload expiry moved');
     await assertTtl(f.redis, key, 86_400);
     await app.close();
   });
@@ -397,12 +399,16 @@ describe('adjustCookieMaxAge() and recookie()', () => {
       { cookie: { maxAge: 60_000 } },
     );
     const { cookie, id } = expectCookieSet((await run('/put')).res);
+    const before = Date.now();
     const remember = await run('/remember', cookie);
+    const after = Date.now();
     // Stored, so that every later cookie of the session carries it (README, "Cookie lifetimes").
     assert.deepEqual(remember.wire, ['load', 'patch']);
     assert.equal(expectCookieSet(remember.res).id, id);
     const expires = Date.parse(String(setCookies(remember.res)[0]?.attributes.expires));
-    assert.ok(Math.abs(expires - (Date.now() + 30 * 86_400_000)) < 10_000);
+    // 30 days from the response, made between these two readings of the clock (Expires is in whole
+    // seconds: up to one less).
+    assertBetween(expires, before + 30 * 86_400_000 - 1000, after + 30 * 86_400_000, 'Expires');
     const forget = await run('/forget', cookie);
     assert.equal(setCookies(forget.res)[0]?.attributes.expires, undefined, 'a browser-session cookie');
     assert.deepEqual(forget.wire, ['load', 'patch']);
