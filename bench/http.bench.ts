@@ -43,12 +43,11 @@ import {
   type Running,
   type ServerSpec,
 } from './harness.js';
+import { TIMING_FLAGS, numberList, timing } from './options.js';
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    warmup: { type: 'string' },
+    ...TIMING_FLAGS,
     connections: { type: 'string' },
     sizes: { type: 'string' },
     cluster: { type: 'boolean' },
@@ -56,20 +55,12 @@ const { values } = parseArgs({
     servers: { type: 'string' },
   },
 });
-const ROUNDS = Number(values.rounds ?? 10);
-const SECONDS = Number(values.seconds ?? 1);
-const WARMUP = Number(values.warmup ?? 2);
+const { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP } = timing(values);
 const CLUSTER = values.cluster === true;
 
-function numbers(option: string, text: string): number[] {
-  const list = text.split(',').map(Number);
-  if (list.some((n) => !Number.isInteger(n) || n <= 0))
-    throw new TypeError(`--${option} takes positive integers separated by commas, not ${JSON.stringify(text)}`);
-  return list;
-}
-const CONNECTION_COUNTS = numbers('connections', values.connections ?? '10');
+const CONNECTION_COUNTS = numberList('--connections', values.connections, '10');
 /** Bytes of session data each server's /seed stores (bench/servers/common.ts, SESSION_BYTES). */
-const SIZES = numbers('sizes', values.sizes ?? '1000');
+const SIZES = numberList('--sizes', values.sizes, '1000');
 /** The new-session scenario runs at this many connections at most. */
 const NEW_SESSION_MAX_CONNECTIONS = 32;
 

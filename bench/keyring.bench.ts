@@ -9,6 +9,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import Keygrip from 'keygrip';
 import { defaultGenId, toKeyRing, type KeyRing } from '../src/cookie.js';
+import { numberOption } from './options.js';
 
 /** The baseline: the ring src/cookie.ts had before (one HMAC per key, `timingSafeEqual` on bytes). */
 class HmacKeyRing implements KeyRing {
@@ -136,7 +137,7 @@ for (const c of CASES) {
   }
 }
 
-const rounds = Number(process.env.ROUNDS ?? 15);
+const rounds = numberOption('ROUNDS', process.env.ROUNDS, 15);
 const iterations = Number(process.env.ITERATIONS ?? 20_000);
 for (const c of CASES) nsPerVerify(c, iterations); // warm-up
 const times = CASES.map(() => [] as number[]);

@@ -20,13 +20,14 @@ import { loadLua, patchLua } from '../src/store/scripts.generated.js';
 import { FORMAT_VERSION, header, packSession } from '../src/store/layout.js';
 import { realisticSession } from './servers/common.js';
 import { sessionSerializer } from '../src/values.js';
+import { numberList, numberOption } from './options.js';
 
 const { values } = parseArgs({
   options: { sessions: { type: 'string' }, ops: { type: 'string' }, sizes: { type: 'string' } },
 });
-const SESSIONS = Number(values.sessions ?? 1000);
-const OPS = Number(values.ops ?? 5000);
-const SIZES = (values.sizes ?? '100,1000,10000,60000').split(',').map(Number);
+const SESSIONS = numberOption('--sessions', values.sessions, 1000);
+const OPS = numberOption('--ops', values.ops, 5000);
+const SIZES = numberList('--sizes', values.sizes, '100,1000,10000,60000');
 const TIMEOUT = 1200;
 
 /** A session's data fields as stored: `:key` → the value's encoding. */

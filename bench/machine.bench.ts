@@ -8,6 +8,7 @@ import { createActor } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
 import { MachineRun } from '../src/fsm.js';
 import type { SessionEvent, SessionInput } from '../src/policy.js';
+import { numberOption } from './options.js';
 
 const input: SessionInput = {
   invalidateEmptySession: true,
@@ -61,7 +62,7 @@ function median(values: number[]): number {
 }
 
 let sink: unknown;
-const rounds = Number(process.env.ROUNDS ?? 7);
+const rounds = numberOption('ROUNDS', process.env.ROUNDS, 7);
 const results: Array<{ story: string; compiled: number; actor: number }> = [];
 for (const [story, events] of Object.entries(STORIES)) {
   const compiled = () => {

@@ -7,12 +7,14 @@
  *
  *   npm run bench:memory [-- --sessions 1000]
  */
+import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { SERVERS, start } from './harness.js';
+import { numberOption } from './options.js';
 
-const args = process.argv.slice(2);
-const SESSIONS = Number(args[args.indexOf('--sessions') + 1] || 1000);
+const { values } = parseArgs({ options: { sessions: { type: 'string' } } });
+const SESSIONS = numberOption('--sessions', values.sessions, 1000);
 const SIZES = [30, 100, 1000, 10_000];
 const WHO = ['ours', 'koa-session', 'express-session'];
 

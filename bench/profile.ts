@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { SCENARIOS, SERVERS, start } from './harness.js';
+import { numberOption } from './options.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +29,8 @@ if (!server || !scenario) {
     `--server is one of ${SERVERS.map((s) => s.key).join(', ')}; --scenario one of ${SCENARIOS.map((s) => s.key).join(', ')}`,
   );
 }
+const SECONDS = numberOption('--seconds', values.seconds, 5, { whole: false, min: 0.1 });
+const TOP = numberOption('--top', values.top, 25);
 const dir = join('bench', 'profiles', `${server.key}-${scenario.key}-${Date.now()}`);
 mkdirSync(dir, { recursive: true });
 
@@ -52,7 +55,7 @@ try {
     headers: scenario.cookie ? { cookie: running.cookie } : {},
   };
   await autocannon({ ...options, duration: 2 }); // warm: the profile is of a hot server
-  const result = await autocannon({ ...options, duration: Number(values.seconds ?? 5) });
+  const result = await autocannon({ ...options, duration: SECONDS });
   const exited = new Promise((resolve) => running.child.once('exit', resolve));
   running.child.kill('SIGINT');
   await exited;
@@ -79,7 +82,7 @@ try {
   );
   console.log('| self time | function |');
   console.log('|---|---|');
-  for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top ?? 25))) {
+  for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
     console.log(`| ${((100 * t) / total).toFixed(1)} % | ${name} |`);
   }
 } finally {

@@ -11,10 +11,11 @@ import { parseArgs } from 'node:util';
 import Koa from 'koa';
 import { koaRedisSession } from '../src/index.js';
 import { startRedis } from '../test/helpers/redis-server.js';
+import { numberOption } from './options.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string' }, connections: { type: 'string' } } });
-const seconds = Number(values.seconds ?? process.env.SOAK_SECONDS ?? 600);
-const connections = Number(values.connections ?? 8);
+const seconds = numberOption('--seconds', values.seconds ?? process.env.SOAK_SECONDS, 600, { whole: false, min: 1 });
+const connections = numberOption('--connections', values.connections, 8);
 /** Heap growth allowed between the first and the last third of the run, after a full GC. */
 const FLAT_BYTES = 8 * 1024 * 1024;
 

@@ -17,19 +17,16 @@ import { Redis } from 'ioredis';
 import { Monitor } from '../test/helpers/monitor.js';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { SCENARIOS, cpuMicros, start, type Running, type ServerSpec } from './harness.js';
+import { TIMING_FLAGS, numberOption, timing } from './options.js';
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    warmup: { type: 'string' },
+    ...TIMING_FLAGS,
     connections: { type: 'string' },
   },
 });
-const ROUNDS = Number(values.rounds ?? 10);
-const SECONDS = Number(values.seconds ?? 1);
-const WARMUP = Number(values.warmup ?? 2);
-const CONNECTIONS = Number(values.connections ?? 10);
+const { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP } = timing(values);
+const CONNECTIONS = numberOption('--connections', values.connections, 10);
 const GOAL = 0.95;
 
 const UNSET: ServerSpec = { key: 'unset', file: 'ours', name: '`userKey` unset', env: { LOGGED_IN: '1' } };
