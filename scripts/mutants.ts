@@ -71,6 +71,7 @@ const T = {
   lifetimes: 'test/lifetimes.test.ts',
   layout: 'test/layout.test.ts',
   users: 'test/users.test.ts',
+  overtaken: 'test/overtaken.test.ts',
 } as const;
 
 const CHART = 'machines/session.machine.ts';
@@ -82,6 +83,7 @@ const ROTATE = 'src/store/lua/rotate.lua';
 const APPLY = 'src/store/lua/include/apply.lua';
 const CHAIN = 'src/store/lua/include/chain.lua';
 const USERS = 'src/store/lua/include/users.lua';
+const OP = 'src/store/lua/include/op.lua';
 
 const one = (file: string, find: string, replace: string): Edit[] => [{ file, find, replace }];
 
@@ -304,14 +306,42 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'taken-accepts-older-op',
     bug: "a rotate whose fresh id is taken answers 'done' when the key holds a newer operation of the same writer",
-    edits: one(
-      'src/store/lua/include/op.lua',
-      '  return replayed(map.o, op, true) or 0\n',
-      '  return replayed(map.o, op) or 0\n',
-    ),
+    edits: one(OP, '  return replayed(map.o, op, true) or 0\n', '  return replayed(map.o, op) or 0\n'),
     tests: [T.layout],
   },
 
+  {
+    name: 'older-op-is-replay',
+    bug: "an operation older than its writer's last is taken for a replay: a write overtaken on a moving Cluster slot is dropped and reported as stored",
+    edits: one(
+      OP,
+      '  if back <= WINDOW then return ran(mask, back - 1) and 1 or nil end\n',
+      '  if back <= WINDOW then return 1 end\n',
+    ),
+    tests: [T.overtaken],
+  },
+  {
+    name: 'overtaken-op-not-remembered',
+    bug: 'an overtaken write applied late is not marked as run: resent, it acts again (a flash queued twice)',
+    edits: one(OP, '      if back <= WINDOW and not ran(mask, back - 1) then mask = mask + 2 ^ (back - 1) end\n', ''),
+    tests: [T.overtaken],
+  },
+  {
+    name: 'mask-not-shifted',
+    bug: "a newer operation keeps its writer's mask where it was: which earlier operations ran is misread, a replay acts again",
+    edits: one(
+      OP,
+      '(mask % 2 ^ (WINDOW - shift)) * 2 ^ shift + 2 ^ (shift - 1)',
+      '(mask % 2 ^ WINDOW) + 2 ^ (shift - 1)',
+    ),
+    tests: [T.overtaken],
+  },
+  {
+    name: 'marker-forgets-writer',
+    bug: "a move's marker remembers only the move: a write the session ran before it, resent to the marker, answers gone",
+    edits: one(APPLY, "  local own = string.match(plan.ops, '^%S+')\n", "  local own = ARGV[9] .. '=1'\n"),
+    tests: [T.overtaken],
+  },
   {
     name: 'load-ignores-absolute-timeout',
     bug: 'the load serves a session past its absolute timeout as long as it is active',
@@ -422,7 +452,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'move-no-marker',
     bug: 'the move leaves no marker at the old id: a concurrent logout does not find the session',
-    edits: one(ROTATE, '    leaveMarker(old, new, 1, plan, false)\n', "    redis.call('DEL', old)\n"),
+    edits: one(ROTATE, '    leaveMarker(old, new, plan, false)\n', "    redis.call('DEL', old)\n"),
     tests: [T.contract, T.races],
   },
   {

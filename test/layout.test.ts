@@ -91,24 +91,26 @@ describe('a damaged value under a session key', () => {
 });
 
 describe('an id drawn again after a collision', () => {
-  it("a replace whose second draw is a session this writer patched since answers 0 (draw again), never 'done'", async () => {
-    const o = (op: string) => ['o', `${op}=1`];
-    await f.redis.set(
-      'sess:bob',
-      packSession(header(now(), 1200, now() + 1200), [':user', '"bob"', ...o('WRITER012')]),
-    );
-    await f.redis.set(
-      'sess:alice',
-      packSession(header(now(), 1200, now() + 1200), [':user', '"alice"', ...o('WRITER018')]),
-    );
-    const value = packSession(header(now(), 1200, now() + 1200), [':user', '"bob2"', ...o('WRITER017')]);
-    // An older operation of the same writer than alice's last: not a replay of this one.
-    assert.equal(await f.redis.eval(rotateLua, 2, 'sess:bob', 'sess:alice', 'replace', 1200, 'WRITER017', value), 0);
-    assert.equal((await stored(f.redis, 'sess:alice'))[':user'], '"alice"');
-    assert.equal(
-      (await stored(f.redis, 'sess:bob'))[':user'],
-      '"bob"',
-      'the old session is not ended by an attempt that stored nothing',
-    );
-  });
+  for (const [when, last] of [
+    ['one operation later', 'WRITER018'],
+    ['more operations later than a session remembers', 'WRITER01zz'],
+  ] as const) {
+    it(`a replace whose second draw is a session this writer patched ${when} answers 0 (draw again), never 'done'`, async () => {
+      const o = (op: string) => ['o', `${op}=1`];
+      await f.redis.set(
+        'sess:bob',
+        packSession(header(now(), 1200, now() + 1200), [':user', '"bob"', ...o('WRITER012')]),
+      );
+      await f.redis.set('sess:alice', packSession(header(now(), 1200, now() + 1200), [':user', '"alice"', ...o(last)]));
+      const value = packSession(header(now(), 1200, now() + 1200), [':user', '"bob2"', ...o('WRITER017')]);
+      // An older operation of the same writer than alice's last, which never ran there: not a replay.
+      assert.equal(await f.redis.eval(rotateLua, 2, 'sess:bob', 'sess:alice', 'replace', 1200, 'WRITER017', value), 0);
+      assert.equal((await stored(f.redis, 'sess:alice'))[':user'], '"alice"');
+      assert.equal(
+        (await stored(f.redis, 'sess:bob'))[':user'],
+        '"bob"',
+        'the old session is not ended by an attempt that stored nothing',
+      );
+    });
+  }
 });

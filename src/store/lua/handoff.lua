@@ -33,5 +33,5 @@ local index = plan.index
 if index.from then delist(index.from, index.handle) end
 -- LRU mode (setRedisTtl off, ARGV[3] "0"): the session keeps no Redis TTL at its new key either.
 local ttl = (ARGV[3] == '1' and plan.ttl) and math.max(1, plan.ttl) or 0
-leaveMarker(old, new, 1, plan, true)
+leaveMarker(old, new, plan, true)
 return {1, plan.value, ttl}

@@ -36,7 +36,7 @@ if ARGV[1] == 'move' then
   if done == 2 then
     redis.call('DEL', old)
   else
-    leaveMarker(old, new, 1, plan, false)
+    leaveMarker(old, new, plan, false)
   end
   return done
 end

@@ -9,37 +9,71 @@
 -- An operation id is its writer's 8-character prefix (one per store, random) and a counter in base
 -- 36 that never wraps (a counter that restarted would pass for a replay of its old operations), one
 -- per attempt (a retry under a fresh id after a collision is a new operation). A writer's commands
--- reach a session's node in order, on one connection, and a resent command
--- goes before any later one: so `o` keeps one entry per writer, its last operation and code, and an
--- operation not newer than its writer's last is a replay. Other writers' operations cannot push it
--- out. At most 16 writers are remembered (the least recent goes).
+-- reach a session's node in order, on one connection, and a resent command goes before any later
+-- one; but not always on a Redis Cluster whose slots move: a command redirected (MOVED) is sent
+-- again after those the client sent since straight to the slot's new node. So `o` keeps one entry
+-- per writer, `<op>=<code>[/<mask>]`: its last operation, the code it answered, and which of the
+-- WINDOW operations before it ran on this session (bit i: the counter i + 1 below the last, in base
+-- 36, left out when none did). An older operation is a replay only if it ran; one that did not (it
+-- was overtaken on its way) is applied now. One older than the window is taken for a replay: the
+-- entry cannot tell. Other writers' operations cannot push an entry out; at most 16 writers are
+-- remembered (the least recent goes).
+local WINDOW = 52 -- bits a double holds exactly
+
+-- This writer's entry: its last operation's counter (and its text), code and mask.
 local function lastOf(ops, prefix)
   local at = string.find(' ' .. ops, ' ' .. prefix, 1, true)
   if not at then return nil end
-  local counter, code = string.match(ops, '^(%w+)=(%d)', at + #prefix)
-  return tonumber(counter, 36), tonumber(code)
+  local text, code, mask = string.match(ops, '^(%w+)=(%d)/?(%w*)', at + #prefix)
+  if not text then return nil end
+  return tonumber(text, 36), tonumber(code), tonumber(mask, 36) or 0, text
+end
+
+-- Whether bit `i` of `mask` is set (arithmetic: Lua's numbers are doubles, exact to 2^53).
+local function ran(mask, i)
+  return math.floor(mask / 2 ^ i) % 2 == 1
 end
 
 -- The code a first run of `op` answered, when `ops` (a session's or a marker's `o`) shows that it
--- ran already; nil when it did not. With `exact`, only this very operation counts (a key that an
--- older operation of the same writer wrote is no sign that this one ran).
+-- ran already; nil when it did not. With `exact`, an operation older than the window counts as not
+-- run (for a key a fresh id found taken: taking it for ours could hand a request someone else's).
 local function replayed(ops, op, exact)
   if type(ops) ~= 'string' then return nil end
-  local counter, code = lastOf(ops, string.sub(op, 1, 8))
+  local counter, code, mask = lastOf(ops, string.sub(op, 1, 8))
   local mine = tonumber(string.sub(op, 9), 36)
   if not counter or not mine or mine > counter then return nil end
-  -- The same operation answers its code; an older one of the same writer was handled before it.
   if mine == counter then return code end
+  local back = counter - mine
+  -- Within the window the mask knows (only operations that answered 1 are remembered); one not run
+  -- here was overtaken by a later one of its writer. Beyond it, `exact` says "not run".
+  if back <= WINDOW then return ran(mask, back - 1) and 1 or nil end
   if exact then return nil end
   return 1
 end
 
--- `ops` with `op` remembered as its writer's last operation, answered `code`.
+-- `ops` with `op` remembered, answered `code`: its writer's entry first. An operation newer than
+-- the entry's last becomes it, the last moving into the mask; an older one (overtaken, applied now)
+-- is marked in the mask.
 local function record(ops, op, code)
   local prefix = string.sub(op, 1, 8)
-  local entries = { op .. '=' .. code }
-  for entry in string.gmatch(ops or '', '%S+') do
-    if string.sub(entry, 1, 8) ~= prefix and #entries < 16 then entries[#entries + 1] = entry end
+  local mine = tonumber(string.sub(op, 9), 36)
+  local entry = op .. '=' .. code
+  local counter, last, mask, text = lastOf(ops or '', prefix)
+  if counter and mine then
+    if mine > counter then
+      local shift = mine - counter
+      -- The bits that stay inside the window move up by `shift`; the last becomes bit shift - 1.
+      mask = shift > WINDOW and 0 or (mask % 2 ^ (WINDOW - shift)) * 2 ^ shift + 2 ^ (shift - 1)
+    elseif mine < counter then
+      local back = counter - mine
+      if back <= WINDOW and not ran(mask, back - 1) then mask = mask + 2 ^ (back - 1) end
+      entry = prefix .. text .. '=' .. last
+    end
+    if mask > 0 then entry = entry .. '/' .. b36(mask) end
+  end
+  local entries = { entry }
+  for other in string.gmatch(ops or '', '%S+') do
+    if string.sub(other, 1, 8) ~= prefix and #entries < 16 then entries[#entries + 1] = other end
   end
   return table.concat(entries, ' ')
 end

@@ -1,0 +1,135 @@
+/**
+ * A write overtaken by a later write of the same writer. On a Redis Cluster whose slots move, ioredis
+ * sends a command redirected by MOVED again after the commands it sent since straight to the slot's
+ * new node, so one process's two writes to a session can land in the other order. The operation ids
+ * (src/store/lua/include/op.lua) must then tell an overtaken write, which has not run and is applied,
+ * from a replay of one that ran, which is not (docs/design.md, "Faults"). The orders are played with
+ * the scripts themselves, each command sent when the test says, on one server and on Cluster.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { patchLua, rotateLua } from '../src/store/scripts.generated.js';
+import { useBackends } from './helpers/backends.js';
+import { seed, stored } from './helpers/stored.js';
+
+const { backends, started } = useBackends();
+before(() => started);
+
+/** How many operations back a writer's entry remembers (include/op.lua, WINDOW). */
+const WINDOW = 52;
+
+const now = () => Math.floor(Date.now() / 1000);
+
+/** A patch's intent (include/apply.lua): set `sets`, append `frame` to the queue `:q`, as `op`. */
+function intent(op: string, sets: Record<string, string>, frame = ''): Array<string | number> {
+  const pairs = Object.entries(sets).flat();
+  const queues = frame === '' ? [] : [':q', frame, 0];
+  return [now(), '1', 1e6, '', '0', queues.length / 3, pairs.length / 2, op, -1, '', '', '', '', ...queues, ...pairs];
+}
+
+/** An operation id: the writer's 8-character prefix and its counter, in base 36. */
+const op = (writer: string, counter: number) => writer + counter.toString(36);
+
+for (const b of backends) {
+  describe(`a write overtaken by a later one of its writer (${b.name})`, () => {
+    // One hash tag: a session and the id it moves to share a slot, as a regenerate's do.
+    const key = 'sess:{ov}one';
+    const moved = 'sess:{ov}two';
+    const patch = (id: string, sets: Record<string, string>, frame?: string) =>
+      b.client.eval(patchLua, 1, key, ...intent(id, sets, frame));
+
+    it('is applied when it lands, and each of the two answers 1 again when resent', async () => {
+      await seed(b.client, key, { ':user': '"ada"' }, 1200);
+      assert.equal(await patch(op('WRITERaa', 41), { ':b': '2' }), 1, 'the later write, first');
+      assert.equal(await patch(op('WRITERaa', 40), { ':a': '1' }), 1, 'the overtaken one');
+      assert.deepEqual(
+        { a: (await stored(b.client, key))[':a'], b: (await stored(b.client, key))[':b'] },
+        { a: '1', b: '2' },
+        'both writes are stored',
+      );
+      // Another writer changes both keys; a replay of either write must not undo that.
+      assert.equal(await patch(op('WRITERbb', 7), { ':a': 'x', ':b': 'y' }), 1);
+      assert.equal(await patch(op('WRITERaa', 40), { ':a': '1' }), 1, 'the overtaken one, resent');
+      assert.equal(await patch(op('WRITERaa', 41), { ':b': '2' }), 1, 'the later one, resent');
+      const after = await stored(b.client, key);
+      assert.deepEqual({ a: after[':a'], b: after[':b'] }, { a: 'x', b: 'y' }, 'no replay acted again');
+    });
+
+    it('a write overtaken by a regenerate of its writer answers gone, never "stored"', async () => {
+      await seed(b.client, key, { ':user': '"ada"' }, 1200);
+      const move = await b.client.eval(rotateLua, 2, key, moved, 'move', ...intent(op('WRITERaa', 12), {}));
+      assert.equal(move, 1);
+      // Loaded before the move, landing after it: in serial order it came after, when the old id no
+      // longer named a session (docs/design.md, "Concurrency"); its request is told so.
+      assert.equal(await patch(op('WRITERaa', 11), { ':a': '1' }), -1);
+      assert.equal((await stored(b.client, moved))[':a'], undefined, 'not carried to the new id');
+      // The move resent answers what it did; a write the session had run before the move, resent to
+      // the marker, is known there too.
+      assert.equal(await b.client.eval(rotateLua, 2, key, moved, 'move', ...intent(op('WRITERaa', 12), {})), 1);
+    });
+
+    it("a write the session ran before its writer's move is known at the marker when resent", async () => {
+      await seed(b.client, key, { ':user': '"ada"' }, 1200);
+      assert.equal(await patch(op('WRITERaa', 20), { ':a': '1' }), 1);
+      assert.equal(await b.client.eval(rotateLua, 2, key, moved, 'move', ...intent(op('WRITERaa', 21), {})), 1);
+      assert.equal(await patch(op('WRITERaa', 20), { ':a': '1' }), 1, 'it ran: its answer, not gone');
+      assert.equal((await stored(b.client, moved))[':a'], '1');
+    });
+
+    it(`older than the window (${WINDOW} operations of its writer): taken for a replay, as the entry cannot tell`, async () => {
+      await seed(b.client, key, { ':user': '"ada"' }, 1200);
+      assert.equal(await patch(op('WRITERaa', 100 + WINDOW + 1), { ':b': '2' }), 1);
+      assert.equal(await patch(op('WRITERaa', 100), { ':a': '1' }), 1);
+      assert.equal((await stored(b.client, key))[':a'], undefined);
+      // Just inside it: applied.
+      assert.equal(await patch(op('WRITERaa', 101), { ':a': '1' }), 1);
+      assert.equal((await stored(b.client, key))[':a'], '1');
+    });
+
+    it('any order, any resends, two writers: each write acts exactly once (property)', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          // Each writer's operations: counters rising by 1-3, so a writer's whole run fits the window.
+          fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 12 }),
+          fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 12 }),
+          fc.infiniteStream(fc.nat()),
+          async (stepsA, stepsB, picks) => {
+            await seed(b.client, key, { ':user': '"ada"' }, 1200);
+            const ops: string[] = [];
+            for (const [writer, steps] of [
+              ['WRITERaa', stepsA],
+              ['WRITERbb', stepsB],
+            ] as const) {
+              let counter = 1000;
+              for (const step of steps) ops.push(op(writer, (counter += step)));
+            }
+            // Deliver each operation once, in any order, and resend some after they ran.
+            const pending = [...ops];
+            const ran: string[] = [];
+            const order: string[] = [];
+            const pick = picks[Symbol.iterator]();
+            while (pending.length > 0) {
+              const n = pick.next().value as number;
+              const resend = ran.length > 0 && n % 3 === 0;
+              const id = resend
+                ? (ran[n % ran.length] as string)
+                : (pending.splice(n % pending.length, 1)[0] as string);
+              assert.equal(await patch(id, {}, `<${id}>`), 1, `${resend ? 'resent' : 'sent'} ${id}`);
+              if (!resend) {
+                ran.push(id);
+                order.push(`<${id}>`);
+              }
+            }
+            assert.equal(
+              (await stored(b.client, key))[':q'],
+              order.join(''),
+              'each message queued once, in landing order',
+            );
+          },
+        ),
+        { numRuns: b.cluster ? 40 : 80 },
+      );
+    });
+  });
+}
