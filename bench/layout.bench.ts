@@ -100,6 +100,10 @@ try {
           1,
           `bench001${String(i).padStart(6, '0')}`,
           -1,
+          '', // no userKey (include/apply.lua's intent: its field, index, handle and info)
+          '',
+          '',
+          '',
           ':views',
           String(i),
         ]),
