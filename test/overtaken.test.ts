@@ -4,13 +4,20 @@
  * new node, so one process's two writes to a session can land in the other order. The operation ids
  * (src/store/lua/include/op.lua) must then tell an overtaken write, which has not run and is applied,
  * from a replay of one that ran, which is not (docs/design.md, "Faults"). The orders are played with
- * the scripts themselves, each command sent when the test says, on one server and on Cluster.
+ * the scripts themselves, each command sent when the test says, on one server and on Cluster; and
+ * once end to end, through ioredis' own MOVED handling and the middleware, on a slot moved mid-request.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { Cluster, type Redis } from 'ioredis';
+import { defaultGenId } from '../src/cookie.js';
 import { patchLua, rotateLua } from '../src/store/scripts.generated.js';
 import { useBackends } from './helpers/backends.js';
+import { Gates } from './helpers/gates.js';
+import { sessionKey } from './helpers/keys.js';
+import { Monitor } from './helpers/monitor.js';
+import { cookieOf, serveSession } from './helpers/server.js';
 import { seed, stored } from './helpers/stored.js';
 
 const { backends, started } = useBackends();
@@ -133,3 +140,92 @@ for (const b of backends) {
     });
   });
 }
+
+describe('through ioredis: a write redirected by MOVED lands after a later write of the same process', () => {
+  const cluster = backends[1];
+  it('both writes are kept, and the overtaken one is not reported as lost', { timeout: 120_000 }, async () => {
+    // ioredis holds a command answered MOVED for `retryDelayOnMoved` before sending it again; a slot
+    // table refreshed meanwhile sends the process's next write straight to the new owner, first.
+    const DELAY = 5000;
+    const client = new Cluster(
+      cluster.masters().map((n) => ({ host: String(n.options.host), port: Number(n.options.port) })),
+      { retryDelayOnMoved: DELAY, slotsRefreshInterval: 3_600_000, redisOptions: { maxRetriesPerRequest: 1 } },
+    );
+    client.on('error', () => undefined);
+    const gates = new Gates();
+    const ids = [`Overtake${defaultGenId().slice(8)}`];
+    const app = await serveSession(
+      { redis: client, commandTimeout: 60_000, genId: () => ids.shift() ?? defaultGenId() },
+      async (ctx) => {
+        if (ctx.path === '/login') ctx.session.user = 'ada';
+        else if (ctx.path === '/a') {
+          void ctx.session.user; // loaded before the slot moves
+          await gates.arrive('a');
+          ctx.session.a = 1;
+        } else ctx.session.b = 2;
+        ctx.body = 'ok';
+      },
+    );
+    const monitors: Monitor[] = [];
+    try {
+      await client.ping();
+      const login = await app.get('/login');
+      const cookie = cookieOf(login);
+      const key = sessionKey(cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.')), true);
+      const slot = Number(await client.call('CLUSTER', 'KEYSLOT', key));
+      const nodeName = (n: Redis) => `${String(n.options.host)}:${String(n.options.port)}`;
+      const masters = client.nodes('master');
+      const source = masters.find((n) => nodeName(n) === client.slots[slot]?.[0]) as Redis;
+      const target = masters.find((n) => n !== source) as Redis;
+      monitors.push(await Monitor.start(`redis://127.0.0.1:${String(target.options.port)}`));
+      const monitor = monitors[0] as Monitor;
+
+      // The first request holds the session it loaded while the slot moves to another node.
+      const first = app.get('/a', cookie);
+      await gates.reached('a');
+      const id = async (n: Redis) => String(await n.call('CLUSTER', 'MYID'));
+      const [sourceId, targetId] = [await id(source), await id(target)];
+      await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+      await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+      await source.call('MIGRATE', '127.0.0.1', Number(target.options.port), '', 0, 5000, 'KEYS', key);
+      for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
+        await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+      assert.equal(client.slots[slot]?.[0], nodeName(source), "the client's table still names the old owner");
+
+      await monitor.begin();
+      // Its write goes to the old owner, is answered MOVED, and waits there.
+      const sent = new Promise<void>((resolve) => {
+        const send = source.sendCommand.bind(source);
+        source.sendCommand = ((command: { args: unknown[] }, stream?: unknown) => {
+          if (command.args.some((a) => String(a) === key)) resolve();
+          return send(command as never, stream as never);
+        }) as Redis['sendCommand'];
+      });
+      gates.release('a');
+      await sent;
+      (client as unknown as { refreshSlotsCache(): void }).refreshSlotsCache();
+      const deadline = performance.now() + 30_000;
+      while (client.slots[slot]?.[0] !== nodeName(target)) {
+        assert.ok(performance.now() < deadline, 'the slot table was refreshed');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // The second request of the same process loads and writes on the new owner meanwhile.
+      let firstDone = false;
+      void first.then(() => (firstDone = true));
+      const second = await app.get('/b', cookie);
+      assert.equal(second.status, 200);
+      assert.equal(firstDone, false, 'the first write still waits for its redirect');
+      const res = await first;
+      assert.equal(res.status, 200);
+      const patches = (await monitor.end()).filter((c) => c.op === 'patch').map((c) => c.args.at(-1));
+      assert.deepEqual(patches, ['2', '1'], 'the later write landed first');
+      const data = await stored(client, key);
+      assert.deepEqual([data[':a'], data[':b'], data[':user']], ['1', '2', '"ada"'], 'both writes are stored');
+    } finally {
+      gates.close();
+      for (const m of monitors) await m.stop();
+      await app.close();
+      client.disconnect();
+    }
+  });
+});
