@@ -20,13 +20,29 @@
 -- remembered (the least recent goes).
 local WINDOW = 52 -- bits a double holds exactly
 
+-- A counter or a mask: base-36 digits, at most 11 (what b36 writes for up to 2^53), read one digit
+-- at a time in doubles; nil for anything else. Not tonumber(text, 36): Lua 5.1 reads that through
+-- C's strtoul, which stops at 2^32 - 1 on a 32-bit build of Redis, where a mask with any of its upper
+-- 20 bits set would read as its lower 32 all set (overtaken writes taken for replays) and a counter
+-- past 2^32 as every later operation's.
+local function number36(text)
+  if #text == 0 or #text > 11 then return nil end
+  local n = 0
+  for i = 1, #text do
+    local digit = tonumber(string.sub(text, i, i), 36)
+    if not digit then return nil end
+    n = n * 36 + digit
+  end
+  return n
+end
+
 -- This writer's entry: its last operation's counter (and its text), code and mask.
 local function lastOf(ops, prefix)
   local at = string.find(' ' .. ops, ' ' .. prefix, 1, true)
   if not at then return nil end
   local text, code, mask = string.match(ops, '^(%w+)=(%d)/?(%w*)', at + #prefix)
   if not text then return nil end
-  return tonumber(text, 36), tonumber(code), tonumber(mask, 36) or 0, text
+  return number36(text), tonumber(code), number36(mask) or 0, text
 end
 
 -- Whether bit `i` of `mask` is set (arithmetic: Lua's numbers are doubles, exact to 2^53).
@@ -40,7 +56,7 @@ end
 local function replayed(ops, op, exact)
   if type(ops) ~= 'string' then return nil end
   local counter, code, mask = lastOf(ops, string.sub(op, 1, 8))
-  local mine = tonumber(string.sub(op, 9), 36)
+  local mine = number36(string.sub(op, 9))
   if not counter or not mine or mine > counter then return nil end
   if mine == counter then return code end
   local back = counter - mine
@@ -56,7 +72,7 @@ end
 -- is marked in the mask.
 local function record(ops, op, code)
   local prefix = string.sub(op, 1, 8)
-  local mine = tonumber(string.sub(op, 9), 36)
+  local mine = number36(string.sub(op, 9))
   local entry = op .. '=' .. code
   local counter, last, mask, text = lastOf(ops or '', prefix)
   if counter and mine then
