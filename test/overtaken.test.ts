@@ -103,51 +103,6 @@ for (const b of backends) {
       assert.equal((await stored(b.client, key))[':a'], '1');
     });
 
-    it('any order, any resends, two writers: each write acts exactly once (property)', async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          // Each writer's operations: counters rising by 1-3, so a writer's whole run fits the window.
-          fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 12 }),
-          fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 12 }),
-          fc.infiniteStream(fc.nat()),
-          async (stepsA, stepsB, picks) => {
-            await seed(b.client, key, { ':user': '"ada"' }, 1200);
-            const ops: string[] = [];
-            for (const [writer, steps] of [
-              ['WRITERaa', stepsA],
-              ['WRITERbb', stepsB],
-            ] as const) {
-              let counter = 1000;
-              for (const step of steps) ops.push(op(writer, (counter += step)));
-            }
-            // Deliver each operation once, in any order, and resend some after they ran.
-            const pending = [...ops];
-            const ran: string[] = [];
-            const order: string[] = [];
-            const pick = picks[Symbol.iterator]();
-            while (pending.length > 0) {
-              const n = pick.next().value as number;
-              const resend = ran.length > 0 && n % 3 === 0;
-              const id = resend
-                ? (ran[n % ran.length] as string)
-                : (pending.splice(n % pending.length, 1)[0] as string);
-              assert.equal(await patch(id, {}, `<${id}>`), 1, `${resend ? 'resent' : 'sent'} ${id}`);
-              if (!resend) {
-                ran.push(id);
-                order.push(`<${id}>`);
-              }
-            }
-            assert.equal(
-              (await stored(b.client, key))[':q'],
-              order.join(''),
-              'each message queued once, in landing order',
-            );
-          },
-        ),
-        { numRuns: b.cluster ? 40 : 80 },
-      );
-    });
-
     it('at the window edge and with every bit of the mask set, each write acts once', async () => {
       await seed(b.client, key, { ':user': '"ada"' }, 1200);
       const order: string[] = [];
