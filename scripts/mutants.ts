@@ -339,7 +339,7 @@ const MUTANTS: readonly Mutant[] = [
   {
     name: 'marker-forgets-writer',
     bug: "a move's marker remembers only the move: a write the session ran before it, resent to the marker, answers gone",
-    edits: one(APPLY, "  local own = string.match(plan.ops, '^%S+')\n", "  local own = ARGV[9] .. '=1'\n"),
+    edits: one(APPLY, 'o = plan.ops, x = crossing', "o = ARGV[9] .. '=1', x = crossing"),
     tests: [T.overtaken],
   },
   {

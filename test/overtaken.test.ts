@@ -85,12 +85,17 @@ for (const b of backends) {
       assert.equal(await b.client.eval(rotateLua, 2, key, moved, 'move', ...intent(op('WRITERaa', 12), {})), 1);
     });
 
-    it("a write the session ran before its writer's move is known at the marker when resent", async () => {
+    it('a write the session ran before a move, of its mover or another writer, is known at the marker when resent', async () => {
       await seed(b.client, key, { ':user': '"ada"' }, 1200);
       assert.equal(await patch(op('WRITERaa', 20), { ':a': '1' }), 1);
+      assert.equal(await patch(op('WRITERbb', 5), { ':b': '2' }), 1);
       assert.equal(await b.client.eval(rotateLua, 2, key, moved, 'move', ...intent(op('WRITERaa', 21), {})), 1);
-      assert.equal(await patch(op('WRITERaa', 20), { ':a': '1' }), 1, 'it ran: its answer, not gone');
-      assert.equal((await stored(b.client, moved))[':a'], '1');
+      assert.equal(await patch(op('WRITERaa', 20), { ':a': '1' }), 1, "the mover's: its answer, not gone");
+      assert.equal(await patch(op('WRITERbb', 5), { ':b': '2' }), 1, "another writer's: its answer, not gone");
+      // One that had not run there is gone: it landed after the move.
+      assert.equal(await patch(op('WRITERbb', 6), { ':c': '3' }), -1);
+      const after = await stored(b.client, moved);
+      assert.deepEqual([after[':a'], after[':b'], after[':c']], ['1', '2', undefined]);
     });
 
     it(`older than the window (${WINDOW} operations of its writer): taken for a replay, as the entry cannot tell`, async () => {

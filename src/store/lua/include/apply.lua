@@ -148,12 +148,11 @@ local function commit(key, b, plan)
 end
 
 -- Leave at `key` the marker of a move of the plan's session to `new` (include/layout.lua). It
--- remembers its writer's entry of `o` (include/op.lua), the move's operation last, so a replay of the
--- move, or of an operation of that writer the session had run, finds it here; and lives as long as
--- the session's timeout (a day without one). `crossing` flags a move into another Cluster slot
--- (handoff.lua), which a logout follows with a second command (include/chain.lua).
+-- remembers the session's `o` (include/op.lua), the move last, so a replay of the move, or of any
+-- writer's operation the session had run, answers what it did there instead of "gone"; and lives as
+-- long as the session's timeout (a day without one). `crossing` flags a move into another Cluster
+-- slot (handoff.lua), which a logout follows with a second command (include/chain.lua).
 local function leaveMarker(key, new, plan, crossing)
-  local own = string.match(plan.ops, '^%S+')
-  local mark = 'm ' .. cmsgpack.pack({ m = new, o = own, x = crossing and '1' or nil })
+  local mark = 'm ' .. cmsgpack.pack({ m = new, o = plan.ops, x = crossing and '1' or nil })
   redis.call('SET', key, mark, 'EX', (plan.t and plan.t > 0) and plan.t or 86400)
 end
