@@ -32,7 +32,9 @@ export class AppKeys {
     if (made === undefined || !sameKeys(made, value)) {
       made = {
         value,
-        items: Array.isArray(value) ? [...(value as unknown[])] : [],
+        // A Buffer's bytes are kept too: the ring holds them in KeyObjects, which a change in place
+        // would not reach.
+        items: Array.isArray(value) ? (value as unknown[]).map((k) => (Buffer.isBuffer(k) ? Buffer.from(k) : k)) : [],
         codec: new CookieCodec(this.cookieName, resolveAppKeys(app), this.idPattern),
       };
       this.#byApp.set(app, made);
@@ -42,12 +44,18 @@ export class AppKeys {
 }
 
 /** Whether `app.keys` still holds what the ring was made from: the same value, and for an array
- *  (which an app may change in place, e.g. `app.keys.unshift(newKey)`) the same items. */
+ *  (which an app may change in place, e.g. `app.keys.unshift(newKey)`) the same items, a Buffer's
+ *  with the same bytes (as Koa's `ctx.cookies`, through keygrip, reads them at every signature). */
 function sameKeys(made: { value: unknown; items: readonly unknown[] }, value: unknown): boolean {
   if (made.value !== value) return false;
   if (!Array.isArray(value)) return true;
   if (value.length !== made.items.length) return false;
-  for (let i = 0; i < value.length; i++) if (value[i] !== made.items[i]) return false;
+  for (let i = 0; i < value.length; i++) {
+    const key = value[i];
+    const was = made.items[i];
+    if (key === was) continue;
+    if (!Buffer.isBuffer(key) || !Buffer.isBuffer(was) || !key.equals(was)) return false;
+  }
   return true;
 }
 

@@ -27,7 +27,7 @@ import {
   type SetCookie,
 } from './helpers/app.js';
 import { closeable } from './helpers/cleanup.js';
-import { assertBetween, assertTtl, storedData, useRedis } from './helpers/fixture.js';
+import { assertBetween, assertTtl, signedCookie, storedData, useRedis } from './helpers/fixture.js';
 import { stored, update } from './helpers/stored.js';
 
 const f = useRedis();
@@ -450,6 +450,18 @@ describe('app.keys is followed as it changes', () => {
     const again = await a.get('/', resigned.cookie);
     assert.equal(again.text, 'ada');
     expectCookieSet(again); // re-signed with the Keygrip's newest key
+  });
+
+  it('a Buffer key changed in place signs and verifies with its new bytes, as ctx.cookies would', async () => {
+    const key = Buffer.from('first-secret');
+    const a = keysApp([key] as unknown as string[]);
+    const { cookie } = expectCookieSet(await a.get('/seed'));
+    assert.equal((await a.get('/', cookie)).text, 'ada');
+    key.write('other-secret'); // the same length: only the bytes change
+    assert.equal((await a.get('/', cookie)).text, 'nobody', 'signed with the old bytes: verifies no more');
+    const { cookie: fresh, id } = expectCookieSet(await a.get('/seed'));
+    assert.equal(fresh, signedCookie(id, ['other-secret']), 'signed with the new bytes');
+    assert.equal((await a.get('/', fresh)).text, 'ada');
   });
 });
 
