@@ -12,8 +12,8 @@
 -- map, to keep the index alive as long as the session (include/users.lua).
 --
 -- A marker a regenerate leaves at the old id is "m " .. a map { m = the key the session moved to,
--- o = the session's `o`, the move last (include/op.lua) }. A hash is a session of the previous layout (a field per key), which
--- migrate() rewrites in place.
+-- o = the session's `o`, the move last (include/op.lua) }. A hash is a session of the previous
+-- layout (a field per key), which migrate() rewrites in place.
 local HEADER = '^(%w+) (%w+) (%w*) (%w*) ()'
 
 -- A tombstone: what end.lua leaves, on Redis Cluster, at the key a handoff (handoff.lua) was moving a
