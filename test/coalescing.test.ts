@@ -18,7 +18,7 @@ import { sessionKey } from './helpers/keys.js';
 import { seed as store } from './helpers/stored.js';
 import { packSession } from '../src/store/layout.js';
 import { MultiMonitor } from './helpers/monitor.js';
-import { startCluster, type RedisCluster } from './helpers/redis-cluster.js';
+import { moveSlot, nodeName, startCluster, type RedisCluster } from './helpers/redis-cluster.js';
 
 const f = useRedis();
 // Closed after each test, passed or failed: an open client would keep the file from exiting.
@@ -213,8 +213,6 @@ function countWritesPerNode(c: Cluster): Map<string, number[]> {
   return new Map(c.nodes('master').map((node) => [nodeName(node), countWrites(node)]));
 }
 
-const nodeName = (node: Redis) => `${String(node.options.host)}:${String(node.options.port)}`;
-
 describe('write coalescing on Redis Cluster (3 masters)', () => {
   let cluster: RedisCluster;
   let client: Cluster;
@@ -330,14 +328,10 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
       () => `AskMoved${defaultGenId().slice(8)}`,
     );
     const slot = Number(await c.call('CLUSTER', 'KEYSLOT', keys[0] as string));
-    const masters = c.nodes('master');
-    const source = masters.find((n) => nodeName(n) === c.slots[slot]?.[0]) as Redis;
-    const target = masters.find((n) => n !== source) as Redis;
-    const id = async (n: Redis) => String(await n.call('CLUSTER', 'MYID'));
-    const [sourceId, targetId] = [await id(source), await id(target)];
-    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
-    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
-    await source.call('MIGRATE', '127.0.0.1', target.options.port as number, '', 0, 5000, 'KEYS', ...keys.slice(0, 10));
+    const move = await moveSlot(c, slot);
+    const { source, target } = move;
+    await move.begin();
+    await move.migrate(keys.slice(0, 10));
 
     // Half the keys moved: the source answers those with ASK, the rest itself.
     let askings = 0;
@@ -351,9 +345,8 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     assert.ok(askings >= 10, `${askings} ASKING sent to the importing node`);
     await assertNothingCorked(c.nodes('all'));
 
-    await source.call('MIGRATE', '127.0.0.1', target.options.port as number, '', 0, 5000, 'KEYS', ...keys.slice(10));
-    for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
-      await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    await move.migrate(keys.slice(10));
+    await move.finish();
     // The slot now belongs to the target; the client's table still names the source: MOVED.
     assert.equal(c.slots[slot]?.[0], nodeName(source));
     const moved = await Promise.all(cookies.map((cookie) => call('/write', cookie)));
@@ -373,11 +366,8 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
     const ids = [`CreateAk${defaultGenId().slice(8)}`, `CreateAk${defaultGenId().slice(8)}`];
     const { call } = makeApp({ redis: c, genId: () => ids.shift() as string });
     const slot = Number(await c.call('CLUSTER', 'KEYSLOT', sessionKey(ids[0] as string, true)));
-    const masters = c.nodes('master');
-    const source = masters.find((n) => nodeName(n) === c.slots[slot]?.[0]) as Redis;
-    const target = masters.find((n) => n !== source) as Redis;
-    const id = async (n: Redis) => String(await n.call('CLUSTER', 'MYID'));
-    const [sourceId, targetId] = [await id(source), await id(target)];
+    const move = await moveSlot(c, slot);
+    const { source, target } = move;
     const storedOnTarget = async (cookie: string, migrating: boolean): Promise<void> => {
       const key = sessionKey(cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.')), true);
       // A migrating source answers ASK for a key it does not hold; the importing node serves it after ASKING.
@@ -392,14 +382,12 @@ describe('write coalescing on Redis Cluster (3 masters)', () => {
       assert.ok(value.equals(packSession(head, [':n', '1'], false)), `${key}: the value packSession writes`);
       assert.equal((await call('/read', cookie)).body, '1');
     };
-    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
-    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    await move.begin();
     const asked = await call('/write');
     assert.equal(asked.status, 200);
     await storedOnTarget(asked.setCookie[0]?.split(';')[0] as string, true);
 
-    for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
-      await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    await move.finish();
     assert.equal(c.slots[slot]?.[0], nodeName(source), "the client's table still names the source");
     const moved = await call('/write');
     assert.equal(moved.status, 200);

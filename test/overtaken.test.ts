@@ -17,6 +17,7 @@ import { useBackends } from './helpers/backends.js';
 import { Gates } from './helpers/gates.js';
 import { sessionKey } from './helpers/keys.js';
 import { Monitor } from './helpers/monitor.js';
+import { moveSlot, nodeName } from './helpers/redis-cluster.js';
 import { cookieOf, serveSession } from './helpers/server.js';
 import { seed, stored } from './helpers/stored.js';
 
@@ -290,23 +291,17 @@ describe('through ioredis: a write redirected by MOVED lands after a later write
       const cookie = cookieOf(login);
       const key = sessionKey(cookie.slice(cookie.indexOf('=') + 1, cookie.lastIndexOf('.')), true);
       const slot = Number(await client.call('CLUSTER', 'KEYSLOT', key));
-      const nodeName = (n: Redis) => `${String(n.options.host)}:${String(n.options.port)}`;
-      const masters = client.nodes('master');
-      const source = masters.find((n) => nodeName(n) === client.slots[slot]?.[0]) as Redis;
-      const target = masters.find((n) => n !== source) as Redis;
+      const move = await moveSlot(client, slot);
+      const { source, target } = move;
       monitors.push(await Monitor.start(`redis://127.0.0.1:${String(target.options.port)}`));
       const monitor = monitors[0] as Monitor;
 
       // The first request holds the session it loaded while the slot moves to another node.
       const first = app.get('/a', cookie);
       await gates.reached('a');
-      const id = async (n: Redis) => String(await n.call('CLUSTER', 'MYID'));
-      const [sourceId, targetId] = [await id(source), await id(target)];
-      await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
-      await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
-      await source.call('MIGRATE', '127.0.0.1', Number(target.options.port), '', 0, 5000, 'KEYS', key);
-      for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
-        await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+      await move.begin();
+      await move.migrate([key]);
+      await move.finish();
       assert.equal(client.slots[slot]?.[0], nodeName(source), "the client's table still names the old owner");
 
       await monitor.begin();

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { freePort, startRedis, type RedisServer } from './redis-server.js';
 
 const run = promisify(execFile);
@@ -167,4 +167,49 @@ export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<
   await cluster.waitOk();
   await replicasInSync(nodes);
   return cluster;
+}
+
+/** A node's name as an ioredis Cluster client's slot table holds it. */
+export function nodeName(node: Redis): string {
+  return `${String(node.options.host)}:${String(node.options.port)}`;
+}
+
+/**
+ * Move `slot` from the node `client`'s slot table names for it (`source`) to another master
+ * (`target`) by hand, as `redis-cli --cluster reshard` does, in its three steps: `begin()` marks it
+ * migrating (the source answers ASK for keys it no longer holds), `migrate(keys)` carries keys across,
+ * `finish()` gives the slot to the target on every master (the source answers MOVED from then on).
+ * The client's table is left as it was, for the redirections to correct.
+ */
+export async function moveSlot(
+  client: Cluster,
+  slot: number,
+): Promise<{
+  source: Redis;
+  target: Redis;
+  begin(): Promise<void>;
+  migrate(keys: readonly string[]): Promise<void>;
+  finish(): Promise<void>;
+}> {
+  const masters = client.nodes('master');
+  const source = masters.find((n) => nodeName(n) === client.slots[slot]?.[0]) as Redis;
+  const target = masters.find((n) => n !== source) as Redis;
+  const id = async (n: Redis) => String(await n.call('CLUSTER', 'MYID'));
+  const [sourceId, targetId] = [await id(source), await id(target)];
+  return {
+    source,
+    target,
+    async begin() {
+      await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+      await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    },
+    async migrate(keys) {
+      await source.call('MIGRATE', '127.0.0.1', Number(target.options.port), '', 0, 5000, 'KEYS', ...keys);
+    },
+    async finish() {
+      // The new owner first, then the old one, then the rest (the order redis-cli follows).
+      for (const node of [target, source, ...masters.filter((n) => n !== source && n !== target)])
+        await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    },
+  };
 }
