@@ -42,7 +42,7 @@ interface SessionCommands {
     oldKey: string,
     newKey: string,
     mode: 'move' | 'replace',
-    ...args: Array<string | number | Buffer | ReadonlyArray<string | number>>
+    args: ReadonlyArray<string | number | Buffer>,
   ): Promise<number | string>;
   ksmEndV3(key: string, mode: '' | 'tombstone'): Promise<number | string>;
   ksmHandoffV1Buffer(
@@ -50,7 +50,7 @@ interface SessionCommands {
     newKey: string,
     intent: ReadonlyArray<string | number>,
   ): Promise<[number, Buffer?, number?]>;
-  ksmCreateV1(key: string, ...args: Array<string | number | Buffer>): Promise<number>;
+  ksmCreateV1(key: string, place: ReadonlyArray<string | number | Buffer>): Promise<number>;
   ksmUserV1(index: string, mode: 'list', now: number, absolute: number, handle: string): Promise<string[]>;
   ksmUserV1(
     index: string,
@@ -493,26 +493,13 @@ export class SessionStore {
         return this.#underFreshId(source, async (id) => {
           const op = this.#nextOp();
           const whole = this.#whole(source, now, op, false);
-          const { ttl, value, index, handle } = whole;
           if (this.#crossSlot(oldId, id)) {
             // A login on Cluster into its user's slot: two slots, two commands (README, "A user's sessions").
             await this.end(oldId);
             return this.#send('replace', oldId, () => this.#create(this.key(id), whole, op, now));
           }
           const done = await this.#send('replace', oldId, () =>
-            this.#redis.ksmRotateV5(
-              this.key(oldId),
-              this.key(id),
-              'replace',
-              ttl,
-              op,
-              valueBytes(value),
-              index,
-              handle,
-              this.#ttlFlag,
-              now,
-              this.#absolute,
-            ),
+            this.#redis.ksmRotateV5(this.key(oldId), this.key(id), 'replace', this.#placeArgs(whole, op, now)),
           );
           if (typeof done === 'number') return done;
           // The old session was being moved into another Cluster slot meanwhile: it ends there too.
@@ -609,20 +596,7 @@ export class SessionStore {
    */
   #create(key: string, whole: Whole, op: string, now: number): Promise<number> {
     const { ttl, value } = whole;
-    if (whole.index !== '') {
-      const { index, handle } = whole;
-      return this.#redis.ksmCreateV1(
-        key,
-        ttl,
-        op,
-        valueBytes(value),
-        index,
-        handle,
-        this.#ttlFlag,
-        now,
-        this.#absolute,
-      );
-    }
+    if (whole.index !== '') return this.#redis.ksmCreateV1(key, this.#placeArgs(whole, op, now));
     const sent =
       typeof value === 'string' && this.#framing && Buffer.byteLength(key) === key.length
         ? this.#framedSet(key, value, ttl)
@@ -632,6 +606,14 @@ export class SessionStore {
     return sent.then((done) =>
       done === 'OK' ? 1 : this.#redis.getBuffer(key).then((stored) => (stored?.equals(valueBytes(value)) ? 1 : 0)),
     );
+  }
+
+  /** A whole session's arguments to include/users.lua's `place` (create.lua, and rotate.lua's
+   *  replace), in its order: TTL, operation, value, user index, handle, TTL flag, now, absolute
+   *  timeout. */
+  #placeArgs(whole: Whole, op: string, now: number): Array<string | number | Buffer> {
+    const { ttl, value, index, handle } = whole;
+    return [ttl, op, valueBytes(value), index, handle, this.#ttlFlag, now, this.#absolute];
   }
 
   /** `SET key value [EX ttl] NX` for an ASCII key and a value in latin1 text, as one frame. */
